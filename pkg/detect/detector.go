@@ -1,0 +1,499 @@
+package detect
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Point is one memory reading of one container.
+type Point struct {
+	T     time.Time
+	Bytes float64 // the leak signal: anonymous plus unreclaimable memory
+	Limit float64 // memory limit in bytes; 0 when there is none
+}
+
+// Tier names the evidence behind a verdict.
+type Tier int
+
+// Tiers, from the fastest to the slowest.
+const (
+	TierNone   Tier = iota
+	TierFast        // successive EnvelopeWindow minima of raw points
+	TierMedium      // MediumBucket minima, windows of 8 and 16 buckets
+	TierSlow        // SlowBucket minima, windows of 12, 24 and 48 buckets
+)
+
+func (t Tier) String() string {
+	switch t {
+	case TierFast:
+		return "fast"
+	case TierMedium:
+		return "medium"
+	case TierSlow:
+		return "slow"
+	}
+	return "none"
+}
+
+// UnknownTimeToLimit is Verdict.TimeToLimit when there is no projection: no
+// limit, no leak, or no growth.
+const UnknownTimeToLimit time.Duration = -1
+
+// Verdict is the detector's view after a point.
+type Verdict struct {
+	// Leaking has hysteresis: it turns on once a tier has confirmed growth
+	// over several evaluations and turns off only after ClearAfter without
+	// growth in any tier, or when a new segment starts.
+	Leaking bool
+	// GrowthBytesPerSecond is the robust slope of the lower envelope from
+	// Tier (0 before any tier had enough data).
+	GrowthBytesPerSecond float64
+	// Confidence in [0,1] that the envelope grows like a leak; it reaches
+	// 1-Significance or more when a tier has confirmed growth.
+	Confidence float64
+	// TimeToLimit projects the peak of the last EnvelopeWindow to the limit
+	// at GrowthBytesPerSecond; UnknownTimeToLimit unless Leaking and a limit
+	// is set. 0 when the peak is already at the limit.
+	TimeToLimit time.Duration
+	Tier        Tier
+	// LeakingSince is when Leaking last turned on (zero when not leaking).
+	LeakingSince time.Time
+	// SegmentStart is when the current segment began; NewSegment is set on
+	// the point that began it because of a restart or a gap.
+	SegmentStart time.Time
+	NewSegment   bool
+	// WarmingUp is set while the segment is younger than WarmUp.
+	WarmingUp bool
+}
+
+// Detector follows one container. It keeps a fixed amount of memory (about
+// 2 KiB with the default settings: a raw ring of at most 2*3*EnvelopeWindow/
+// Interval+8 points, 16 medium and 48 slow bucket minima), whatever the length
+// of the series. It is not safe for concurrent use.
+type Detector struct {
+	cfg      Config
+	origin   time.Time // time of the first point ever; all times are seconds since
+	seen     bool
+	lastT    float64   // seconds since origin
+	lastTime time.Time // the same, exact, for ordering
+	last     Verdict
+
+	segStart      float64
+	analysisStart float64 // segStart + WarmUp
+	raw           ring    // points of the segment, newest last
+
+	fast         tierState
+	medium, slow bucketTier
+
+	leaking      bool
+	leakingSince float64
+	quietSince   float64 // <0 while some tier finds growth
+}
+
+// tierState is the outcome of a tier's latest evaluation.
+type tierState struct {
+	passing bool
+	streak  int // consecutive passing evaluations
+	confirm int // streak that confirms growth
+	slope   float64
+	conf    float64
+	valid   bool // evaluated at least once in this segment
+}
+
+// bucketTier keeps minima of fixed-width buckets and evaluates the newest
+// windows of them each time a bucket closes.
+type bucketTier struct {
+	tierState
+	width   float64
+	windows []int
+	cur     struct {
+		idx int64
+		min float64
+		n   int
+	}
+	closed ring // x = bucket middle, y = minimum
+}
+
+type sample struct{ x, y float64 }
+
+// ring is a fixed-capacity FIFO that drops its oldest entry when full.
+type ring struct {
+	buf        []sample
+	head, size int
+}
+
+func newRing(n int) ring { return ring{buf: make([]sample, n)} }
+
+func (r *ring) push(s sample) {
+	r.buf[(r.head+r.size)%len(r.buf)] = s
+	if r.size < len(r.buf) {
+		r.size++
+	} else {
+		r.head = (r.head + 1) % len(r.buf)
+	}
+}
+
+// at returns the i-th entry, 0 being the oldest.
+func (r *ring) at(i int) sample { return r.buf[(r.head+i)%len(r.buf)] }
+func (r *ring) reset()          { r.head, r.size = 0, 0 }
+
+// New returns a detector for one container.
+func New(cfg Config) (*Detector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rawCap := 2*int(math.Ceil(float64(3*cfg.EnvelopeWindow)/float64(cfg.Interval))) + 8
+	d := &Detector{
+		cfg: cfg,
+		raw: newRing(min(rawCap, 1024)),
+		medium: bucketTier{
+			width:   cfg.MediumBucket.Seconds(),
+			windows: []int{8, 16},
+			closed:  newRing(16),
+		},
+		slow: bucketTier{
+			width:   cfg.SlowBucket.Seconds(),
+			windows: []int{12, 24, 48},
+			closed:  newRing(48),
+		},
+	}
+	d.fast.confirm = 3
+	d.medium.confirm = 2
+	d.slow.confirm = 2
+	return d, nil
+}
+
+// Observe feeds the next point and returns the verdict after it. Points
+// must come in time order: a point not after the previous one, or with a
+// negative or non-finite byte count, is ignored and the previous verdict
+// returned.
+func (d *Detector) Observe(p Point) Verdict {
+	if math.IsNaN(p.Bytes) || math.IsInf(p.Bytes, 0) || p.Bytes < 0 {
+		return d.last
+	}
+	if !d.seen {
+		d.seen = true
+		d.origin = p.T
+		d.lastT = 0
+		d.startSegment(0)
+	} else if !p.T.After(d.lastTime) {
+		return d.last
+	}
+	d.lastTime = p.T
+	t := p.T.Sub(d.origin).Seconds()
+	newSeg := false
+	if t-d.lastT > d.cfg.MaxGap.Seconds() || d.isRestart(p.Bytes) {
+		d.startSegment(t)
+		newSeg = true
+	}
+	d.lastT = t
+	d.raw.push(sample{t, p.Bytes})
+
+	if t >= d.analysisStart {
+		d.evalFast(t)
+		d.medium.add(t-d.analysisStart, p.Bytes, d.cfg)
+		d.slow.add(t-d.analysisStart, p.Bytes, d.cfg)
+	}
+	d.updateState(t)
+	d.last = d.verdict(t, p, newSeg)
+	return d.last
+}
+
+// isRestart reports whether b is a drop to near zero from the recent level
+// of the segment: a new process, whose growth must not be compared with the
+// old one's. The level is the median of the raw ring (the last 3
+// EnvelopeWindows), which stays on the old process's level for half the ring
+// after a drop, so a restart is still caught when its first point lands high
+// on a GC ramp.
+func (d *Detector) isRestart(b float64) bool {
+	if d.raw.size < 3 {
+		return false
+	}
+	ys := make([]float64, d.raw.size)
+	for i := range ys {
+		ys[i] = d.raw.at(i).y
+	}
+	return b < d.cfg.RestartFraction*median(ys)
+}
+
+func (d *Detector) startSegment(t float64) {
+	d.segStart = t
+	d.analysisStart = t + d.cfg.WarmUp.Seconds()
+	d.raw.reset()
+	d.fast = tierState{confirm: d.fast.confirm}
+	d.medium.reset()
+	d.slow.reset()
+	d.leaking = false
+	d.quietSince = -1
+}
+
+// The fast tier accepts a newer slope at least fastMaxSlowdown times the
+// older one (a cache filling up slows down from one minute to the next, a
+// leak does not) and an older slope at least fastMinOnset times the newer one
+// (the older minute may straddle the start of the leak; a step leaves one of
+// the two flat).
+const (
+	fastMaxSlowdown = 0.7
+	fastMinOnset    = 0.5
+)
+
+// evalFast compares the minima of the last three EnvelopeWindows. Each
+// minimum sits on a GC trough (cycles up to EnvelopeWindow), so the
+// increments between them measure the growth of the floor. (They are divided
+// by the window width, not by the time between the minima: under a GC cycle
+// two minima may be one sample apart, and a slope over one sample is noise.)
+// A leak gives two similar slopes (the
+// older one smaller while the leak is starting); a step or a spike gives one;
+// a filling cache gives a newer slope well below the older one.
+func (d *Detector) evalFast(t float64) {
+	w := d.cfg.EnvelopeWindow.Seconds()
+	var m [3]float64
+	var n [3]int
+	for i := range m {
+		m[i] = math.Inf(1)
+	}
+	diffs := make([]float64, 0, d.raw.size)
+	prev := math.NaN()
+	for i := 0; i < d.raw.size; i++ {
+		s := d.raw.at(i)
+		if s.x < d.analysisStart {
+			continue
+		}
+		if !math.IsNaN(prev) {
+			diffs = append(diffs, s.y-prev)
+		}
+		prev = s.y
+		age := t - s.x
+		k := int(age / w) // 0: (t-w, t], 1: (t-2w, t-w], 2: (t-3w, t-2w]
+		if age/w == float64(k) && k > 0 {
+			k-- // a point exactly on a boundary belongs to the newer window
+		}
+		if k > 2 {
+			continue
+		}
+		m[k] = min(m[k], s.y)
+		n[k]++
+	}
+	need := max(2, int(d.cfg.EnvelopeWindow/d.cfg.Interval)/2)
+	if n[0] < need || n[1] < need || n[2] < need {
+		return
+	}
+	older, newer := m[1]-m[2], m[0]-m[1]
+	sOld, sNew := older/w, newer/w
+	noise := 0.0
+	if len(diffs) >= 5 {
+		noise = madScale(diffs) / math.Sqrt2
+	}
+	size := clamp01(min(sNew/d.cfg.FastMinGrowth, newer/(4*noise)))
+	shape := 0.0
+	if sOld > 0 && sNew > 0 {
+		shape = clamp01(sOld/sNew/fastMinOnset) * clamp01(sNew/sOld/fastMaxSlowdown)
+	}
+	slope := (m[0] - m[2]) / (2 * w)
+	d.fast.record(size >= 1 && shape >= 1, slope, size*shape)
+}
+
+func (s *tierState) record(pass bool, slope, conf float64) {
+	s.valid = true
+	s.passing = pass
+	s.slope = slope
+	s.conf = conf
+	if pass {
+		s.streak++
+	} else {
+		s.streak = 0
+	}
+}
+
+func (s *tierState) confirmed() bool { return s.streak >= s.confirm }
+
+// effectiveConf weighs a tier's confidence by how far its streak has gone
+// towards confirmation, so one lucky evaluation does not read as certainty.
+func (s *tierState) effectiveConf() float64 {
+	if !s.valid {
+		return 0
+	}
+	return s.conf * float64(1+min(s.streak, s.confirm)) / float64(1+s.confirm)
+}
+
+func (b *bucketTier) reset() {
+	b.tierState = tierState{confirm: b.confirm}
+	b.cur.n = 0
+	b.closed.reset()
+}
+
+// add folds a point (x seconds since the analysis start) into the current
+// bucket and evaluates the tier when a bucket closes.
+func (b *bucketTier) add(x, y float64, cfg Config) {
+	idx := int64(x / b.width)
+	if b.cur.n > 0 && idx != b.cur.idx {
+		b.closed.push(sample{(float64(b.cur.idx) + 0.5) * b.width, b.cur.min})
+		b.cur.n = 0
+		b.evaluate(cfg)
+	}
+	if b.cur.n == 0 {
+		b.cur.idx, b.cur.min = idx, y
+	}
+	b.cur.min = min(b.cur.min, y)
+	b.cur.n++
+}
+
+// evaluate tests the newest windows of closed buckets; the tier passes when
+// any window does, and reports the best window's slope and confidence.
+func (b *bucketTier) evaluate(cfg Config) {
+	bestConf, bestSlope, pass := -1.0, 0.0, false
+	for _, n := range b.windows {
+		if b.closed.size < n {
+			break
+		}
+		xs := make([]float64, n)
+		ys := make([]float64, n)
+		for i := 0; i < n; i++ {
+			s := b.closed.at(b.closed.size - n + i)
+			xs[i], ys[i] = s.x, s.y
+		}
+		ok, slope, conf := windowTest(xs, ys, cfg)
+		if (ok && !pass) || (ok == pass && conf > bestConf) {
+			bestConf, bestSlope = conf, slope
+		}
+		pass = pass || ok
+	}
+	if bestConf < 0 {
+		return
+	}
+	b.record(pass, bestSlope, bestConf)
+}
+
+// windowTest is the bucket tiers' test of one window of minima: a
+// significant monotonic trend (Mann-Kendall), a Theil-Sen slope of at least
+// MinGrowth, a rise well above the scatter of the minima around that slope,
+// and similar positive Theil-Sen slopes in each third of the window.
+func windowTest(xs, ys []float64, cfg Config) (pass bool, slope, conf float64) {
+	n := len(xs)
+	p := mannKendall(ys)
+	slope = theilSen(xs, ys)
+
+	res := make([]float64, n)
+	for i := range xs {
+		res[i] = ys[i] - slope*xs[i]
+	}
+	scatter := madScale(res)
+	rise := slope * (xs[n-1] - xs[0])
+	sizeOK := 1.0
+	if scatter > 0 {
+		sizeOK = clamp01(rise / (4 * scatter))
+	} else if rise <= 0 {
+		sizeOK = 0
+	}
+
+	b1, b2 := int(math.Round(float64(n-1)/3)), int(math.Round(2*float64(n-1)/3))
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, r := range [][2]int{{0, b1}, {b1, b2}, {b2, n - 1}} {
+		s := theilSen(xs[r[0]:r[1]+1], ys[r[0]:r[1]+1])
+		lo, hi = min(lo, s), max(hi, s)
+	}
+	ratio := 0.0
+	if lo > 0 && hi > 0 {
+		ratio = lo / hi
+	}
+	conf = (1 - p) * clamp01(slope/cfg.MinGrowth) * clamp01(ratio/cfg.Consistency) * sizeOK
+	pass = p <= cfg.Significance && slope >= cfg.MinGrowth && ratio >= cfg.Consistency && sizeOK >= 1
+	return pass, slope, conf
+}
+
+// updateState applies the hysteresis: on when a tier confirms, off after
+// ClearAfter during which no tier's latest evaluation passed.
+func (d *Detector) updateState(t float64) {
+	confirmed := d.fast.confirmed() || d.medium.confirmed() || d.slow.confirmed()
+	passing := d.fast.passing || d.medium.passing || d.slow.passing
+	if !d.leaking {
+		if confirmed {
+			d.leaking = true
+			d.leakingSince = t
+			d.quietSince = -1
+		}
+		return
+	}
+	switch {
+	case passing:
+		d.quietSince = -1
+	case d.quietSince < 0:
+		d.quietSince = t
+	case t-d.quietSince >= d.cfg.ClearAfter.Seconds():
+		d.leaking = false
+		d.quietSince = -1
+	}
+}
+
+func (d *Detector) verdict(t float64, p Point, newSeg bool) Verdict {
+	v := Verdict{
+		Leaking:      d.leaking,
+		TimeToLimit:  UnknownTimeToLimit,
+		SegmentStart: d.at(d.segStart),
+		NewSegment:   newSeg,
+		WarmingUp:    t < d.analysisStart,
+	}
+	if d.leaking {
+		v.LeakingSince = d.at(d.leakingSince)
+	}
+	// Prefer a passing tier, then the more confident, then the slower one
+	// (more data behind its slope).
+	tiers := []struct {
+		tier Tier
+		s    *tierState
+	}{{TierSlow, &d.slow.tierState}, {TierMedium, &d.medium.tierState}, {TierFast, &d.fast}}
+	best := -1
+	for i, c := range tiers {
+		if !c.s.valid {
+			continue
+		}
+		if best < 0 {
+			best = i
+			continue
+		}
+		b := tiers[best].s
+		if (c.s.passing && !b.passing) || (c.s.passing == b.passing && c.s.effectiveConf() > b.effectiveConf()) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		v.Tier = tiers[best].tier
+		v.GrowthBytesPerSecond = tiers[best].s.slope
+	}
+	for _, c := range tiers {
+		v.Confidence = max(v.Confidence, c.s.effectiveConf())
+	}
+	if d.leaking && p.Limit > 0 && v.GrowthBytesPerSecond > 0 {
+		v.TimeToLimit = d.timeToLimit(t, p.Limit, v.GrowthBytesPerSecond)
+	}
+	return v
+}
+
+// timeToLimit projects the peak of the last EnvelopeWindow, since the OOM
+// killer fires on the peak of a GC cycle, not on its floor.
+func (d *Detector) timeToLimit(t, limit, growth float64) time.Duration {
+	peak := 0.0
+	for i := 0; i < d.raw.size; i++ {
+		if s := d.raw.at(i); t-s.x < d.cfg.EnvelopeWindow.Seconds() {
+			peak = max(peak, s.y)
+		}
+	}
+	secs := (limit - peak) / growth
+	switch {
+	case secs <= 0:
+		return 0
+	case secs > float64(math.MaxInt64/int64(time.Second)):
+		return UnknownTimeToLimit
+	}
+	return time.Duration(secs * float64(time.Second))
+}
+
+func (d *Detector) at(secs float64) time.Time {
+	return d.origin.Add(time.Duration(secs * float64(time.Second)))
+}
+
+// String is for debugging and test failures.
+func (v Verdict) String() string {
+	return fmt.Sprintf("leaking=%v growth=%.0fB/s conf=%.3f tier=%v ttl=%v", v.Leaking, v.GrowthBytesPerSecond, v.Confidence, v.Tier, v.TimeToLimit)
+}

@@ -1,0 +1,83 @@
+// Package detect decides, online, whether a container's memory leaks.
+//
+// A Detector is fed one Point at a time, in time order (the daemon's
+// sampling loop, or `leakwatch analyze` replaying a CSV file through
+// Analyze), and returns a Verdict: growth in bytes per second, a confidence
+// in [0,1], a leaking flag with hysteresis and a projected time to the memory
+// limit. It is pure computation: no I/O, no clock, no goroutines.
+//
+//	d, err := detect.New(detect.DefaultConfig())
+//	v := d.Observe(detect.Point{T: now, Bytes: anon, Limit: limit})
+//
+// # Method
+//
+// Everything works on the lower envelope of the series, never on raw
+// points: a leak raises the floor that memory returns to, whereas a garbage
+// collector's sawtooth, a batch spike or noise only add excursions above
+// it. The envelope is taken as window minima: a minimum over a window at
+// least as long as a GC cycle lands on a trough, so the sawtooth vanishes
+// without knowing its period, and spikes shorter than the window vanish too.
+// A least-squares fit, and therefore predict_linear, follows the excursions
+// instead: it reports the tail of a spike or the first minutes after a step
+// as fast growth.
+//
+// Three tiers read the envelope at three time scales, because a fast leak
+// must be caught in minutes and a slow one (1 GB a day) only stands out from
+// noise over hours:
+//
+//   - fast: minima of the last three EnvelopeWindows (3 minutes). A leak
+//     gives two similar increments; the older may be smaller while the
+//     leak starts, but not below half, and the newer not below 0.7 of the
+//     older. A step or a spike gives one increment and a flat one; a cache
+//     filling up gives a shrinking one. Only growth of at least FastMinGrowth
+//     and four times the point-to-point noise counts.
+//   - medium and slow: minima of MediumBucket (16 kept) and SlowBucket (48
+//     kept, 4 hours) buckets. Each time a bucket closes, the newest windows of
+//     8 and 16, or 12, 24 and 48 buckets are tested: a Mann-Kendall trend
+//     test (rank based: significant only if the floor rises monotonically,
+//     whatever the size of outliers), a Theil-Sen slope (median of pairwise
+//     slopes, so a spike or a missed trough moves it little) of at least
+//     MinGrowth, a rise of at least four times the robust scatter of the
+//     minima around that slope, and Theil-Sen slopes of the three thirds of
+//     the window all positive and within Consistency of each other. That last
+//     test is what rejects a one-time step (all its rise sits in one third),
+//     a cache that warms up and plateaus (the last third is much slower than
+//     the first) and periodic spikes (a third rises, another falls).
+//
+// A tier confirms after 3 (fast) or 2 (bucket tiers) consecutive passing
+// evaluations; Leaking turns on when any tier confirms and off only after
+// ClearAfter during which no tier passed, so it neither flaps nor clears on
+// one quiet sample. The reported growth is the slope of the passing tier
+// (else the most confident), and the confidence is the best tier's product
+// of its test margins (1-p of Mann-Kendall, slope over MinGrowth, thirds'
+// ratio over Consistency, rise over scatter; each capped at 1), weighted by
+// how far its streak has gone towards confirmation.
+//
+// Segments: the series is cut into segments at restarts (a point below
+// RestartFraction of the median of the last three minutes: the old process
+// is gone and the new one's growth is not the old one's leak) and at gaps
+// longer than MaxGap. The first WarmUp of every segment is ignored: start-up
+// growth is not a leak. A new segment clears Leaking.
+//
+// Limits, measured on test/corpus: a 1 MiB/s leak is found 2-3 minutes after
+// it starts, a 12 KiB/s one within about an hour. Some patterns cannot be
+// told from a leak in the time a leak gets: a cache that fills at more than
+// FastMinGrowth with a time constant between about 45 s and 3 minutes looks
+// like a fast leak for those 3 minutes; GC cycles longer than EnvelopeWindow
+// leak into the fast tier's minima (it then mostly stays silent and the
+// bucket tiers, whose buckets are longer, take over); and GC troughs that
+// reach almost zero bytes read as restarts.
+//
+// Memory: a Detector keeps a ring of raw points covering three
+// EnvelopeWindows (at most 2*3*EnvelopeWindow/Interval+8 points, 44 with the
+// defaults), 16 medium and 48 slow bucket minima, each point two float64s:
+// about 2 KiB per container whatever the length of the series. Evaluations
+// allocate short-lived scratch space (at most 48*47/2 slopes).
+//
+// # Offline replay
+//
+// CSVReader streams a series file (columns t and bytes, optionally limit;
+// see its documentation), one line of at most MaxLineBytes at a time, and
+// Analyze replays it through a Detector into a Result, whose JSON form is
+// the line `leakwatch analyze` prints.
+package detect

@@ -1,0 +1,327 @@
+// Command benchdetect replays the labelled corpus through leakwatch's
+// detector and two baselines, prints a side-by-side table, and exits 1 when
+// leakwatch misses its targets: no false positive on a non-leak series
+// (turning leaking once counts), recall of at least 95%, a 1 MiB/s leak
+// detected within 3 minutes of its start and a 12 KiB/s one within 4 hours.
+//
+//	go run ./test/benchdetect [-corpus test/corpus] [-v]
+//
+// The baselines are what alerting rules commonly do, each with the usual
+// `for: 5m` pending period so that one noisy evaluation does not fire:
+//   - predict_linear: least squares over the last hour, projected 4 hours
+//     ahead, fires when the projection exceeds the limit;
+//   - growth_pct: least squares over the last hour (once an hour of data
+//     exists), fires when it grows more than 10% of the window mean per hour.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/detect"
+)
+
+type label struct {
+	file      string
+	leak      bool
+	leakStart float64
+	rate      float64
+	maxDetect float64
+}
+
+// method turns a series into the time of its first positive verdict
+// (seconds since the first point), or NaN if it never fires.
+type method struct {
+	name  string
+	first func(s []detect.Sample) float64
+}
+
+func main() {
+	dir := flag.String("corpus", "test/corpus", "corpus directory (with labels.csv)")
+	verbose := flag.Bool("v", false, "print one line per series")
+	flag.Parse()
+	ok, err := run(os.Stdout, *dir, *verbose)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchdetect:", err)
+		os.Exit(2)
+	}
+	if !ok {
+		os.Exit(1)
+	}
+}
+
+func run(w io.Writer, dir string, verbose bool) (bool, error) {
+	labels, err := readLabels(filepath.Join(dir, "labels.csv"))
+	if err != nil {
+		return false, err
+	}
+	methods := []method{
+		{"leakwatch", leakwatch},
+		{"predict_linear", func(s []detect.Sample) float64 { return baseline(s, predictLinear) }},
+		{"growth_pct", func(s []detect.Sample) float64 { return baseline(s, growthPct) }},
+	}
+	// first[m][i]: first positive verdict of method m on series i.
+	first := make([][]float64, len(methods))
+	for _, l := range labels {
+		series, err := readSeries(filepath.Join(dir, l.file))
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", l.file, err)
+		}
+		for m := range methods {
+			first[m] = append(first[m], methods[m].first(series))
+		}
+	}
+	if verbose {
+		fmt.Fprintf(w, "%-28s %-5s %10s", "series", "leak", "target")
+		for _, m := range methods {
+			fmt.Fprintf(w, " %15s", m.name)
+		}
+		fmt.Fprintln(w)
+		for i, l := range labels {
+			fmt.Fprintf(w, "%-28s %-5t %10s", strings.TrimSuffix(l.file, ".csv"), l.leak, dur(l.maxDetect, l.leak))
+			for m := range methods {
+				fmt.Fprintf(w, " %15s", outcome(l, first[m][i]))
+			}
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintln(w)
+	}
+
+	fmt.Fprintf(w, "%-15s %9s %7s %8s %11s %13s %13s\n", "detector", "precision", "recall", "FP/neg", "median det", "1MiB/s det", "12KiB/s det")
+	allOK := true
+	for m, meth := range methods {
+		st := score(labels, first[m])
+		fmt.Fprintf(w, "%-15s %9.2f %7.2f %8s %11s %13s %13s\n", meth.name, st.precision, st.recall,
+			fmt.Sprintf("%d/%d", st.fp, st.negatives), dur(st.median, true), dur(st.worst1MiB, true), dur(st.worst12KiB, true))
+		if m == 0 {
+			var miss []string
+			if st.fp > 0 {
+				miss = append(miss, fmt.Sprintf("%d false positives", st.fp))
+			}
+			if st.recall < 0.95 {
+				miss = append(miss, fmt.Sprintf("recall %.2f < 0.95", st.recall))
+			}
+			if !(st.worst1MiB <= 180) {
+				miss = append(miss, "1 MiB/s leak not detected within 3m")
+			}
+			if !(st.worst12KiB <= 4*3600) {
+				miss = append(miss, "12 KiB/s leak not detected within 4h")
+			}
+			if len(miss) > 0 {
+				allOK = false
+				fmt.Fprintf(w, "\nleakwatch misses its targets: %s\n", strings.Join(miss, "; "))
+			}
+		}
+	}
+	fmt.Fprintln(w, "\ndetection times are worst cases over the 1 MiB/s and 12 KiB/s series, from the leak start; - = missed")
+	return allOK, nil
+}
+
+type stats struct {
+	precision, recall             float64
+	fp, negatives                 int
+	median, worst1MiB, worst12KiB float64
+}
+
+// score counts a leak series as found when the first positive verdict comes
+// after the leak started; a positive verdict before it is a false positive,
+// as is any on a non-leak series.
+func score(labels []label, first []float64) stats {
+	var st stats
+	var tp, positives int
+	var times []float64
+	for i, l := range labels {
+		f := first[i]
+		if !l.leak {
+			st.negatives++
+			if !math.IsNaN(f) {
+				st.fp++
+			}
+			continue
+		}
+		positives++
+		det := math.NaN()
+		switch {
+		case math.IsNaN(f):
+		case f < l.leakStart:
+			st.fp++
+		default:
+			tp++
+			det = f - l.leakStart
+			times = append(times, det)
+		}
+		// NaN (missed) poisons the worst case, which is what we want.
+		switch l.rate {
+		case 1 << 20:
+			st.worst1MiB = worst(st.worst1MiB, det)
+		case 12 << 10:
+			st.worst12KiB = worst(st.worst12KiB, det)
+		}
+	}
+	if tp+st.fp > 0 {
+		st.precision = float64(tp) / float64(tp+st.fp)
+	}
+	if positives > 0 {
+		st.recall = float64(tp) / float64(positives)
+	}
+	st.median = math.NaN()
+	if len(times) > 0 {
+		slices.Sort(times)
+		st.median = times[len(times)/2]
+		if len(times)%2 == 0 {
+			st.median = (times[len(times)/2-1] + times[len(times)/2]) / 2
+		}
+	}
+	return st
+}
+
+func worst(a, b float64) float64 {
+	if math.IsNaN(a) || math.IsNaN(b) {
+		return math.NaN()
+	}
+	return max(a, b)
+}
+
+func outcome(l label, f float64) string {
+	switch {
+	case math.IsNaN(f) && l.leak:
+		return "missed"
+	case math.IsNaN(f):
+		return "ok"
+	case !l.leak || f < l.leakStart:
+		return "FP@" + dur(f, true)
+	}
+	return dur(f-l.leakStart, true)
+}
+
+func dur(secs float64, known bool) string {
+	if !known || math.IsNaN(secs) {
+		return "-"
+	}
+	return time.Duration(secs * float64(time.Second)).Round(time.Second).String()
+}
+
+func leakwatch(s []detect.Sample) float64 {
+	d, err := detect.New(detect.DefaultConfig())
+	if err != nil {
+		panic(err)
+	}
+	t0 := s[0].T
+	for _, p := range s {
+		v := d.Observe(detect.Point{T: time.Unix(0, 0).Add(time.Duration((p.T - t0) * float64(time.Second))), Bytes: p.Bytes, Limit: p.Limit})
+		if v.Leaking {
+			return p.T - t0
+		}
+	}
+	return math.NaN()
+}
+
+const (
+	window  = 3600.0 // seconds of least squares
+	pending = 300.0  // `for: 5m`
+)
+
+// fit is a least-squares line over a window of points.
+type fit struct {
+	n, slope, intercept, meanY, span float64
+}
+
+// baseline slides a 1 h least-squares window and fires once rule has held
+// for the pending period.
+func baseline(s []detect.Sample, rule func(f fit, now, limit float64) bool) float64 {
+	t0 := s[0].T
+	var sx, sy, sxx, sxy float64
+	lo := 0
+	since := math.NaN()
+	for i, p := range s {
+		x := p.T - t0
+		sx, sy, sxx, sxy = sx+x, sy+p.Bytes, sxx+x*x, sxy+x*p.Bytes
+		for s[lo].T-t0 <= x-window {
+			ox := s[lo].T - t0
+			sx, sy, sxx, sxy = sx-ox, sy-s[lo].Bytes, sxx-ox*ox, sxy-ox*s[lo].Bytes
+			lo++
+		}
+		n := float64(i - lo + 1)
+		den := n*sxx - sx*sx
+		if n < 2 || den <= 0 {
+			continue
+		}
+		slope := (n*sxy - sx*sy) / den
+		f := fit{n: n, slope: slope, intercept: (sy - slope*sx) / n, meanY: sy / n, span: x - (s[lo].T - t0)}
+		if !rule(f, x, p.Limit) {
+			since = math.NaN()
+			continue
+		}
+		if math.IsNaN(since) {
+			since = x
+		}
+		if x-since >= pending {
+			return x
+		}
+	}
+	return math.NaN()
+}
+
+// predictLinear: predict_linear(bytes[1h], 4*3600) > limit.
+func predictLinear(f fit, now, limit float64) bool {
+	return limit > 0 && f.intercept+f.slope*(now+4*3600) > limit
+}
+
+// growthPct: the hourly growth of the fit exceeds 10% of the mean, once
+// the window holds (nearly) an hour.
+func growthPct(f fit, _, _ float64) bool {
+	return f.span >= window-60 && f.meanY > 0 && f.slope*3600/f.meanY > 0.10
+}
+
+func readSeries(path string) ([]detect.Sample, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r := detect.NewCSVReader(f)
+	var out []detect.Sample
+	for {
+		s, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+}
+
+// readLabels reads the manifest written by test/corpus/gen.
+func readLabels(path string) ([]label, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	var out []label
+	for i, line := range lines[1:] {
+		f := strings.Split(line, ",")
+		if len(f) != 5 {
+			return nil, fmt.Errorf("%s: line %d: want 5 fields, got %d", path, i+2, len(f))
+		}
+		l := label{file: f[0], leak: f[1] == "true"}
+		for j, dst := range []*float64{&l.leakStart, &l.rate, &l.maxDetect} {
+			if *dst, err = strconv.ParseFloat(f[2+j], 64); err != nil {
+				return nil, fmt.Errorf("%s: line %d: %w", path, i+2, err)
+			}
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
