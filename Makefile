@@ -1,0 +1,67 @@
+# leakwatch — run `make help` for the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+GOLANGCI_LINT_VERSION := v2.15.0
+LEAKWATCH_FLAGS ?=
+export PATH := $(PATH):/usr/local/go/bin
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## install the Debian packages the build and tests need (as root)
+	@./hack/install-deps.sh
+
+.PHONY: generate
+generate: deps ## rebuild the BPF objects and their Go bindings with clang
+	cd pkg/tracer && $(GO) generate ./...
+
+.PHONY: vmlinux
+vmlinux: deps ## regenerate bpf/include/*/vmlinux.h from this kernel's BTF
+	./hack/gen-vmlinux.sh
+
+.PHONY: verify-generated
+verify-generated: generate ## fail when the committed BPF output is stale
+	@if ! git diff --quiet -- pkg/tracer || [ -n "$$(git ls-files --others --exclude-standard pkg/tracer)" ]; then \
+		git status --short pkg/tracer; \
+		echo "verify-generated: committed BPF output differs from 'make generate'; run it and commit the result" >&2; \
+		exit 1; \
+	fi
+
+.PHONY: build
+build: ## build bin/leakwatch
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/leakwatch ./cmd/leakwatch
+
+.PHONY: run
+run: build ## build and run the tracer on this host (as root); LEAKWATCH_FLAGS adds flags
+	./$(BIN)/leakwatch trace $(LEAKWATCH_FLAGS)
+
+.PHONY: test
+test: deps ## run every test; privileged ones need root
+	$(GO) test -count=1 -timeout 25m ./...
+
+.PHONY: $(BIN)/golangci-lint
+$(BIN)/golangci-lint:
+	@if ! [ -x $@ ] || ! $@ version 2>/dev/null | grep -q "$(GOLANGCI_LINT_VERSION:v%=%)"; then \
+		echo "installing golangci-lint $(GOLANGCI_LINT_VERSION)"; \
+		GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); \
+	fi
+
+.PHONY: lint
+lint: $(BIN)/golangci-lint deps ## golangci-lint, gofmt and clang-format
+	./$(BIN)/golangci-lint run ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
+	clang-format --dry-run --Werror bpf/*.c bpf/*.h
+
+.PHONY: fmt
+fmt: ## format Go and C sources
+	gofmt -w $$(git ls-files '*.go')
+	clang-format -i bpf/*.c bpf/*.h
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf $(BIN)

@@ -1,0 +1,760 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/*
+ * leakwatch's kernel side: where each memory cgroup's memory comes from.
+ *
+ * Hooks
+ *   syscalls:sys_{enter,exit}_{mmap,munmap,mremap,brk}: private anonymous
+ *     mappings and heap growth, remembered by (tgid, start) with their length,
+ *     memory cgroup and allocating user stack until unmapped, moved or the
+ *     process exits or execs (user space sweeps those on the events below).
+ *   perf software event page-faults (a perf_event program, sampled every
+ *     fault_sample_period faults per CPU by the kernel's perf counter, so an
+ *     unsampled fault runs no BPF at all): user stack and byte weight of
+ *     faults on anonymous memory.
+ *   tp_btf/mark_victim: OOM kills, sent at once through the ring buffer.
+ *   sched:sched_process_exit / sched_process_exec: processes whose tracked
+ *     state must go; only those that have some are reported.
+ *
+ * Maps and what each drops when full (every drop is counted in drops[]):
+ *   live_mappings / mapping_ends: new mappings are not tracked.
+ *   stack_traces: bytes are kept under stack 0 (unknown).
+ *   fault_samples, cgroup_counters: the sample / counter update is lost.
+ *   events: the event is lost; user space's periodic sweep still cleans up.
+ *
+ * Every key holding a process is the tgid plus, where needed, a timestamp, so
+ * that user space can tell a reused pid from the process that had it.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "leakwatch.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* Set by the loader before load. */
+volatile const __u64 page_size = 4096;
+
+#define MAP_SHARED	 0x01
+#define MAP_PRIVATE	 0x02
+#define MAP_TYPE	 0x0f
+#define MAP_FIXED	 0x10
+#define MAP_ANONYMOUS	 0x20
+#define PROT_NONE	 0x0
+#define MREMAP_DONTUNMAP 4
+#define MAX_ERRNO	 4095
+
+/* How many tracked ranges one unmap may touch. An unmap spanning more is
+ * counted as DROP_UNMAP_UNRESOLVED and left to the exit sweep. */
+#define MAX_UNMAP_STEPS 16
+
+/* Arguments stashed at syscall entry for the exit handler. */
+struct pending {
+	__u64 args[4];
+	__u64 vma_start; /* start of the VMA holding args[0] at entry, or 0 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct pending);
+} pending_calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct mapping_key);
+	__type(value, struct mapping);
+} live_mappings SEC(".maps");
+
+/* (tgid, end) -> start, so that an unmap of a mapping's tail finds it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct mapping_key);
+	__type(value, __u64);
+} mapping_ends SEC(".maps");
+
+/* Stacks by a 64-bit hash of their frames. Unlike a STACK_TRACE map, an entry
+ * is never replaced by another stack: user space deletes the ones no longer
+ * referenced (see pkg/tracer's stack GC). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct stack_trace);
+} stack_traces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stack_trace);
+} stack_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct fault_key);
+	__type(value, struct fault_value);
+} fault_samples SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64); /* memory cgroup id */
+	__type(value, struct counters);
+} cgroup_counters SEC(".maps");
+
+/* tgid -> first time it got tracked state, so exit/exec report only those. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, __u64);
+} tracked_procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DROP_REASON_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+/* Force BTF for the types user space decodes (bpf2go -type). */
+const struct event *unused_event __attribute__((unused));
+const enum drop_reason *unused_drop_reason __attribute__((unused));
+const enum mapping_kind *unused_mapping_kind __attribute__((unused));
+const enum event_type *unused_event_type __attribute__((unused));
+
+static __always_inline void count_drop(__u32 reason)
+{
+	__u64 *v = bpf_map_lookup_elem(&drops, &reason);
+	if (v)
+		*v += 1;
+}
+
+/* The kernfs id of the task's memory cgroup: on v2 its directory's inode in
+ * the unified hierarchy, on v1 and hybrid hosts the inode in the memory
+ * hierarchy. The memory subsystem's index is relocated by CO-RE, since it
+ * depends on which controllers the kernel was built with. */
+static __always_inline __u64 task_memcg(struct task_struct *task)
+{
+	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+		return 0;
+	int idx = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+	if (idx < 0 || idx >= CGROUP_SUBSYS_COUNT)
+		return 0;
+
+	struct css_set *cgroups = BPF_CORE_READ(task, cgroups);
+	struct cgroup_subsys_state *css = NULL;
+	void *slot = (void *)cgroups + bpf_core_field_offset(struct css_set, subsys) +
+		     idx * sizeof(struct cgroup_subsys_state *);
+	if (bpf_probe_read_kernel(&css, sizeof(css), slot) || !css)
+		return 0;
+	return BPF_CORE_READ(css, cgroup, kn, id);
+}
+
+static __always_inline struct counters *counters_for(__u64 memcg)
+{
+	struct counters *c = bpf_map_lookup_elem(&cgroup_counters, &memcg);
+	if (c)
+		return c;
+	struct counters zero = {};
+	if (bpf_map_update_elem(&cgroup_counters, &memcg, &zero, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&cgroup_counters, &memcg)) {
+		count_drop(DROP_CGROUPS_FULL);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&cgroup_counters, &memcg);
+}
+
+static __always_inline void mark_tracked(__u32 tgid, __u64 now)
+{
+	if (bpf_map_lookup_elem(&tracked_procs, &tgid))
+		return;
+	if (bpf_map_update_elem(&tracked_procs, &tgid, &now, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&tracked_procs, &tgid))
+		count_drop(DROP_PROCS_FULL);
+}
+
+/* Captures the current user stack and returns its id (a hash of its frames),
+ * storing the frames on first sight. 0 means unknown. */
+static __always_inline __u64 user_stack_id(void *ctx)
+{
+	__u32 zero = 0;
+	struct stack_trace *st = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (!st)
+		return 0;
+	long n = bpf_get_stack(ctx, st->ips, sizeof(st->ips), BPF_F_USER_STACK);
+	if (n <= 0) {
+		count_drop(DROP_STACK_ERROR);
+		return 0;
+	}
+
+	/* FNV-1a over the frames; the buffer past n is zeroed by the helper. */
+	__u64 h = 0xcbf29ce484222325ULL;
+	for (int i = 0; i < MAX_STACK_DEPTH; i++) {
+		if (i * sizeof(__u64) >= n)
+			break;
+		h ^= st->ips[i];
+		h *= 0x100000001b3ULL;
+	}
+	if (h == 0)
+		h = 1;
+
+	if (!bpf_map_lookup_elem(&stack_traces, &h) &&
+	    bpf_map_update_elem(&stack_traces, &h, st, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&stack_traces, &h)) {
+		count_drop(DROP_STACKS_FULL);
+		return 0;
+	}
+	return h;
+}
+
+static __always_inline __u64 page_round_up(__u64 len)
+{
+	return (len + page_size - 1) & ~(page_size - 1);
+}
+
+static __always_inline bool is_err(long ret)
+{
+	return (unsigned long)ret >= (unsigned long)-MAX_ERRNO;
+}
+
+/* Records [start, start+len) as a live mapping. */
+static __always_inline void track(__u32 tgid, __u64 start, __u64 len, __u64 memcg, __u64 stack_id,
+				  __u32 kind, __u64 now)
+{
+	struct mapping_key key = {.tgid = tgid, .start = start};
+	struct mapping m = {
+	    .len = len,
+	    .memcg = memcg,
+	    .stack_id = stack_id,
+	    .ts = now,
+	    .kind = kind,
+	};
+	if (bpf_map_update_elem(&live_mappings, &key, &m, BPF_ANY)) {
+		count_drop(DROP_MAPPINGS_FULL);
+		return;
+	}
+	struct mapping_key end = {.tgid = tgid, .start = start + len};
+	if (bpf_map_update_elem(&mapping_ends, &end, &start, BPF_ANY))
+		count_drop(DROP_ENDS_FULL);
+	mark_tracked(tgid, now);
+}
+
+/* Splits off [start, end) when it begins strictly inside a tracked mapping.
+ * Neither key finds such a mapping, so the walk starts from hint, the start
+ * of the VMA that held start (adjacent anonymous mappings merge into one VMA,
+ * so the mapping sought may be a few steps on). Returns the bytes freed and
+ * moves *start past them. */
+static __always_inline __u64 split_inner(__u32 tgid, __u64 *start, __u64 end, __u64 hint)
+{
+	__u64 s = hint;
+	for (int i = 0; i < MAX_UNMAP_STEPS; i++) {
+		if (!s || s >= *start)
+			return 0;
+		struct mapping_key k = {.tgid = tgid, .start = s};
+		struct mapping *m = bpf_map_lookup_elem(&live_mappings, &k);
+		if (!m)
+			return 0;
+		__u64 mend = s + m->len;
+		if (mend <= *start) {
+			s = mend;
+			continue;
+		}
+		/* m holds *start: keep [s, *start), and [end, mend) if any. */
+		struct mapping tail = *m;
+		struct mapping_key old_end = {.tgid = tgid, .start = mend};
+		m->len = *start - s;
+		struct mapping_key new_end = {.tgid = tgid, .start = *start};
+		bpf_map_update_elem(&mapping_ends, &new_end, &s, BPF_ANY);
+		__u64 freed;
+		if (mend > end) {
+			tail.len = mend - end;
+			struct mapping_key tk = {.tgid = tgid, .start = end};
+			if (bpf_map_update_elem(&live_mappings, &tk, &tail, BPF_ANY)) {
+				count_drop(DROP_MAPPINGS_FULL);
+				bpf_map_delete_elem(&mapping_ends, &old_end);
+			} else {
+				bpf_map_update_elem(&mapping_ends, &old_end, &end, BPF_ANY);
+			}
+			freed = end - *start;
+			*start = end;
+		} else {
+			bpf_map_delete_elem(&mapping_ends, &old_end);
+			freed = mend - *start;
+			*start = mend;
+		}
+		return freed;
+	}
+	return 0;
+}
+
+/* Forgets the tracked bytes in [start, end) of process tgid: a mapping the
+ * range starts inside of (from hint, see split_inner), then whole mappings,
+ * heads (found by their start) and tails (found by their end), working in
+ * from both sides. Returns the bytes forgotten. */
+static __always_inline __u64 untrack_range(__u32 tgid, __u64 start, __u64 end, __u64 hint)
+{
+	__u64 freed = split_inner(tgid, &start, end, hint);
+
+	for (int i = 0; i < MAX_UNMAP_STEPS; i++) {
+		if (start >= end)
+			return freed;
+
+		struct mapping_key k = {.tgid = tgid, .start = start};
+		struct mapping *m = bpf_map_lookup_elem(&live_mappings, &k);
+		if (m) {
+			__u64 mend = start + m->len;
+			struct mapping_key ek = {.tgid = tgid, .start = mend};
+			if (mend <= end) {
+				/* The whole mapping goes. */
+				freed += m->len;
+				bpf_map_delete_elem(&mapping_ends, &ek);
+				bpf_map_delete_elem(&live_mappings, &k);
+				start = mend;
+				continue;
+			}
+			/* Its head goes: re-key the rest at end. */
+			struct mapping rest = *m;
+			rest.len = mend - end;
+			struct mapping_key nk = {.tgid = tgid, .start = end};
+			bpf_map_delete_elem(&live_mappings, &k);
+			if (bpf_map_update_elem(&live_mappings, &nk, &rest, BPF_ANY)) {
+				count_drop(DROP_MAPPINGS_FULL);
+				bpf_map_delete_elem(&mapping_ends, &ek);
+			} else {
+				bpf_map_update_elem(&mapping_ends, &ek, &end, BPF_ANY);
+			}
+			return freed + (end - start);
+		}
+
+		struct mapping_key ek = {.tgid = tgid, .start = end};
+		__u64 *sp = bpf_map_lookup_elem(&mapping_ends, &ek);
+		if (!sp)
+			break;
+		__u64 s = *sp;
+		struct mapping_key sk = {.tgid = tgid, .start = s};
+		m = bpf_map_lookup_elem(&live_mappings, &sk);
+		if (!m) {
+			bpf_map_delete_elem(&mapping_ends, &ek);
+			break;
+		}
+		bpf_map_delete_elem(&mapping_ends, &ek);
+		if (s >= start) {
+			/* The whole mapping goes, from the back. */
+			freed += m->len;
+			bpf_map_delete_elem(&live_mappings, &sk);
+			end = s;
+			continue;
+		}
+		/* Its tail goes: [s, start) stays. */
+		m->len = start - s;
+		struct mapping_key nek = {.tgid = tgid, .start = start};
+		bpf_map_update_elem(&mapping_ends, &nek, &s, BPF_ANY);
+		return freed + (end - start);
+	}
+
+	/* Nothing found at all is memory never tracked (file mappings, mappings
+	 * older than the tracer); a range only partly found has a hole. */
+	if (start < end && freed)
+		count_drop(DROP_UNMAP_UNRESOLVED);
+	return freed;
+}
+
+static long vma_start_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+	*(__u64 *)data = BPF_CORE_READ(vma, vm_start);
+	return 0;
+}
+
+/* Start of the VMA holding addr in the current process, 0 if none. Only
+ * called for ranges that may begin inside a mapping. */
+static __always_inline __u64 vma_start_of(__u64 addr)
+{
+	__u64 start = 0;
+	bpf_find_vma(bpf_get_current_task_btf(), addr, vma_start_cb, &start, 0);
+	return start < addr ? start : 0;
+}
+
+static __always_inline void stash(__u64 a0, __u64 a1, __u64 a2, __u64 a3, __u64 vma_start)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct pending p = {.args = {a0, a1, a2, a3}, .vma_start = vma_start};
+	if (bpf_map_update_elem(&pending_calls, &id, &p, BPF_ANY))
+		count_drop(DROP_PENDING_FULL);
+}
+
+/* Takes the stash of this thread's syscall, if any. */
+static __always_inline bool unstash(struct pending *out)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct pending *p = bpf_map_lookup_elem(&pending_calls, &id);
+	if (!p)
+		return false;
+	*out = *p;
+	bpf_map_delete_elem(&pending_calls, &id);
+	return true;
+}
+
+static __always_inline __u64 current_memcg(void)
+{
+	return task_memcg((struct task_struct *)bpf_get_current_task());
+}
+
+SEC("tracepoint/syscalls/sys_enter_mmap")
+int handle_sys_enter_mmap(struct trace_event_raw_sys_enter *ctx)
+{
+	/* Read every argument up front: the verifier rejects a context pointer
+	 * that the compiler offset conditionally. */
+	__u64 addr = ctx->args[0], len = ctx->args[1], prot = ctx->args[2], flags = ctx->args[3];
+	barrier_var(prot);
+	/* Only private anonymous mappings are tracked, but any MAP_FIXED mapping
+	 * replaces what was there and so must be seen. */
+	bool anon_private =
+	    (flags & MAP_ANONYMOUS) && (flags & MAP_TYPE) == MAP_PRIVATE && prot != PROT_NONE;
+	if (!anon_private && !(flags & MAP_FIXED))
+		return 0;
+	stash(addr, len, prot, flags, (flags & MAP_FIXED) ? vma_start_of(addr) : 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_mmap")
+int handle_sys_exit_mmap(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!unstash(&p))
+		return 0;
+	long ret = ctx->ret;
+	if (is_err(ret))
+		return 0;
+
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 start = (__u64)ret;
+	__u64 len = page_round_up(p.args[1]);
+	__u64 flags = p.args[3];
+	__u64 memcg = current_memcg();
+
+	if (flags & MAP_FIXED) {
+		__u64 freed = untrack_range(tgid, start, start + len, p.vma_start);
+		if (freed) {
+			struct counters *c = counters_for(memcg);
+			if (c)
+				c->munmap_bytes += freed;
+		}
+	}
+	bool anon_private =
+	    (flags & MAP_ANONYMOUS) && (flags & MAP_TYPE) == MAP_PRIVATE && p.args[2] != PROT_NONE;
+	if (!anon_private)
+		return 0;
+
+	__u64 now = bpf_ktime_get_ns();
+	track(tgid, start, len, memcg, user_stack_id(ctx), MAPPING_MMAP, now);
+	struct counters *c = counters_for(memcg);
+	if (c) {
+		c->mmap_calls++;
+		c->mmap_bytes += len;
+	}
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_munmap")
+int handle_sys_enter_munmap(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 addr = ctx->args[0], len = ctx->args[1];
+	stash(addr, len, 0, 0, vma_start_of(addr));
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_munmap")
+int handle_sys_exit_munmap(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!unstash(&p) || ctx->ret != 0)
+		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 freed =
+	    untrack_range(tgid, p.args[0], p.args[0] + page_round_up(p.args[1]), p.vma_start);
+	if (!freed)
+		return 0;
+	struct counters *c = counters_for(current_memcg());
+	if (c) {
+		c->munmap_calls++;
+		c->munmap_bytes += freed;
+	}
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_mremap")
+int handle_sys_enter_mremap(struct trace_event_raw_sys_enter *ctx)
+{
+	/* old address, old length, new length, flags */
+	__u64 old = ctx->args[0], old_len = ctx->args[1], new_len = ctx->args[2],
+	      flags = ctx->args[3];
+	barrier_var(flags);
+	stash(old, old_len, new_len, flags, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_mremap")
+int handle_sys_exit_mremap(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!unstash(&p))
+		return 0;
+	long ret = ctx->ret;
+	if (is_err(ret))
+		return 0;
+
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 old = p.args[0];
+	__u64 old_len = page_round_up(p.args[1]);
+	__u64 new_len = page_round_up(p.args[2]);
+	__u64 new = (__u64)ret;
+
+	/* Only a move or resize of a whole tracked mapping is followed: that is
+	 * what realloc does. The new range keeps the allocating stack. */
+	struct mapping_key k = {.tgid = tgid, .start = old};
+	struct mapping *m = bpf_map_lookup_elem(&live_mappings, &k);
+	if (!m || m->len != old_len || old_len == 0)
+		return 0;
+	struct mapping moved = *m;
+	struct mapping_key ek = {.tgid = tgid, .start = old + old_len};
+	bpf_map_delete_elem(&mapping_ends, &ek);
+	bpf_map_delete_elem(&live_mappings, &k);
+	/* MREMAP_DONTUNMAP leaves an empty mapping behind; its pages moved. */
+	track(tgid, new, new_len, moved.memcg, moved.stack_id, moved.kind, moved.ts);
+
+	struct counters *c = counters_for(moved.memcg);
+	if (c) {
+		c->mremap_calls++;
+		if (new_len > old_len)
+			c->mmap_bytes += new_len - old_len;
+		else
+			c->munmap_bytes += old_len - new_len;
+	}
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_brk")
+int handle_sys_enter_brk(struct trace_event_raw_sys_enter *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 old = BPF_CORE_READ(task, mm, brk);
+	stash(old, ctx->args[0], 0, 0, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_brk")
+int handle_sys_exit_brk(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!unstash(&p))
+		return 0;
+	__u64 old = p.args[0];
+	__u64 new = (__u64)ctx->ret;
+	if (new == old || old == 0)
+		return 0;
+
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 memcg = current_memcg();
+
+	if (new < old) {
+		/* Shrink: taken back from the most recent growth first. */
+		__u64 freed = untrack_range(tgid, new, old, 0);
+		struct counters *c = counters_for(memcg);
+		if (c)
+			c->brk_shrink_bytes += freed;
+		return 0;
+	}
+
+	__u64 now = bpf_ktime_get_ns();
+	__u64 grow = new - old;
+	__u64 stack_id = user_stack_id(ctx);
+	struct counters *c = counters_for(memcg);
+	if (c)
+		c->brk_grow_bytes += grow;
+
+	/* Extend the previous growth in place when the same stack asked for it:
+	 * a leaking loop then costs one entry, not one per brk call. */
+	struct mapping_key ek = {.tgid = tgid, .start = old};
+	__u64 *prev_start = bpf_map_lookup_elem(&mapping_ends, &ek);
+	if (prev_start) {
+		__u64 ps = *prev_start;
+		struct mapping_key pk = {.tgid = tgid, .start = ps};
+		struct mapping *prev = bpf_map_lookup_elem(&live_mappings, &pk);
+		if (prev && prev->kind == MAPPING_BRK && prev->stack_id == stack_id &&
+		    prev->memcg == memcg) {
+			prev->len += grow;
+			bpf_map_delete_elem(&mapping_ends, &ek);
+			struct mapping_key nek = {.tgid = tgid, .start = new};
+			if (bpf_map_update_elem(&mapping_ends, &nek, &ps, BPF_ANY))
+				count_drop(DROP_ENDS_FULL);
+			return 0;
+		}
+	}
+	track(tgid, old, grow, memcg, stack_id, MAPPING_BRK, now);
+	return 0;
+}
+
+/* Reads the VMA a sampled fault hit: file-backed or anonymous. */
+struct vma_probe {
+	bool file;
+};
+
+static long probe_vma(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+	struct vma_probe *p = data;
+	p->file = BPF_CORE_READ(vma, vm_file) != NULL;
+	return 0;
+}
+
+SEC("perf_event")
+int handle_page_fault(struct bpf_perf_event_data *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	if (tgid == 0)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (!BPF_CORE_READ(task, mm))
+		return 0; /* kernel thread */
+
+	__u64 memcg = task_memcg(task);
+
+	/* Faults on file-backed memory are page cache, not something a leak
+	 * holds. An unknown VMA (lock contended) is counted as anonymous. */
+	struct vma_probe vp = {};
+	bpf_find_vma(task, ctx->addr, probe_vma, &vp, 0);
+	if (vp.file) {
+		struct counters *c = counters_for(memcg);
+		if (c)
+			c->file_fault_samples++;
+		return 0;
+	}
+
+	__u64 weight = ctx->sample_period * page_size;
+	struct fault_key key = {
+	    .memcg = memcg,
+	    .stack_id = user_stack_id(ctx),
+	    .tgid = tgid,
+	};
+	struct fault_value *v = bpf_map_lookup_elem(&fault_samples, &key);
+	if (!v) {
+		struct fault_value zero = {};
+		if (bpf_map_update_elem(&fault_samples, &key, &zero, BPF_NOEXIST) &&
+		    !bpf_map_lookup_elem(&fault_samples, &key)) {
+			count_drop(DROP_FAULTS_FULL);
+			return 0;
+		}
+		v = bpf_map_lookup_elem(&fault_samples, &key);
+		if (!v)
+			return 0;
+		mark_tracked(tgid, bpf_ktime_get_ns());
+	}
+	__sync_fetch_and_add(&v->bytes, weight);
+	__sync_fetch_and_add(&v->samples, 1);
+
+	struct counters *c = counters_for(memcg);
+	if (c) {
+		c->fault_samples++;
+		c->fault_bytes += weight;
+	}
+	return 0;
+}
+
+static __always_inline void fill_task(struct event *e, struct task_struct *task)
+{
+	e->pid = BPF_CORE_READ(task, pid);
+	e->tgid = BPF_CORE_READ(task, tgid);
+	e->start_time = BPF_CORE_READ(task, group_leader, start_time);
+	e->memcg = task_memcg(task);
+	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+}
+
+static __always_inline __u64 mm_pages(struct mm_struct *mm, int idx)
+{
+	/* 6.2+: percpu_counter per counter; its count is the folded total. */
+	s64 n = 0;
+	if (idx == 0)
+		n = BPF_CORE_READ(mm, rss_stat[0].count);
+	else if (idx == 1)
+		n = BPF_CORE_READ(mm, rss_stat[1].count);
+	else if (idx == 3)
+		n = BPF_CORE_READ(mm, rss_stat[3].count);
+	return n > 0 ? (__u64)n : 0;
+}
+
+SEC("tp_btf/mark_victim")
+int BPF_PROG(handle_mark_victim, struct task_struct *task)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(DROP_EVENTS_FULL);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->type = EVENT_OOM_KILL;
+	e->ts = bpf_ktime_get_ns();
+	fill_task(e, task);
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	if (mm) {
+		e->total_vm_bytes = BPF_CORE_READ(mm, total_vm) * page_size;
+		e->file_rss_bytes = mm_pages(mm, 0) * page_size;
+		e->anon_rss_bytes = mm_pages(mm, 1) * page_size;
+		e->shmem_rss_bytes = mm_pages(mm, 3) * page_size;
+	}
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline void report_process(__u32 type)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!bpf_map_lookup_elem(&tracked_procs, &tgid))
+		return;
+	bpf_map_delete_elem(&tracked_procs, &tgid);
+
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(DROP_EVENTS_FULL);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->type = type;
+	e->ts = bpf_ktime_get_ns();
+	fill_task(e, (struct task_struct *)bpf_get_current_task());
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int handle_sched_process_exit(struct trace_event_raw_sched_process_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	/* group_dead exists since 6.16; before, the leader's exit stands in. */
+	bool group_dead = (__u32)id == (id >> 32);
+	if (bpf_core_field_exists(ctx->group_dead))
+		group_dead = ctx->group_dead;
+	/* A thread's exit leaves its stash behind otherwise. */
+	bpf_map_delete_elem(&pending_calls, &id);
+	if (group_dead)
+		report_process(EVENT_EXIT);
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int handle_sched_process_exec(void *ctx)
+{
+	report_process(EVENT_EXEC);
+	return 0;
+}

@@ -1,0 +1,99 @@
+/* Types shared by the BPF programs and the Go tracer (bpf2go generates Go
+ * structs from them). Keep every field naturally aligned and padded by hand:
+ * the Go side reads these bytes as they are. */
+#ifndef LEAKWATCH_H
+#define LEAKWATCH_H
+
+/* Frames kept per user stack. Leaf frames matter most for attribution; 64
+ * frames keep a stack entry at 512 bytes. */
+#define MAX_STACK_DEPTH 64
+
+/* What a tracked range of address space came from. */
+enum mapping_kind {
+	MAPPING_MMAP = 1, /* private anonymous mmap, possibly moved by mremap */
+	MAPPING_BRK = 2,  /* heap growth through brk */
+};
+
+/* Why something was not recorded. Indexes the drops array. */
+enum drop_reason {
+	DROP_PENDING_FULL = 0,	   /* enter->exit argument stash full */
+	DROP_MAPPINGS_FULL = 1,	   /* live_mappings full: a mapping is not tracked */
+	DROP_ENDS_FULL = 2,	   /* mapping_ends full: tail unmaps of it are missed */
+	DROP_STACKS_FULL = 3,	   /* stack_traces full: bytes kept, stack unknown */
+	DROP_STACK_ERROR = 4,	   /* bpf_get_stack failed or returned no frame */
+	DROP_FAULTS_FULL = 5,	   /* fault_samples full: a sample is lost */
+	DROP_CGROUPS_FULL = 6,	   /* cgroup_counters full: counters of a cgroup lost */
+	DROP_EVENTS_FULL = 7,	   /* ring buffer full: an event is lost */
+	DROP_PROCS_FULL = 8,	   /* tracked_procs full: exit cleanup needs the sweep */
+	DROP_UNMAP_UNRESOLVED = 9, /* an unmap only partly resolved: a hole inside a mapping */
+	DROP_REASON_COUNT = 10,
+};
+
+/* Per memory cgroup counters (per CPU, summed in Go). Bytes are page-rounded. */
+struct counters {
+	__u64 mmap_calls;
+	__u64 mmap_bytes;
+	__u64 munmap_calls;
+	__u64 munmap_bytes;
+	__u64 brk_grow_bytes;
+	__u64 brk_shrink_bytes;
+	__u64 mremap_calls;
+	__u64 fault_samples;	  /* sampled anonymous faults */
+	__u64 fault_bytes;	  /* their weight: sample period x page size */
+	__u64 file_fault_samples; /* sampled faults on file-backed memory */
+};
+
+struct mapping_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 start;
+};
+
+struct mapping {
+	__u64 len;
+	__u64 memcg;
+	__u64 stack_id; /* key of stack_traces; 0 when unknown */
+	__u64 ts;	/* bpf_ktime_get_ns() at creation */
+	__u32 kind;	/* enum mapping_kind */
+	__u32 _pad;
+};
+
+struct stack_trace {
+	__u64 ips[MAX_STACK_DEPTH];
+};
+
+struct fault_key {
+	__u64 memcg;
+	__u64 stack_id;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+struct fault_value {
+	__u64 bytes;
+	__u64 samples;
+};
+
+enum event_type {
+	EVENT_OOM_KILL = 1,
+	EVENT_EXIT = 2,
+	EVENT_EXEC = 3,
+};
+
+/* One record of the events ring buffer. OOM fields are zero for others. */
+struct event {
+	__u32 type; /* enum event_type */
+	__u32 pid;
+	__u32 tgid;
+	__u32 _pad;
+	__u64 ts;	  /* bpf_ktime_get_ns() */
+	__u64 start_time; /* task start time (ns since boot) of the process */
+	__u64 memcg;
+	__u64 total_vm_bytes;
+	__u64 anon_rss_bytes;
+	__u64 file_rss_bytes;
+	__u64 shmem_rss_bytes;
+	char comm[16];
+};
+
+#endif

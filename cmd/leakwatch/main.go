@@ -1,0 +1,104 @@
+// Command leakwatch is a node-level eBPF memory leak detector.
+//
+// This file only dispatches subcommands; each subcommand parses its flags
+// into one config, validates it, builds the pieces and runs them.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/leakwatch/leakwatch/pkg/tracer"
+)
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+var commands = []command{
+	{"trace", "print live per-cgroup figures from the kernel side (a debugging view)", runTrace},
+	{"version", "print the version", runVersion},
+}
+
+// Exit codes: distinct per kind of failure so that scripts and Kubernetes
+// events tell them apart.
+const (
+	exitOK         = 0
+	exitFailure    = 1
+	exitUsage      = 2
+	exitPrivileges = 3
+	exitKernel     = 4
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	for _, c := range commands {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, args[1:], stdout, stderr)
+		if err == nil {
+			return exitOK
+		}
+		return report(stderr, c.name, err)
+	}
+	fmt.Fprintf(stderr, "leakwatch: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "leakwatch finds memory leaks in every container of a node, with eBPF.")
+	fmt.Fprintln(w, "\nUsage: leakwatch COMMAND [flags]\n\nCommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun `leakwatch COMMAND -h` for a command's flags.")
+}
+
+// errUsage marks an error in the command line; the flag package has already
+// printed the details.
+var errUsage = errors.New("usage")
+
+func report(stderr io.Writer, cmd string, err error) int {
+	switch {
+	case errors.Is(err, errHelp):
+		return exitOK
+	case errors.Is(err, errUsage):
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "leakwatch %s: %v\n", cmd, err)
+	var host *tracer.HostError
+	if errors.As(err, &host) {
+		if host.Requirement == tracer.RequirePrivileges {
+			return exitPrivileges
+		}
+		return exitKernel
+	}
+	return exitFailure
+}
+
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building and testing leakwatch needs.
+# Idempotent: packages already present are skipped, so `make` targets can call it.
+set -euo pipefail
+
+packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev)
+if [[ "${LEAKWATCH_EXTRA_PACKAGES:-}" != "" ]]; then
+	read -r -a extra <<<"${LEAKWATCH_EXTRA_PACKAGES}"
+	packages+=("${extra[@]}")
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+
+if ((${#missing[@]} == 0)); then
+	exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+	echo "install-deps: missing packages: ${missing[*]}; run as root or install them with apt-get" >&2
+	exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

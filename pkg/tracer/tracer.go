@@ -1,0 +1,380 @@
+// Package tracer owns leakwatch's BPF programs: it checks the host, loads and
+// attaches them, reads their maps in batches and hands the rest of the agent
+// plain Go values — per memory cgroup counters, outstanding bytes by
+// allocating stack, page-fault samples by stack, OOM kills and the exits of
+// processes it tracked. Nothing else touches the BPF objects.
+//
+// The kernel side records; this side cleans up. A process that exits or
+// execs is reported through the ring buffer and its mappings are swept here,
+// in batches, off the hot path. A periodic sweep removes what a lost event
+// left behind (processes that no longer exist) and garbage-collects stacks
+// that nothing references, so every map stays bounded.
+package tracer
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// Config sets the tracer's sampling and its bounds.
+type Config struct {
+	// FaultSampleBytes is the mean number of faulted bytes between two
+	// page-fault samples; 0 turns fault sampling off.
+	FaultSampleBytes uint64
+	// MaxMappings bounds the live mappings tracked across the node.
+	MaxMappings uint32
+	// MaxStacks bounds the distinct user stacks kept.
+	MaxStacks uint32
+	// MaxFaultKeys bounds the (cgroup, process, stack) fault counters.
+	MaxFaultKeys uint32
+	// SweepInterval is how often state of vanished processes and
+	// unreferenced stacks is collected.
+	SweepInterval time.Duration
+	// ProcRoot is where the host's /proc is mounted.
+	ProcRoot string
+}
+
+// DefaultConfig returns the settings leakwatch runs with unless told otherwise.
+func DefaultConfig() Config {
+	return Config{
+		FaultSampleBytes: 512 << 10,
+		MaxMappings:      65536,
+		MaxStacks:        16384,
+		MaxFaultKeys:     16384,
+		SweepInterval:    30 * time.Second,
+		ProcRoot:         "/proc",
+	}
+}
+
+// Validate reports settings the tracer cannot run with.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxMappings < 64 || c.MaxStacks < 64 || c.MaxFaultKeys < 64:
+		return errors.New("map sizes must be at least 64 entries")
+	case c.MaxMappings > 1<<22 || c.MaxStacks > 1<<20 || c.MaxFaultKeys > 1<<22:
+		return errors.New("map sizes too large: at most 4M mappings, 1M stacks, 4M fault keys")
+	case c.FaultSampleBytes != 0 && c.FaultSampleBytes < uint64(os.Getpagesize()):
+		return fmt.Errorf("fault sample bytes %d is below the page size %d", c.FaultSampleBytes, os.Getpagesize())
+	case c.SweepInterval < time.Second:
+		return errors.New("sweep interval must be at least 1s")
+	case c.ProcRoot == "":
+		return errors.New("proc root must be set")
+	}
+	return nil
+}
+
+// Tracer holds the loaded programs and their maps.
+type Tracer struct {
+	cfg      Config
+	log      *slog.Logger
+	objs     leakwatchObjects
+	links    []link.Link
+	faults   *faultSampler
+	ring     *ringbuf.Reader
+	events   chan Event
+	features Features
+	// monoToWall turns the kernel's CLOCK_MONOTONIC stamps into wall time.
+	monoToWall time.Duration
+
+	mu           sync.Mutex
+	dead         map[uint32]uint64   // tgid -> exit/exec stamp: mappings to sweep
+	deadFault    map[uint32]uint64   // tgid -> exit stamp: fault keys to drop once read
+	handed       map[uint64]struct{} // stack ids whose frames a snapshot handed out
+	unrefOnce    map[uint64]struct{} // stack ids unreferenced at the last sweep
+	stackEntries int                 // stacks stored at the last sweep
+
+	unconsumed atomic.Uint64
+	closeOnce  sync.Once
+	closeErr   error
+}
+
+// New checks the host, loads the programs and attaches them. On error nothing
+// stays attached. The *HostError type says what the host lacks.
+func New(cfg Config, logger *slog.Logger) (*Tracer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("tracer config: %w", err)
+	}
+	tracefs, err := checkHost(cfg.ProcRoot)
+	if err != nil {
+		return nil, err
+	}
+	// Kernels since 5.11 charge BPF memory to the memory cgroup instead of
+	// RLIMIT_MEMLOCK, so a failure here (no CAP_SYS_RESOURCE) is harmless there.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		logger.Debug("memlock rlimit not raised; relying on memory cgroup accounting", logKeyErr, err)
+	}
+
+	t := &Tracer{
+		cfg:       cfg,
+		log:       logger,
+		events:    make(chan Event, 1024),
+		dead:      make(map[uint32]uint64),
+		deadFault: make(map[uint32]uint64),
+		handed:    make(map[uint64]struct{}),
+		unrefOnce: make(map[uint64]struct{}),
+		features:  Features{Kernel: kernelRelease()},
+	}
+	t.monoToWall = monotonicOffset()
+
+	if err := t.load(); err != nil {
+		return nil, err
+	}
+	if err := t.attach(); err != nil {
+		return nil, errors.Join(err, t.Close())
+	}
+	ring, err := ringbuf.NewReader(t.objs.Events)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("opening events ring buffer: %w", err), t.Close())
+	}
+	t.ring = ring
+	logger.Info("tracer attached",
+		"tracefs", tracefs,
+		"fault_sampling", t.features.FaultSampling,
+		"fault_sample_bytes", cfg.FaultSampleBytes,
+	)
+	return t, nil
+}
+
+func (t *Tracer) load() error {
+	spec, err := loadLeakwatch()
+	if err != nil {
+		return fmt.Errorf("reading embedded BPF object: %w", err)
+	}
+	var specs leakwatchSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return fmt.Errorf("assigning BPF specs: %w", err)
+	}
+	if err := specs.PageSize.Set(uint64(os.Getpagesize())); err != nil {
+		return fmt.Errorf("setting page size: %w", err)
+	}
+	specs.LiveMappings.MaxEntries = t.cfg.MaxMappings
+	specs.MappingEnds.MaxEntries = t.cfg.MaxMappings
+	specs.StackTraces.MaxEntries = t.cfg.MaxStacks
+	specs.FaultSamples.MaxEntries = t.cfg.MaxFaultKeys
+
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			t.log.Error("BPF verifier rejected a program", "log", fmt.Sprintf("%+v", verr))
+		}
+		return &HostError{
+			Requirement: RequireLoad,
+			Problem:     "loading the BPF programs failed",
+			Fix:         "check that the kernel is 5.15 or later with BTF; the log above has the verifier's words",
+			Err:         err,
+		}
+	}
+	return nil
+}
+
+func (t *Tracer) attach() error {
+	o := &t.objs.leakwatchPrograms
+	tracepoints := []struct {
+		group, name string
+		prog        *ebpf.Program
+	}{
+		{"syscalls", "sys_enter_mmap", o.HandleSysEnterMmap},
+		{"syscalls", "sys_exit_mmap", o.HandleSysExitMmap},
+		{"syscalls", "sys_enter_munmap", o.HandleSysEnterMunmap},
+		{"syscalls", "sys_exit_munmap", o.HandleSysExitMunmap},
+		{"syscalls", "sys_enter_mremap", o.HandleSysEnterMremap},
+		{"syscalls", "sys_exit_mremap", o.HandleSysExitMremap},
+		{"syscalls", "sys_enter_brk", o.HandleSysEnterBrk},
+		{"syscalls", "sys_exit_brk", o.HandleSysExitBrk},
+		{"sched", "sched_process_exit", o.HandleSchedProcessExit},
+		{"sched", "sched_process_exec", o.HandleSchedProcessExec},
+	}
+	// Exit and exec first: a mapping recorded before them could otherwise
+	// outlive its process unseen.
+	for i := len(tracepoints) - 1; i >= 0; i-- {
+		tp := tracepoints[i]
+		l, err := link.Tracepoint(tp.group, tp.name, tp.prog, nil)
+		if err != nil {
+			return fmt.Errorf("attaching tracepoint %s:%s: %w", tp.group, tp.name, err)
+		}
+		t.links = append(t.links, l)
+	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: o.HandleMarkVictim})
+	if err != nil {
+		return fmt.Errorf("attaching tp_btf/mark_victim: %w", err)
+	}
+	t.links = append(t.links, l)
+
+	if t.cfg.FaultSampleBytes == 0 {
+		t.features.FaultNote = "disabled by configuration"
+		return nil
+	}
+	fs, err := openFaultSampler(o.HandlePageFault, t.cfg.FaultSampleBytes)
+	if err != nil {
+		// Degraded, not fatal: the rest of the tracer works without it.
+		t.features.FaultNote = err.Error()
+		t.log.Warn("page-fault sampling unavailable; running without it", logKeyErr, err)
+		return nil
+	}
+	t.faults = fs
+	t.features.FaultSampling = true
+	return nil
+}
+
+// Features says which parts of the tracer run on this host.
+func (t *Tracer) Features() Features { return t.features }
+
+// Events delivers OOM kills and the exits and execs of tracked processes.
+// It is closed when Run returns. Events the reader does not take in time are
+// counted as DropEventsUnconsumed, never blocking the tracer.
+func (t *Tracer) Events() <-chan Event { return t.events }
+
+// Run reads the kernel's events and keeps the maps clean until ctx ends or
+// the tracer is closed. Call it once; Snapshot works with or without it.
+func (t *Tracer) Run(ctx context.Context) error {
+	defer close(t.events)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	readErr := make(chan error, 1)
+	go func() { readErr <- t.readEvents() }()
+
+	sweepDead := time.NewTicker(time.Second)
+	defer sweepDead.Stop()
+	sweepAll := time.NewTicker(t.cfg.SweepInterval)
+	defer sweepAll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// Closing the reader interrupts a blocked Read (it is idempotent,
+			// so Close may close it again); Close frees the rest.
+			err := t.ring.Close()
+			if rerr := <-readErr; !errors.Is(rerr, errClosed) {
+				err = errors.Join(err, rerr)
+			}
+			return err
+		case err := <-readErr:
+			if errors.Is(err, errClosed) {
+				return nil
+			}
+			return err
+		case <-sweepDead.C:
+			if err := t.sweepDead(); err != nil {
+				t.log.Warn("sweeping exited processes", logKeyErr, err)
+			}
+		case <-sweepAll.C:
+			if err := t.Sweep(); err != nil {
+				t.log.Warn("sweeping tracer state", logKeyErr, err)
+			}
+		}
+	}
+}
+
+func (t *Tracer) readEvents() error {
+	var raw leakwatchEvent
+	for {
+		rec, err := t.ring.Read()
+		if err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
+				return errClosed
+			}
+			return fmt.Errorf("reading events: %w", err)
+		}
+		if _, err := binary.Decode(rec.RawSample, binary.NativeEndian, &raw); err != nil {
+			t.log.Warn("malformed event from the kernel", logKeyErr, err)
+			continue
+		}
+		ev := t.decodeEvent(&raw)
+		switch ev.Type {
+		case EventExit:
+			t.mu.Lock()
+			t.dead[ev.Process.PID] = raw.Ts
+			t.deadFault[ev.Process.PID] = raw.Ts
+			t.mu.Unlock()
+		case EventExec:
+			t.mu.Lock()
+			t.dead[ev.Process.PID] = raw.Ts
+			t.mu.Unlock()
+		}
+		select {
+		case t.events <- ev:
+		default:
+			t.unconsumed.Add(1)
+		}
+	}
+}
+
+func (t *Tracer) decodeEvent(raw *leakwatchEvent) Event {
+	comm := make([]byte, 0, len(raw.Comm))
+	for _, c := range raw.Comm {
+		if c == 0 {
+			break
+		}
+		comm = append(comm, byte(c))
+	}
+	return Event{
+		Type:          EventType(raw.Type),
+		Time:          t.wallTime(raw.Ts),
+		PID:           raw.Pid,
+		Process:       Process{PID: raw.Tgid, StartTime: raw.StartTime},
+		Memcg:         raw.Memcg,
+		Comm:          string(comm),
+		TotalVMBytes:  raw.TotalVmBytes,
+		AnonRSSBytes:  raw.AnonRssBytes,
+		FileRSSBytes:  raw.FileRssBytes,
+		ShmemRSSBytes: raw.ShmemRssBytes,
+	}
+}
+
+func (t *Tracer) wallTime(mono uint64) time.Time {
+	return time.Unix(0, int64(mono)).Add(t.monoToWall)
+}
+
+// Close detaches every program and frees every map. It is safe to call more
+// than once and from any goroutine.
+func (t *Tracer) Close() error {
+	t.closeOnce.Do(func() {
+		var errs []error
+		if t.ring != nil {
+			errs = append(errs, t.ring.Close())
+		}
+		if t.faults != nil {
+			errs = append(errs, t.faults.Close())
+		}
+		for _, l := range t.links {
+			errs = append(errs, l.Close())
+		}
+		t.links = nil
+		errs = append(errs, t.objs.Close())
+		t.closeErr = errors.Join(errs...)
+	})
+	return t.closeErr
+}
+
+// monotonicOffset is wall time minus CLOCK_MONOTONIC, the clock of
+// bpf_ktime_get_ns.
+func monotonicOffset() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(time.Now().UnixNano() - ts.Nano())
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+const logKeyErr = "err"

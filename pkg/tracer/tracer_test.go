@@ -1,0 +1,459 @@
+package tracer_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/leakwatch/leakwatch/pkg/tracer"
+	"github.com/leakwatch/leakwatch/test/cgtest"
+)
+
+const (
+	kib = 1 << 10
+	mib = 1 << 20
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	cgtest.Cleanup()
+	if left := cgtest.Leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "cgroups left behind: %v\n", left)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// startTracer loads a tracer for one test and runs it until the test ends.
+func startTracer(t *testing.T, mutate func(*tracer.Config)) *tracer.Tracer {
+	t.Helper()
+	cgtest.RequirePrivileged(t)
+	cfg := tracer.DefaultConfig()
+	cfg.SweepInterval = time.Second
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	tr, err := tracer.New(cfg, slog.New(slog.NewTextHandler(testLog{t}, nil)))
+	if err != nil {
+		t.Fatalf("starting tracer: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if err := tr.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return tr
+}
+
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+func snapshot(t *testing.T, tr *tracer.Tracer) *tracer.Snapshot {
+	t.Helper()
+	s, err := tr.Snapshot()
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	return s
+}
+
+// waitFor polls cond on fresh snapshots until it holds or 15 s pass.
+func waitFor(t *testing.T, tr *tracer.Tracer, what string, cond func(*tracer.Snapshot) bool) *tracer.Snapshot {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		s := snapshot(t, tr)
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 15s waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func hexAddr(t *testing.T, s string) uint64 {
+	t.Helper()
+	v, err := strconv.ParseUint(s, 16, 64)
+	if err != nil {
+		t.Fatalf("bad address %q: %v", s, err)
+	}
+	return v
+}
+
+func pidAllocations(s *tracer.Snapshot, pid int) []tracer.Allocation {
+	var out []tracer.Allocation
+	for _, a := range s.Allocations {
+		if a.PID == uint32(pid) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// The mapping bookkeeping is exact: every figure below is checked to the
+// byte, since the workload does nothing else once in its cgroup.
+func TestMmapMunmapMremap(t *testing.T) {
+	tr := startTracer(t, nil)
+	memwork, _ := cgtest.Workloads(t)
+	g := cgtest.New(t, 512*mib)
+	other := cgtest.New(t, 64*mib)
+	p := g.Start(t, memwork)
+	idle := other.Start(t, memwork)
+	p.Do(t, "nop")
+	idle.Do(t, "nop")
+	// What the loader and libc mapped at start-up is the baseline.
+	s0 := snapshot(t, tr)
+	base, idleBase := s0.Cgroups[g.ID].MappedBytes, s0.Cgroups[other.ID].MappedBytes
+
+	mapped := func(want uint64, step string) {
+		t.Helper()
+		s := snapshot(t, tr)
+		if got := s.Cgroups[g.ID].MappedBytes - base; got != want {
+			t.Fatalf("%s: cgroup %d mapped %d bytes more than at start, want %d", step, g.ID, got, want)
+		}
+		if got := s.Cgroups[other.ID].MappedBytes; got != idleBase {
+			t.Fatalf("%s: idle sibling cgroup went from %d to %d mapped bytes", step, idleBase, got)
+		}
+		for _, a := range pidAllocations(s, p.PID) {
+			if a.Memcg != g.ID && a.Bytes >= mib {
+				t.Fatalf("%s: %d bytes of pid %d landed on cgroup %d, not %d", step, a.Bytes, p.PID, a.Memcg, g.ID)
+			}
+		}
+	}
+
+	a := hexAddr(t, p.Do(t, "map 65536"))
+	mapped(64*mib, "map 64 MiB")
+
+	p.Do(t, fmt.Sprintf("unmap %x %d", a, 16384)) // head: [0,16) goes
+	mapped(48*mib, "unmap head 16 MiB")
+	p.Do(t, fmt.Sprintf("unmap %x %d", a+48*mib, 16384)) // tail: [48,64) goes
+	mapped(32*mib, "unmap tail 16 MiB")
+	p.Do(t, fmt.Sprintf("unmap %x %d", a+24*mib, 4096)) // hole: [24,28) goes
+	mapped(28*mib, "unmap a 4 MiB hole inside")         // [16,24) and [28,48) remain
+
+	b := hexAddr(t, p.Do(t, "map 8192"))
+	mapped(36*mib, "map 8 MiB more")
+	nb := hexAddr(t, p.Do(t, fmt.Sprintf("remap %x 8192 32768", b)))
+	mapped(60*mib, "mremap 8 MiB to 32 MiB")
+
+	p.Do(t, fmt.Sprintf("unmap %x %d", a+16*mib, 8192))  // [16,24)
+	p.Do(t, fmt.Sprintf("unmap %x %d", a+28*mib, 20480)) // [28,48)
+	p.Do(t, fmt.Sprintf("unmap %x %d", nb, 32768))
+	mapped(0, "unmap everything")
+	idle.Send(t, "exit")
+
+	s := snapshot(t, tr)
+	if c := s.Cgroups[g.ID]; c.MmapCalls-s0.Cgroups[g.ID].MmapCalls != 2 || c.MremapCalls != 1 {
+		t.Errorf("counters: %d mmap calls and %d mremap calls since start, want 2 and 1",
+			c.MmapCalls-s0.Cgroups[g.ID].MmapCalls, c.MremapCalls)
+	}
+}
+
+func TestBrkGrowthAndShrink(t *testing.T) {
+	tr := startTracer(t, nil)
+	memwork, _ := cgtest.Workloads(t)
+	g := cgtest.New(t, 256*mib)
+	p := g.Start(t, memwork)
+	p.Do(t, "nop") // libc's own heap set-up is the baseline
+	s0 := snapshot(t, tr)
+	base := s0.Cgroups[g.ID]
+
+	heap := func(want uint64, step string) *tracer.Snapshot {
+		t.Helper()
+		s := snapshot(t, tr)
+		if got := s.Cgroups[g.ID].BrkBytes - base.BrkBytes; got != want {
+			t.Fatalf("%s: heap grown by %d bytes since start, want %d", step, got, want)
+		}
+		return s
+	}
+	brkEntries := func(s *tracer.Snapshot) (n uint64) {
+		for _, a := range pidAllocations(s, p.PID) {
+			if a.Kind == tracer.KindBrk {
+				n += a.Count
+			}
+		}
+		return n
+	}
+	p.Do(t, "brk 10240")
+	n1 := brkEntries(heap(10*mib, "grow 10 MiB"))
+	p.Do(t, "brk 2048")
+	if n2 := brkEntries(heap(12*mib, "grow 2 MiB more")); n2 != n1 {
+		t.Errorf("a second growth from the same stack added an entry (%d -> %d), want it merged", n1, n2)
+	}
+	p.Do(t, "brk -4096")
+	heap(8*mib, "shrink 4 MiB")
+	p.Do(t, "brk -8192")
+	heap(0, "shrink the rest")
+	c := snapshot(t, tr).Cgroups[g.ID]
+	if grew, shrank := c.BrkGrowBytes-base.BrkGrowBytes, c.BrkShrinkBytes-base.BrkShrinkBytes; grew != 12*mib || shrank != 12*mib {
+		t.Errorf("counters grew %d and shrank %d bytes, want 12 MiB each", grew, shrank)
+	}
+}
+
+// Fault sampling estimates bytes faulted in: with 512 KiB between samples,
+// 128 MiB gives about 256 samples, so ±10% is several standard errors wide
+// while still catching a weight that is off by a factor.
+func TestPageFaultSamplesC(t *testing.T) {
+	tr := startTracer(t, nil)
+	if !tr.Features().FaultSampling {
+		t.Fatalf("fault sampling unavailable: %s", tr.Features().FaultNote)
+	}
+	memwork, _ := cgtest.Workloads(t)
+	g := cgtest.New(t, 512*mib)
+	p := g.Start(t, memwork)
+	p.Do(t, "nop")
+	before := snapshot(t, tr).Cgroups[g.ID].FaultBytes
+	p.Do(t, "touch 131072")
+
+	s := snapshot(t, tr)
+	checkEstimate(t, s.Cgroups[g.ID].FaultBytes-before, 128*mib, 0.10)
+	checkTopFrame(t, s, p.PID, memwork, g.ID, "touch_pages")
+}
+
+func TestPageFaultSamplesGo(t *testing.T) {
+	tr := startTracer(t, nil)
+	_, gowork := cgtest.Workloads(t)
+	g := cgtest.New(t, 512*mib)
+	p := g.Start(t, gowork)
+	p.Do(t, "nop")
+	s0 := snapshot(t, tr).Cgroups[g.ID]
+	p.Do(t, "leak 131072")
+
+	s := snapshot(t, tr)
+	// The Go runtime also faults in its own metadata, so allow more above.
+	got := s.Cgroups[g.ID].FaultBytes - s0.FaultBytes
+	if got < 115*mib || got > 150*mib {
+		t.Errorf("estimated %d MiB faulted, want 128 MiB (115..150)", got/mib)
+	}
+	if m := s.Cgroups[g.ID].MappedBytes - s0.MappedBytes; m < 128*mib {
+		t.Errorf("Go heap mappings: %d MiB mapped, want at least 128 MiB", m/mib)
+	}
+	checkTopFrame(t, s, p.PID, gowork, g.ID, "main.retainBytes")
+}
+
+func checkEstimate(t *testing.T, got, want uint64, tol float64) {
+	t.Helper()
+	if d := (float64(got) - float64(want)) / float64(want); d < -tol || d > tol {
+		t.Errorf("estimated %.1f MiB faulted, want %.1f MiB ±%.0f%%", float64(got)/mib, float64(want)/mib, tol*100)
+	}
+}
+
+// checkTopFrame asserts that fn is in the stacks carrying most of the
+// process's sampled fault bytes.
+func checkTopFrame(t *testing.T, s *tracer.Snapshot, pid int, exe string, memcg uint64, fn string) {
+	t.Helper()
+	var total, withFn uint64
+	for _, f := range s.Faults {
+		if f.PID != uint32(pid) {
+			continue
+		}
+		if f.Memcg != memcg {
+			t.Errorf("fault sample of pid %d on cgroup %d, want %d", pid, f.Memcg, memcg)
+		}
+		total += f.Bytes
+		names, err := cgtest.FuncNames(pid, exe, s.Stacks[f.StackID])
+		if err != nil {
+			t.Fatalf("naming frames: %v", err)
+		}
+		if slices.Contains(names, fn) {
+			withFn += f.Bytes
+		}
+	}
+	if total == 0 || float64(withFn) < 0.9*float64(total) {
+		t.Errorf("%s is in stacks holding %d of %d sampled bytes, want at least 90%%", fn, withFn, total)
+	}
+}
+
+func TestOOMKillIsReportedOnce(t *testing.T) {
+	tr := startTracer(t, nil)
+	memwork, _ := cgtest.Workloads(t)
+	g := cgtest.New(t, 64*mib)
+	p := g.Start(t, memwork)
+	p.Send(t, "oom")
+
+	var kills []tracer.Event
+	deadline := time.After(60 * time.Second)
+	for exited := false; !exited; {
+		select {
+		case ev := <-tr.Events():
+			if ev.Process.PID != uint32(p.PID) {
+				continue
+			}
+			switch ev.Type {
+			case tracer.EventOOMKill:
+				kills = append(kills, ev)
+			case tracer.EventExit:
+				exited = true // the kill's event precedes the exit's
+			}
+		case <-deadline:
+			t.Fatalf("no exit of pid %d within 60s (%d kills seen)", p.PID, len(kills))
+		}
+	}
+	if len(kills) != 1 {
+		t.Fatalf("%d OOM-kill events for pid %d, want exactly 1", len(kills), p.PID)
+	}
+	k := kills[0]
+	if k.Memcg != g.ID || k.Comm != "memwork" || k.AnonRSSBytes < 32*mib {
+		t.Errorf("OOM kill: memcg %d comm %q anon rss %d; want memcg %d, memwork, >= 32 MiB", k.Memcg, k.Comm, k.AnonRSSBytes, g.ID)
+	}
+	if st := p.Wait(t, 10*time.Second); st.Success() {
+		t.Errorf("workload exited cleanly, want killed")
+	}
+}
+
+func TestExitClearsState(t *testing.T) {
+	tr := startTracer(t, nil)
+	memwork, _ := cgtest.Workloads(t)
+	g := cgtest.New(t, 256*mib)
+	p := g.Start(t, memwork)
+	p.Do(t, "map 32768")
+	p.Do(t, "touch 16384")
+	s := snapshot(t, tr)
+	if len(pidAllocations(s, p.PID)) == 0 {
+		t.Fatal("no allocations tracked before exit")
+	}
+	p.Do(t, "brk 1024")
+	p.Send(t, "exit")
+	p.Wait(t, 10*time.Second)
+
+	waitFor(t, tr, "the exited process's mappings to be swept", func(s *tracer.Snapshot) bool {
+		return len(pidAllocations(s, p.PID)) == 0 && s.Cgroups[g.ID].MappedBytes == 0 && s.Cgroups[g.ID].BrkBytes == 0
+	})
+	// Its fault counters are handed out once more, then dropped.
+	waitFor(t, tr, "the exited process's fault counters to be dropped", func(s *tracer.Snapshot) bool {
+		for _, f := range s.Faults {
+			if f.PID == uint32(p.PID) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestFullMapsCountDropsAndRecover(t *testing.T) {
+	tr := startTracer(t, func(c *tracer.Config) { c.MaxMappings = 64 })
+	memwork, _ := cgtest.Workloads(t)
+	g := cgtest.New(t, 256*mib)
+	p := g.Start(t, memwork)
+	p.Do(t, "nop")
+	base := snapshot(t, tr).Cgroups[g.ID].MappedBytes
+
+	var addrs []uint64
+	for range 100 {
+		addrs = append(addrs, hexAddr(t, p.Do(t, "map 64")))
+	}
+	s := snapshot(t, tr)
+	if s.Drops[tracer.DropMappingsFull] == 0 {
+		t.Fatal("100 mappings into a 64-entry map dropped nothing")
+	}
+	for _, m := range s.Maps {
+		if m.Name == "live_mappings" && m.Entries > m.Capacity {
+			t.Errorf("live_mappings holds %d entries, capacity %d", m.Entries, m.Capacity)
+		}
+	}
+	for _, a := range addrs {
+		p.Do(t, fmt.Sprintf("unmap %x 64", a))
+	}
+	if left := snapshot(t, tr).Cgroups[g.ID].MappedBytes; left != base {
+		t.Fatalf("%d bytes mapped after unmapping everything, %d at start", left, base)
+	}
+	// Room again: a new mapping is tracked (other processes on the host
+	// compete for the same 64 entries, so try a few times).
+	waitFor(t, tr, "a new mapping to be tracked after drops", func(s *tracer.Snapshot) bool {
+		if s.Cgroups[g.ID].MappedBytes > base {
+			return true
+		}
+		p.Do(t, "map 64")
+		return false
+	})
+}
+
+func TestCloseLeavesNothing(t *testing.T) {
+	cgtest.RequirePrivileged(t)
+	// Warm up the runtime's own descriptors (epoll, BTF cache) first.
+	warm, err := tracer.New(tracer.DefaultConfig(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := warm.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	fdsBefore, progsBefore := openFDs(t), ourPrograms(t)
+	tr, err := tracer.New(tracer.DefaultConfig(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ourPrograms(t) <= progsBefore {
+		t.Fatal("no programs visible while the tracer runs; the check would prove nothing")
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if got := openFDs(t); got != fdsBefore {
+		t.Errorf("%d file descriptors open after Close, %d before", got, fdsBefore)
+	}
+	// Programs are freed once their last reference goes, which the kernel
+	// does asynchronously; wait briefly.
+	deadline := time.Now().Add(5 * time.Second)
+	for ourPrograms(t) > progsBefore {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d leakwatch programs loaded after Close, %d before", ourPrograms(t), progsBefore)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// ourPrograms counts loaded BPF programs named like ours.
+func ourPrograms(t *testing.T) int {
+	t.Helper()
+	n := 0
+	var id ebpf.ProgramID
+	for {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			return n
+		}
+		id = next
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue
+		}
+		if info, err := p.Info(); err == nil && strings.HasPrefix(info.Name, "handle_") {
+			n++
+		}
+		_ = p.Close()
+	}
+}

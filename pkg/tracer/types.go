@@ -1,0 +1,157 @@
+package tracer
+
+import "time"
+
+// Process identifies a process across pid reuse: its tgid and the kernel's
+// start time of its leader (nanoseconds since boot, CLOCK_MONOTONIC).
+type Process struct {
+	PID       uint32
+	StartTime uint64
+}
+
+// CgroupCounters are cumulative counters of one memory cgroup since the
+// tracer started, plus the bytes its processes have mapped right now.
+type CgroupCounters struct {
+	MmapCalls        uint64
+	MmapBytes        uint64
+	MunmapCalls      uint64
+	MunmapBytes      uint64
+	BrkGrowBytes     uint64
+	BrkShrinkBytes   uint64
+	MremapCalls      uint64
+	FaultSamples     uint64 // sampled faults on anonymous memory
+	FaultBytes       uint64 // estimated anonymous bytes faulted in (samples x weight)
+	FileFaultSamples uint64 // sampled faults on file-backed memory (page cache)
+
+	// Outstanding bytes right now, from the live mappings.
+	MappedBytes uint64 // private anonymous mmap
+	BrkBytes    uint64 // heap grown by brk and not given back
+}
+
+// Kind says what a tracked range of memory came from.
+type Kind uint8
+
+const (
+	KindMmap Kind = 1
+	KindBrk  Kind = 2
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindMmap:
+		return "mmap"
+	case KindBrk:
+		return "brk"
+	}
+	return "unknown"
+}
+
+// Allocation is what one process holds right now from one allocating stack.
+type Allocation struct {
+	Memcg   uint64
+	PID     uint32
+	StackID uint64 // 0: stack unknown (see DropStacksFull, DropStackError)
+	Kind    Kind
+	Bytes   uint64
+	Count   uint64 // number of tracked ranges
+	Oldest  time.Duration
+}
+
+// FaultSample is the cumulative sampled page-fault weight of one stack of one
+// process, since that process was first sampled.
+type FaultSample struct {
+	Memcg   uint64
+	PID     uint32
+	StackID uint64
+	Bytes   uint64 // unbiased estimate: samples x sample period x page size
+	Samples uint64
+}
+
+// MapUsage is how full one kernel map is.
+type MapUsage struct {
+	Name     string
+	Entries  int
+	Capacity int
+}
+
+// Snapshot is one consistent-enough read of every kernel map. Counters are
+// cumulative; Allocations and Faults are complete lists.
+type Snapshot struct {
+	Taken       time.Time
+	Cgroups     map[uint64]CgroupCounters
+	Allocations []Allocation
+	Faults      []FaultSample
+	// Stacks holds the frames of every stack id referenced above that an
+	// earlier snapshot did not hand out, so a consumer caches each once.
+	Stacks map[uint64][]uint64
+	Drops  map[DropReason]uint64
+	Maps   []MapUsage
+}
+
+// DropReason names what the kernel side had to drop, one counter each.
+type DropReason string
+
+// Drop reasons, in the order of the kernel's enum drop_reason.
+const (
+	DropPendingFull      DropReason = "pending_full"
+	DropMappingsFull     DropReason = "mappings_full"
+	DropEndsFull         DropReason = "mapping_ends_full"
+	DropStacksFull       DropReason = "stacks_full"
+	DropStackError       DropReason = "stack_error"
+	DropFaultsFull       DropReason = "faults_full"
+	DropCgroupsFull      DropReason = "cgroups_full"
+	DropEventsFull       DropReason = "events_full"
+	DropProcsFull        DropReason = "procs_full"
+	DropUnmapUnresolved  DropReason = "unmap_unresolved"
+	DropEventsUnconsumed DropReason = "events_unconsumed" // user space: Events() reader too slow
+)
+
+var kernelDropReasons = [...]DropReason{
+	DropPendingFull, DropMappingsFull, DropEndsFull, DropStacksFull, DropStackError,
+	DropFaultsFull, DropCgroupsFull, DropEventsFull, DropProcsFull, DropUnmapUnresolved,
+}
+
+// EventType says what an Event reports.
+type EventType uint8
+
+const (
+	EventOOMKill EventType = 1
+	EventExit    EventType = 2
+	EventExec    EventType = 3
+)
+
+func (t EventType) String() string {
+	switch t {
+	case EventOOMKill:
+		return "oom_kill"
+	case EventExit:
+		return "exit"
+	case EventExec:
+		return "exec"
+	}
+	return "unknown"
+}
+
+// Event is an OOM kill, or the exit or exec of a process that had tracked
+// state. For an OOM kill, PID is the victim thread and Process its process.
+type Event struct {
+	Type    EventType
+	Time    time.Time // wall clock, converted from the kernel's monotonic stamp
+	PID     uint32
+	Process Process
+	Memcg   uint64
+	Comm    string
+
+	// OOM kills only, from the victim's mm at the kill.
+	TotalVMBytes  uint64
+	AnonRSSBytes  uint64
+	FileRSSBytes  uint64
+	ShmemRSSBytes uint64
+}
+
+// Features says which parts of the tracer run on this host.
+type Features struct {
+	FaultSampling bool   // page-fault sampling through the perf software event
+	FaultNote     string // why not, when FaultSampling is false
+	Kernel        string
+}

@@ -1,0 +1,366 @@
+// Package cgtest gives leakwatch's privileged tests memory cgroups of their
+// own and workloads to run in them. Every cgroup is made beneath the test
+// process's own memory cgroup (never elsewhere), every process it starts is
+// ended by its pid, and every cgroup is removed when the test ends.
+package cgtest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Prefix names every cgroup this package makes, so leftovers can be found.
+const Prefix = "leakwatch-test-"
+
+// RequirePrivileged skips a test that needs root, or fails it when
+// LEAKWATCH_REQUIRE_PRIVILEGED=1 (as in CI), where a skip would hide it.
+func RequirePrivileged(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	msg := "needs root (BPF, perf events and cgroups); run `sudo make test`"
+	if os.Getenv("LEAKWATCH_REQUIRE_PRIVILEGED") == "1" {
+		t.Fatal(msg + "; LEAKWATCH_REQUIRE_PRIVILEGED=1 forbids skipping")
+	}
+	t.Skip(msg)
+}
+
+// Hierarchy is where this process's memory cgroup lives.
+type Hierarchy struct {
+	Mount   string // mount point of the hierarchy with the memory controller
+	Own     string // this process's memory cgroup, relative to Mount
+	Version int    // 1 or 2
+}
+
+// Dir is the absolute directory of this process's memory cgroup.
+func (h Hierarchy) Dir() string { return filepath.Join(h.Mount, h.Own) }
+
+// OwnHierarchy finds this process's memory cgroup, on v1, v2 and hybrid hosts.
+func OwnHierarchy() (Hierarchy, error) {
+	cg, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return Hierarchy{}, err
+	}
+	var v1Path, v2Path string
+	hasV2 := false
+	for line := range strings.SplitSeq(strings.TrimSpace(string(cg)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			v2Path, hasV2 = parts[2], true
+			continue
+		}
+		for c := range strings.SplitSeq(parts[1], ",") {
+			if c == "memory" {
+				v1Path = parts[2]
+			}
+		}
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return Hierarchy{}, err
+	}
+	var v1Mount, v2Mount string
+	for line := range strings.SplitSeq(string(mi), "\n") {
+		f := strings.Fields(line)
+		sep := slicesIndex(f, "-")
+		if sep < 0 || sep+3 > len(f) {
+			continue
+		}
+		switch f[sep+1] {
+		case "cgroup":
+			for o := range strings.SplitSeq(f[sep+3], ",") {
+				if o == "memory" {
+					v1Mount = f[4]
+				}
+			}
+		case "cgroup2":
+			if v2Mount == "" {
+				v2Mount = f[4]
+			}
+		}
+	}
+	if v1Path != "" && v1Mount != "" {
+		return Hierarchy{Mount: v1Mount, Own: v1Path, Version: 1}, nil
+	}
+	if hasV2 && v2Mount != "" {
+		ctrl, _ := os.ReadFile(filepath.Join(v2Mount, v2Path, "cgroup.controllers"))
+		if strings.Contains(string(ctrl), "memory") {
+			return Hierarchy{Mount: v2Mount, Own: v2Path, Version: 2}, nil
+		}
+	}
+	return Hierarchy{}, errors.New("no memory cgroup controller is mounted (neither v1 memory nor cgroup2 with memory)")
+}
+
+func slicesIndex(f []string, s string) int {
+	for i, v := range f {
+		if v == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// Group is a memory cgroup made for one test.
+type Group struct {
+	Dir     string // absolute path
+	Rel     string // path relative to the hierarchy's mount, starting with /
+	ID      uint64 // inode: the kernel's memory cgroup id
+	Version int
+	procs   []*Proc
+}
+
+// New makes a memory cgroup beneath this process's own, with a memory limit
+// (bytes; 0 for none), removed when the test ends.
+func New(t testing.TB, limit int64) *Group {
+	t.Helper()
+	RequirePrivileged(t)
+	h, err := OwnHierarchy()
+	if err != nil {
+		t.Fatalf("cgtest: %v", err)
+	}
+	if h.Version == 2 {
+		// The parent must hand the memory controller down; a cgroup with
+		// processes of its own cannot, so say so rather than move anything.
+		sub := filepath.Join(h.Dir(), "cgroup.subtree_control")
+		if b, _ := os.ReadFile(sub); !strings.Contains(string(b), "memory") {
+			if err := os.WriteFile(sub, []byte("+memory"), 0o644); err != nil {
+				t.Fatalf("cgtest: enabling the memory controller below %s: %v (run the tests from a cgroup that delegates memory, e.g. `systemd-run --scope -p Delegate=yes`)", h.Dir(), err)
+			}
+		}
+	}
+	dir, err := os.MkdirTemp(h.Dir(), Prefix)
+	if err != nil {
+		t.Fatalf("cgtest: making a cgroup beneath %s: %v", h.Dir(), err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		t.Fatalf("cgtest: %v", err)
+	}
+	g := &Group{Dir: dir, Rel: filepath.Join("/", h.Own, filepath.Base(dir)), ID: st.Ino, Version: h.Version}
+	t.Cleanup(func() { g.remove(t) })
+	if limit > 0 {
+		if h.Version == 1 {
+			g.write(t, "memory.limit_in_bytes", strconv.FormatInt(limit, 10))
+			g.writeIfExists("memory.memsw.limit_in_bytes", strconv.FormatInt(limit, 10))
+		} else {
+			g.write(t, "memory.max", strconv.FormatInt(limit, 10))
+			g.writeIfExists("memory.swap.max", "0")
+		}
+	}
+	return g
+}
+
+func (g *Group) write(t testing.TB, file, value string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(g.Dir, file), []byte(value), 0o644); err != nil {
+		t.Fatalf("cgtest: writing %s to %s: %v", value, file, err)
+	}
+}
+
+func (g *Group) writeIfExists(file, value string) {
+	_ = os.WriteFile(filepath.Join(g.Dir, file), []byte(value), 0o644)
+}
+
+// remove ends the group's processes and removes it, within a bound.
+func (g *Group) remove(t testing.TB) {
+	for _, p := range g.procs {
+		p.Kill()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := os.Remove(g.Dir)
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("cgtest: removing %s: %v", g.Dir, err)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Proc is a workload driven through its stdin, one command per line.
+type Proc struct {
+	Cmd   *exec.Cmd
+	PID   int
+	stdin io.WriteCloser
+	lines chan string
+	once  sync.Once
+	done  chan struct{}
+	state *os.ProcessState
+}
+
+// Start runs path with args inside the group and returns it. A shell that
+// waits for one line execs the workload only after the move, so that all the
+// workload does, its loader's mappings included, happens inside the group.
+// Its stderr goes to the test log.
+func (g *Group) Start(t testing.TB, path string, args ...string) *Proc {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", append([]string{"-c", `read _ && exec "$0" "$@"`, path}, args...)...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = testWriter{t}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("cgtest: starting %s: %v", path, err)
+	}
+	p := &Proc{Cmd: cmd, PID: cmd.Process.Pid, stdin: stdin, lines: make(chan string, 16), done: make(chan struct{})}
+	g.procs = append(g.procs, p)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+		_ = cmd.Wait()
+		p.state = cmd.ProcessState
+		close(p.done)
+	}()
+	if err := os.WriteFile(filepath.Join(g.Dir, "cgroup.procs"), []byte(strconv.Itoa(p.PID)), 0o644); err != nil {
+		p.Kill()
+		t.Fatalf("cgtest: moving pid %d into %s: %v", p.PID, g.Dir, err)
+	}
+	p.Send(t, "")
+	return p
+}
+
+// Do sends one command and returns the workload's answer, failing the test
+// on an error answer or if none comes within 30 s.
+func (p *Proc) Do(t testing.TB, command string) string {
+	t.Helper()
+	if _, err := fmt.Fprintln(p.stdin, command); err != nil {
+		t.Fatalf("cgtest: sending %q to pid %d: %v", command, p.PID, err)
+	}
+	select {
+	case line, ok := <-p.lines:
+		if !ok {
+			t.Fatalf("cgtest: pid %d exited while running %q", p.PID, command)
+		}
+		if !strings.HasPrefix(line, "ok") {
+			t.Fatalf("cgtest: %q answered %q", command, line)
+		}
+		return strings.TrimSpace(strings.TrimPrefix(line, "ok"))
+	case <-time.After(30 * time.Second):
+		t.Fatalf("cgtest: no answer to %q from pid %d within 30s", command, p.PID)
+	}
+	return ""
+}
+
+// Send sends a command without waiting for an answer.
+func (p *Proc) Send(t testing.TB, command string) {
+	t.Helper()
+	if _, err := fmt.Fprintln(p.stdin, command); err != nil {
+		t.Fatalf("cgtest: sending %q to pid %d: %v", command, p.PID, err)
+	}
+}
+
+// Wait waits for the workload to exit, up to timeout, and returns how.
+func (p *Proc) Wait(t testing.TB, timeout time.Duration) *os.ProcessState {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.state
+	case <-time.After(timeout):
+		t.Fatalf("cgtest: pid %d still running after %v", p.PID, timeout)
+	}
+	return nil
+}
+
+// Kill ends the workload by its pid (only ever a process this package
+// started) and waits for it.
+func (p *Proc) Kill() {
+	p.once.Do(func() {
+		_ = p.stdin.Close()
+		_ = p.Cmd.Process.Kill()
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
+	})
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Logf("workload: %s", strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// Workloads builds the test workloads once per test binary and returns the
+// paths of memwork (C, frame pointers kept) and gowork (Go).
+func Workloads(t testing.TB) (memwork, gowork string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "leakwatch-workloads-")
+		if buildErr != nil {
+			return
+		}
+		src := filepath.Join(moduleRoot(), "test", "workloads")
+		out, err := exec.Command("cc", "-O1", "-g", "-fno-omit-frame-pointer", "-Wall",
+			"-o", filepath.Join(buildDir, "memwork"), filepath.Join(src, "memwork.c")).CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("building memwork: %w\n%s", err, out)
+			return
+		}
+		gob := exec.Command("go", "build", "-o", filepath.Join(buildDir, "gowork"), "./test/workloads/gowork")
+		gob.Dir = moduleRoot()
+		if out, err := gob.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building gowork: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("cgtest: %v", buildErr)
+	}
+	return filepath.Join(buildDir, "memwork"), filepath.Join(buildDir, "gowork")
+}
+
+// Cleanup removes the built workloads; call it from TestMain.
+func Cleanup() {
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+}
+
+// Leftovers lists cgroups this package made that still exist beneath this
+// process's memory cgroup. TestMain fails the run when any remain.
+func Leftovers() []string {
+	h, err := OwnHierarchy()
+	if err != nil {
+		return nil
+	}
+	matches, _ := filepath.Glob(filepath.Join(h.Dir(), Prefix+"*"))
+	return matches
+}
+
+func moduleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}

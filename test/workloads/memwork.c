@@ -1,0 +1,106 @@
+// memwork: a workload driven line by line on stdin, so a test can move it
+// into a cgroup first and then ask for exactly the memory operations it
+// wants to observe. Built with -fno-omit-frame-pointer so that user stacks
+// walk through its functions. Each command answers one line on stdout.
+//
+//   map N        mmap N KiB private anonymous (not touched); prints "ok ADDR"
+//   unmap A N    munmap N KiB at address A (hex, as printed)
+//   remap A O N  mremap A from O KiB to N KiB (may move); prints "ok NEWADDR"
+//   brk N        grow the heap by N KiB (negative: shrink); prints "ok"
+//   touch N      mmap N KiB and touch every page in touch_pages(); "ok ADDR"
+//   leak N M     leak_step(): touch N KiB in new mappings, M times; "ok"
+//   oom          touch memory until the kernel kills the process
+//   nop          do nothing; answers once start-up is over
+//   exit         exit 0
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static long page;
+
+__attribute__((noinline)) void *map_anon(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p != MAP_FAILED)
+		madvise(p, len, MADV_NOHUGEPAGE);
+	return p;
+}
+
+__attribute__((noinline)) void touch_pages(volatile char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i += page)
+		p[i] = 1;
+}
+
+__attribute__((noinline)) void leak_step(size_t len)
+{
+	char *p = map_anon(len);
+	if (p == MAP_FAILED)
+		return;
+	touch_pages(p, len);
+}
+
+__attribute__((noinline)) void oom_forever(void)
+{
+	for (;;) {
+		char *p = map_anon(1 << 20);
+		if (p == MAP_FAILED)
+			continue;
+		touch_pages(p, 1 << 20);
+	}
+}
+
+int main(void)
+{
+	page = sysconf(_SC_PAGESIZE);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	char line[256];
+	while (fgets(line, sizeof(line), stdin)) {
+		char cmd[16] = {0};
+		long long a = 0, b = 0, c = 0;
+		sscanf(line, "%15s", cmd);
+		if (!strcmp(cmd, "map")) {
+			sscanf(line, "%*s %lld", &a);
+			void *p = map_anon((size_t)a << 10);
+			printf(p == MAP_FAILED ? "err mmap\n" : "ok %lx\n", (unsigned long)p);
+		} else if (!strcmp(cmd, "unmap")) {
+			sscanf(line, "%*s %llx %lld", &a, &b);
+			printf(munmap((void *)a, (size_t)b << 10) ? "err munmap\n" : "ok\n");
+		} else if (!strcmp(cmd, "remap")) {
+			sscanf(line, "%*s %llx %lld %lld", &a, &b, &c);
+			void *p = mremap((void *)a, (size_t)b << 10, (size_t)c << 10, MREMAP_MAYMOVE);
+			printf(p == MAP_FAILED ? "err mremap\n" : "ok %lx\n", (unsigned long)p);
+		} else if (!strcmp(cmd, "brk")) {
+			sscanf(line, "%*s %lld", &a);
+			void *p = sbrk((intptr_t)a << 10);
+			printf(p == (void *)-1 ? "err sbrk\n" : "ok\n");
+		} else if (!strcmp(cmd, "touch")) {
+			sscanf(line, "%*s %lld", &a);
+			char *p = map_anon((size_t)a << 10);
+			if (p == MAP_FAILED) {
+				printf("err mmap\n");
+				continue;
+			}
+			touch_pages(p, (size_t)a << 10);
+			printf("ok %lx\n", (unsigned long)p);
+		} else if (!strcmp(cmd, "leak")) {
+			sscanf(line, "%*s %lld %lld", &a, &b);
+			for (long long i = 0; i < b; i++)
+				leak_step((size_t)a << 10);
+			printf("ok\n");
+		} else if (!strcmp(cmd, "oom")) {
+			oom_forever();
+		} else if (!strcmp(cmd, "nop")) {
+			printf("ok\n");
+		} else if (!strcmp(cmd, "exit")) {
+			return 0;
+		} else {
+			printf("err unknown command\n");
+		}
+	}
+	return 0;
+}
