@@ -44,6 +44,14 @@ run: build ## build and run the tracer on this host (as root); LEAKWATCH_FLAGS a
 test: deps ## run every test; privileged ones need root
 	$(GO) test -count=1 -timeout 25m ./...
 
+.PHONY: bench
+bench: ## measure the tracer's cost on micro-loops, interleaved with and without it (as root)
+	$(GO) run ./test/bench
+
+.PHONY: bench-detect
+bench-detect: ## compare the leak detector with predict_linear and growth-% rules on test/corpus
+	$(GO) run ./test/benchdetect
+
 .PHONY: $(BIN)/golangci-lint
 $(BIN)/golangci-lint:
 	@if ! [ -x $@ ] || ! $@ version 2>/dev/null | grep -q "$(GOLANGCI_LINT_VERSION:v%=%)"; then \

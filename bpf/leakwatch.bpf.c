@@ -45,6 +45,11 @@ volatile const __u64 page_size = 4096;
 #define MREMAP_DONTUNMAP 4
 #define MAX_ERRNO	 4095
 
+/* One sample in this many (per fault key, starting with its first) has its
+ * VMA looked up to tell anonymous memory from page cache: bpf_find_vma costs
+ * about 8 us here, ten times the rest of a sample. Must be a power of two. */
+#define FAULT_CHECK_EVERY 16
+
 /* How many tracked ranges one unmap may touch. An unmap spanning more is
  * counted as DROP_UNMAP_UNRESOLVED and left to the exit sweep. */
 #define MAX_UNMAP_STEPS 16
@@ -631,18 +636,6 @@ int handle_page_fault(struct bpf_perf_event_data *ctx)
 		return 0; /* kernel thread */
 
 	__u64 memcg = task_memcg(task);
-
-	/* Faults on file-backed memory are page cache, not something a leak
-	 * holds. An unknown VMA (lock contended) is counted as anonymous. */
-	struct vma_probe vp = {};
-	bpf_find_vma(task, ctx->addr, probe_vma, &vp, 0);
-	if (vp.file) {
-		struct counters *c = counters_for(memcg);
-		if (c)
-			c->file_fault_samples++;
-		return 0;
-	}
-
 	__u64 weight = ctx->sample_period * page_size;
 	struct fault_key key = {
 	    .memcg = memcg,
@@ -663,12 +656,29 @@ int handle_page_fault(struct bpf_perf_event_data *ctx)
 		mark_tracked(tgid, bpf_ktime_get_ns());
 	}
 	__sync_fetch_and_add(&v->bytes, weight);
-	__sync_fetch_and_add(&v->samples, 1);
+	__u64 n = __sync_fetch_and_add(&v->samples, 1);
+
+	/* Faults on file-backed memory are page cache, not something a leak
+	 * holds; a subsample tells each key's share of them. A VMA that cannot
+	 * be looked up (lock contended) counts as anonymous. */
+	bool checked = (n & (FAULT_CHECK_EVERY - 1)) == 0;
+	struct vma_probe vp = {};
+	if (checked) {
+		bpf_find_vma(task, ctx->addr, probe_vma, &vp, 0);
+		__sync_fetch_and_add(&v->checked, 1);
+		if (vp.file)
+			__sync_fetch_and_add(&v->checked_file, 1);
+	}
 
 	struct counters *c = counters_for(memcg);
 	if (c) {
 		c->fault_samples++;
 		c->fault_bytes += weight;
+		if (checked) {
+			c->fault_checked++;
+			if (vp.file)
+				c->fault_checked_file++;
+		}
 	}
 	return 0;
 }

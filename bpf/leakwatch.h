@@ -38,9 +38,10 @@ struct counters {
 	__u64 brk_grow_bytes;
 	__u64 brk_shrink_bytes;
 	__u64 mremap_calls;
-	__u64 fault_samples;	  /* sampled anonymous faults */
+	__u64 fault_samples;	  /* sampled faults */
 	__u64 fault_bytes;	  /* their weight: sample period x page size */
-	__u64 file_fault_samples; /* sampled faults on file-backed memory */
+	__u64 fault_checked;	  /* samples whose VMA was looked up */
+	__u64 fault_checked_file; /* ... and found file-backed */
 };
 
 struct mapping_key {
@@ -69,9 +70,14 @@ struct fault_key {
 	__u32 _pad;
 };
 
+/* Bytes and samples count every sample of the key; checked of them had their
+ * VMA looked up (see FAULT_CHECK_EVERY), checked_file of those were on
+ * file-backed memory. User space scales bytes by the anonymous share. */
 struct fault_value {
 	__u64 bytes;
 	__u64 samples;
+	__u64 checked;
+	__u64 checked_file;
 };
 
 enum event_type {

@@ -24,7 +24,8 @@ type leakwatchCounters struct {
 	MremapCalls      uint64
 	FaultSamples     uint64
 	FaultBytes       uint64
-	FileFaultSamples uint64
+	FaultChecked     uint64
+	FaultCheckedFile uint64
 }
 
 type leakwatchDropReason uint32
@@ -76,9 +77,11 @@ type leakwatchFaultKey struct {
 }
 
 type leakwatchFaultValue struct {
-	_       structs.HostLayout
-	Bytes   uint64
-	Samples uint64
+	_           structs.HostLayout
+	Bytes       uint64
+	Samples     uint64
+	Checked     uint64
+	CheckedFile uint64
 }
 
 type leakwatchMapping struct {

@@ -96,9 +96,11 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 	}
 	snap.Faults = make([]FaultSample, 0, len(fkeys))
 	for i, k := range fkeys {
+		v := fvals[i]
+		anon, file := splitFaultBytes(v.Bytes, v.Checked, v.CheckedFile)
 		snap.Faults = append(snap.Faults, FaultSample{
 			Memcg: k.Memcg, PID: k.Tgid, StackID: k.StackId,
-			Bytes: fvals[i].Bytes, Samples: fvals[i].Samples,
+			Bytes: anon, FileBytes: file, Samples: v.Samples,
 		})
 	}
 
@@ -139,6 +141,7 @@ func (t *Tracer) readCounters(snap *Snapshot) error {
 	it := t.objs.CgroupCounters.Iterate()
 	for it.Next(&memcg, &vals) {
 		c := snap.Cgroups[memcg]
+		var faultBytes, checked, checkedFile uint64
 		for _, v := range vals {
 			c.MmapCalls += v.MmapCalls
 			c.MmapBytes += v.MmapBytes
@@ -148,9 +151,11 @@ func (t *Tracer) readCounters(snap *Snapshot) error {
 			c.BrkShrinkBytes += v.BrkShrinkBytes
 			c.MremapCalls += v.MremapCalls
 			c.FaultSamples += v.FaultSamples
-			c.FaultBytes += v.FaultBytes
-			c.FileFaultSamples += v.FileFaultSamples
+			faultBytes += v.FaultBytes
+			checked += v.FaultChecked
+			checkedFile += v.FaultCheckedFile
 		}
+		c.FaultBytes, c.FileFaultBytes = splitFaultBytes(faultBytes, checked, checkedFile)
 		snap.Cgroups[memcg] = c
 	}
 	if err := it.Err(); err != nil {
@@ -173,6 +178,16 @@ func (t *Tracer) readDrops(snap *Snapshot) error {
 	}
 	snap.Drops[DropEventsUnconsumed] = t.unconsumed.Load()
 	return nil
+}
+
+// splitFaultBytes splits sampled fault bytes into anonymous and file-backed
+// by the share of file-backed faults among those whose VMA was checked.
+func splitFaultBytes(total, checked, checkedFile uint64) (anon, file uint64) {
+	if checked == 0 || checkedFile == 0 {
+		return total, 0
+	}
+	file = uint64(float64(total) * float64(min(checkedFile, checked)) / float64(checked))
+	return total - file, file
 }
 
 // handOutStacks adds to snap the frames of every referenced stack that was

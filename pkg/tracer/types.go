@@ -12,16 +12,16 @@ type Process struct {
 // CgroupCounters are cumulative counters of one memory cgroup since the
 // tracer started, plus the bytes its processes have mapped right now.
 type CgroupCounters struct {
-	MmapCalls        uint64
-	MmapBytes        uint64
-	MunmapCalls      uint64
-	MunmapBytes      uint64
-	BrkGrowBytes     uint64
-	BrkShrinkBytes   uint64
-	MremapCalls      uint64
-	FaultSamples     uint64 // sampled faults on anonymous memory
-	FaultBytes       uint64 // estimated anonymous bytes faulted in (samples x weight)
-	FileFaultSamples uint64 // sampled faults on file-backed memory (page cache)
+	MmapCalls      uint64
+	MmapBytes      uint64
+	MunmapCalls    uint64
+	MunmapBytes    uint64
+	BrkGrowBytes   uint64
+	BrkShrinkBytes uint64
+	MremapCalls    uint64
+	FaultSamples   uint64 // sampled page faults, anonymous and file-backed
+	FaultBytes     uint64 // estimated anonymous bytes faulted in
+	FileFaultBytes uint64 // estimated file-backed (page cache) bytes faulted in
 
 	// Outstanding bytes right now, from the live mappings.
 	MappedBytes uint64 // private anonymous mmap
@@ -58,13 +58,16 @@ type Allocation struct {
 }
 
 // FaultSample is the cumulative sampled page-fault weight of one stack of one
-// process, since that process was first sampled.
+// process, since that process was first sampled. The split between
+// anonymous and file-backed bytes comes from a subsample of the samples, so
+// Bytes can move down slightly between snapshots as the split is refined.
 type FaultSample struct {
-	Memcg   uint64
-	PID     uint32
-	StackID uint64
-	Bytes   uint64 // unbiased estimate: samples x sample period x page size
-	Samples uint64
+	Memcg     uint64
+	PID       uint32
+	StackID   uint64
+	Bytes     uint64 // estimated anonymous bytes: samples x period x page size x anonymous share
+	FileBytes uint64 // estimated file-backed bytes (page cache)
+	Samples   uint64
 }
 
 // MapUsage is how full one kernel map is.

@@ -1,0 +1,86 @@
+package tracer
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// ProgramStat is the kernel's run-time accounting of one program. The kernel
+// counts only while statistics are enabled (EnableStats or the sysctl
+// kernel.bpf_stats_enabled), since counting costs a little on every run.
+type ProgramStat struct {
+	Name     string
+	RunCount uint64
+	RunTime  time.Duration
+}
+
+// EnableStats turns the kernel's BPF run-time accounting on until the
+// returned closer is closed.
+func EnableStats() (io.Closer, error) {
+	c, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return nil, fmt.Errorf("enabling BPF statistics: %w", err)
+	}
+	return c, nil
+}
+
+func (t *Tracer) programs() []struct {
+	name string
+	prog *ebpf.Program
+} {
+	o := &t.objs.leakwatchPrograms
+	return []struct {
+		name string
+		prog *ebpf.Program
+	}{
+		{leakwatchProgHandleSysEnterMmap, o.HandleSysEnterMmap},
+		{leakwatchProgHandleSysExitMmap, o.HandleSysExitMmap},
+		{leakwatchProgHandleSysEnterMunmap, o.HandleSysEnterMunmap},
+		{leakwatchProgHandleSysExitMunmap, o.HandleSysExitMunmap},
+		{leakwatchProgHandleSysEnterMremap, o.HandleSysEnterMremap},
+		{leakwatchProgHandleSysExitMremap, o.HandleSysExitMremap},
+		{leakwatchProgHandleSysEnterBrk, o.HandleSysEnterBrk},
+		{leakwatchProgHandleSysExitBrk, o.HandleSysExitBrk},
+		{leakwatchProgHandlePageFault, o.HandlePageFault},
+		{leakwatchProgHandleMarkVictim, o.HandleMarkVictim},
+		{leakwatchProgHandleSchedProcessExit, o.HandleSchedProcessExit},
+		{leakwatchProgHandleSchedProcessExec, o.HandleSchedProcessExec},
+	}
+}
+
+// ProgramStats returns each program's run count and total run time.
+func (t *Tracer) ProgramStats() ([]ProgramStat, error) {
+	var out []ProgramStat
+	for _, p := range t.programs() {
+		st, err := p.prog.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("reading stats of %s: %w", p.name, err)
+		}
+		out = append(out, ProgramStat{Name: p.name, RunCount: st.RunCount, RunTime: st.Runtime})
+	}
+	return out, nil
+}
+
+// MapMemory is the kernel memory of the tracer's maps, by the kernel's own
+// memlock accounting.
+func (t *Tracer) MapMemory() (uint64, error) {
+	o := &t.objs.leakwatchMaps
+	var total uint64
+	for _, m := range []*ebpf.Map{
+		o.PendingCalls, o.LiveMappings, o.MappingEnds, o.StackTraces, o.StackScratch,
+		o.FaultSamples, o.CgroupCounters, o.TrackedProcs, o.Drops, o.Events,
+	} {
+		info, err := m.Info()
+		if err != nil {
+			return 0, fmt.Errorf("reading map info: %w", err)
+		}
+		if n, ok := info.Memlock(); ok {
+			total += n
+		}
+	}
+	return total, nil
+}
