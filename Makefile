@@ -4,6 +4,7 @@ GO ?= go
 BIN := bin
 GOLANGCI_LINT_VERSION := v2.15.0
 LEAKWATCH_FLAGS ?=
+C_SOURCES := $(wildcard bpf/*.c bpf/*.h test/workloads/*.c test/bench/loops/*.c)
 export PATH := $(PATH):/usr/local/go/bin
 
 .DEFAULT_GOAL := help
@@ -37,8 +38,8 @@ build: ## build bin/leakwatch
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/leakwatch ./cmd/leakwatch
 
 .PHONY: run
-run: build ## build and run the tracer on this host (as root); LEAKWATCH_FLAGS adds flags
-	./$(BIN)/leakwatch trace $(LEAKWATCH_FLAGS)
+run: build ## build and run the agent on this host (as root) on 127.0.0.1:9753; LEAKWATCH_FLAGS adds flags
+	./$(BIN)/leakwatch run $(LEAKWATCH_FLAGS)
 
 .PHONY: test
 test: deps ## run every test; privileged ones need root
@@ -63,12 +64,12 @@ $(BIN)/golangci-lint:
 lint: $(BIN)/golangci-lint deps ## golangci-lint, gofmt and clang-format
 	./$(BIN)/golangci-lint run ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
-	clang-format --dry-run --Werror bpf/*.c bpf/*.h
+	clang-format --dry-run --Werror $(C_SOURCES)
 
 .PHONY: fmt
 fmt: ## format Go and C sources
 	gofmt -w $$(git ls-files '*.go')
-	clang-format -i bpf/*.c bpf/*.h
+	clang-format -i $(C_SOURCES)
 
 .PHONY: clean
 clean: ## remove build output

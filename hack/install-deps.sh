@@ -3,7 +3,8 @@
 # Idempotent: packages already present are skipped, so `make` targets can call it.
 set -euo pipefail
 
-packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev)
+# prometheus brings promtool, used by the metrics tests.
+packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev prometheus)
 if [[ "${LEAKWATCH_EXTRA_PACKAGES:-}" != "" ]]; then
 	read -r -a extra <<<"${LEAKWATCH_EXTRA_PACKAGES}"
 	packages+=("${extra[@]}")

@@ -24,6 +24,8 @@ type command struct {
 }
 
 var commands = []command{
+	{"run", "the daemon: watch every container, detect leaks, serve metrics and the API", runRun},
+	{"analyze", "replay recorded memory series (CSV) through the leak detector", runAnalyze},
 	{"trace", "print live per-cgroup figures from the kernel side (a debugging view)", runTrace},
 	{"version", "print the version", runVersion},
 }
@@ -87,6 +89,8 @@ func report(stderr io.Writer, cmd string, err error) int {
 		return exitOK
 	case errors.Is(err, errUsage):
 		return exitUsage
+	case errors.Is(err, errSomeFailed):
+		return exitFailure
 	}
 	fmt.Fprintf(stderr, "leakwatch %s: %v\n", cmd, err)
 	var host *tracer.HostError

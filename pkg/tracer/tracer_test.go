@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/leakwatch/leakwatch/pkg/tracer"
 	"github.com/leakwatch/leakwatch/test/cgtest"
 )
@@ -21,15 +19,7 @@ const (
 	mib = 1 << 20
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	cgtest.Cleanup()
-	if left := cgtest.Leftovers(); len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "cgroups left behind: %v\n", left)
-		code = 1
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { cgtest.Main(m) }
 
 // startTracer loads a tracer for one test and runs it until the test ends.
 func startTracer(t *testing.T, mutate func(*tracer.Config)) *tracer.Tracer {
@@ -386,74 +376,4 @@ func TestFullMapsCountDropsAndRecover(t *testing.T) {
 		p.Do(t, "map 64")
 		return false
 	})
-}
-
-func TestCloseLeavesNothing(t *testing.T) {
-	cgtest.RequirePrivileged(t)
-	// Warm up the runtime's own descriptors (epoll, BTF cache) first.
-	warm, err := tracer.New(tracer.DefaultConfig(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := warm.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	fdsBefore, progsBefore := openFDs(t), ourPrograms(t)
-	tr, err := tracer.New(tracer.DefaultConfig(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ourPrograms(t) <= progsBefore {
-		t.Fatal("no programs visible while the tracer runs; the check would prove nothing")
-	}
-	if err := tr.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if err := tr.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	if got := openFDs(t); got != fdsBefore {
-		t.Errorf("%d file descriptors open after Close, %d before", got, fdsBefore)
-	}
-	// Programs are freed once their last reference goes, which the kernel
-	// does asynchronously; wait briefly.
-	deadline := time.Now().Add(5 * time.Second)
-	for ourPrograms(t) > progsBefore {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d leakwatch programs loaded after Close, %d before", ourPrograms(t), progsBefore)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
-// ourPrograms counts loaded BPF programs named like ours.
-func ourPrograms(t *testing.T) int {
-	t.Helper()
-	n := 0
-	var id ebpf.ProgramID
-	for {
-		next, err := ebpf.ProgramGetNextID(id)
-		if err != nil {
-			return n
-		}
-		id = next
-		p, err := ebpf.NewProgramFromID(id)
-		if err != nil {
-			continue
-		}
-		if info, err := p.Info(); err == nil && strings.HasPrefix(info.Name, "handle_") {
-			n++
-		}
-		_ = p.Close()
-	}
 }

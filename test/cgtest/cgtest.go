@@ -22,7 +22,11 @@ import (
 )
 
 // Prefix names every cgroup this package makes, so leftovers can be found.
+// Test binaries of several packages run at once, so each binary checks only
+// the cgroups named with its own pid.
 const Prefix = "leakwatch-test-"
+
+func ownPrefix() string { return Prefix + strconv.Itoa(os.Getpid()) + "-" }
 
 // RequirePrivileged skips a test that needs root, or fails it when
 // LEAKWATCH_REQUIRE_PRIVILEGED=1 (as in CI), where a skip would hide it.
@@ -144,7 +148,7 @@ func New(t testing.TB, limit int64) *Group {
 			}
 		}
 	}
-	dir, err := os.MkdirTemp(h.Dir(), Prefix)
+	dir, err := os.MkdirTemp(h.Dir(), ownPrefix())
 	if err != nil {
 		t.Fatalf("cgtest: making a cgroup beneath %s: %v", h.Dir(), err)
 	}
@@ -250,22 +254,30 @@ func (g *Group) Start(t testing.TB, path string, args ...string) *Proc {
 // on an error answer or if none comes within 30 s.
 func (p *Proc) Do(t testing.TB, command string) string {
 	t.Helper()
+	out, err := p.Call(command)
+	if err != nil {
+		t.Fatalf("cgtest: %v", err)
+	}
+	return out
+}
+
+// Call is Do for goroutines other than the test's: it returns the error.
+func (p *Proc) Call(command string) (string, error) {
 	if _, err := fmt.Fprintln(p.stdin, command); err != nil {
-		t.Fatalf("cgtest: sending %q to pid %d: %v", command, p.PID, err)
+		return "", fmt.Errorf("sending %q to pid %d: %w", command, p.PID, err)
 	}
 	select {
 	case line, ok := <-p.lines:
 		if !ok {
-			t.Fatalf("cgtest: pid %d exited while running %q", p.PID, command)
+			return "", fmt.Errorf("pid %d exited while running %q", p.PID, command)
 		}
 		if !strings.HasPrefix(line, "ok") {
-			t.Fatalf("cgtest: %q answered %q", command, line)
+			return "", fmt.Errorf("%q answered %q", command, line)
 		}
-		return strings.TrimSpace(strings.TrimPrefix(line, "ok"))
+		return strings.TrimSpace(strings.TrimPrefix(line, "ok")), nil
 	case <-time.After(30 * time.Second):
-		t.Fatalf("cgtest: no answer to %q from pid %d within 30s", command, p.PID)
+		return "", fmt.Errorf("no answer to %q from pid %d within 30s", command, p.PID)
 	}
-	return ""
 }
 
 // Send sends a command without waiting for an answer.
@@ -342,21 +354,28 @@ func Workloads(t testing.TB) (memwork, gowork string) {
 	return filepath.Join(buildDir, "memwork"), filepath.Join(buildDir, "gowork")
 }
 
-// Cleanup removes the built workloads; call it from TestMain.
-func Cleanup() {
+// Main is TestMain for packages that use cgtest: it runs the tests, removes
+// the built workloads, and fails the run when a cgroup was left behind.
+func Main(m *testing.M) {
+	code := m.Run()
 	if buildDir != "" {
 		_ = os.RemoveAll(buildDir)
 	}
+	if left := Leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "cgroups left behind: %v\n", left)
+		code = 1
+	}
+	os.Exit(code)
 }
 
-// Leftovers lists cgroups this package made that still exist beneath this
-// process's memory cgroup. TestMain fails the run when any remain.
+// Leftovers lists cgroups this test binary made that still exist beneath
+// its memory cgroup. TestMain fails the run when any remain.
 func Leftovers() []string {
 	h, err := OwnHierarchy()
 	if err != nil {
 		return nil
 	}
-	matches, _ := filepath.Glob(filepath.Join(h.Dir(), Prefix+"*"))
+	matches, _ := filepath.Glob(filepath.Join(h.Dir(), ownPrefix()+"*"))
 	return matches
 }
 

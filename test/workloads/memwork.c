@@ -9,6 +9,7 @@
 //   brk N        grow the heap by N KiB (negative: shrink); prints "ok"
 //   touch N      mmap N KiB and touch every page in touch_pages(); "ok ADDR"
 //   leak N M     leak_step(): touch N KiB in new mappings, M times; "ok"
+//   free         unmap everything touch and leak mapped (a GC cycle's end)
 //   oom          touch memory until the kernel kills the process
 //   nop          do nothing; answers once start-up is over
 //   exit         exit 0
@@ -21,6 +22,23 @@
 #include <unistd.h>
 
 static long page;
+
+/* Regions touch and leak mapped, so that free can give them back. */
+#define MAX_REGIONS 65536
+static struct {
+	void *p;
+	size_t len;
+} regions[MAX_REGIONS];
+static int nregions;
+
+static void remember(void *p, size_t len)
+{
+	if (nregions < MAX_REGIONS) {
+		regions[nregions].p = p;
+		regions[nregions].len = len;
+		nregions++;
+	}
+}
 
 __attribute__((noinline)) void *map_anon(size_t len)
 {
@@ -42,6 +60,7 @@ __attribute__((noinline)) void leak_step(size_t len)
 	if (p == MAP_FAILED)
 		return;
 	touch_pages(p, len);
+	remember(p, len);
 }
 
 __attribute__((noinline)) void oom_forever(void)
@@ -72,7 +91,8 @@ int main(void)
 			printf(munmap((void *)a, (size_t)b << 10) ? "err munmap\n" : "ok\n");
 		} else if (!strcmp(cmd, "remap")) {
 			sscanf(line, "%*s %llx %lld %lld", &a, &b, &c);
-			void *p = mremap((void *)a, (size_t)b << 10, (size_t)c << 10, MREMAP_MAYMOVE);
+			void *p =
+			    mremap((void *)a, (size_t)b << 10, (size_t)c << 10, MREMAP_MAYMOVE);
 			printf(p == MAP_FAILED ? "err mremap\n" : "ok %lx\n", (unsigned long)p);
 		} else if (!strcmp(cmd, "brk")) {
 			sscanf(line, "%*s %lld", &a);
@@ -86,6 +106,7 @@ int main(void)
 				continue;
 			}
 			touch_pages(p, (size_t)a << 10);
+			remember(p, (size_t)a << 10);
 			printf("ok %lx\n", (unsigned long)p);
 		} else if (!strcmp(cmd, "leak")) {
 			sscanf(line, "%*s %lld %lld", &a, &b);
@@ -94,6 +115,11 @@ int main(void)
 			printf("ok\n");
 		} else if (!strcmp(cmd, "oom")) {
 			oom_forever();
+		} else if (!strcmp(cmd, "free")) {
+			for (int i = 0; i < nregions; i++)
+				munmap(regions[i].p, regions[i].len);
+			nregions = 0;
+			printf("ok\n");
 		} else if (!strcmp(cmd, "nop")) {
 			printf("ok\n");
 		} else if (!strcmp(cmd, "exit")) {

@@ -47,7 +47,8 @@ int main(int argc, char **argv)
 		elapsed = 0;
 		iters = 0;
 		for (long r = 0; r < rounds; r++) {
-			char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			if (p == MAP_FAILED) {
 				perror("mmap");
 				return 1;
@@ -62,7 +63,8 @@ int main(int argc, char **argv)
 	} else if (!strcmp(argv[1], "mmap")) {
 		start = now_ns();
 		for (long i = 0; i < n; i++) {
-			void *p = mmap(NULL, 16384, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			void *p = mmap(NULL, 16384, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			if (p == MAP_FAILED) {
 				perror("mmap");
 				return 1;

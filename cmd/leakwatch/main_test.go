@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestAnalyzeReportsEachFileAndKeepsGoingPastBadOnes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.csv")
+	if err := os.WriteFile(bad, []byte("t,bytes\n0,100\n10,abc\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	leak := "../../test/corpus/leak_1mib_clean.csv"
+	flat := "../../test/corpus/flat_noise.csv"
+	code, stdout, stderr := runCLI(t, "analyze", leak, bad, flat)
+	if code != exitFailure {
+		t.Errorf("exit code %d with one bad file, want %d", code, exitFailure)
+	}
+	if !strings.Contains(stderr, "bad.csv") || !strings.Contains(stderr, "line 3") {
+		t.Errorf("stderr %q does not name the bad file and its line", stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("got %d result lines, want 2 (one per good file):\n%s", len(lines), stdout)
+	}
+	type result struct {
+		File       string   `json:"file"`
+		Leak       bool     `json:"leak"`
+		DetectedAt *float64 `json:"detected_at"`
+		Growth     *float64 `json:"growth_bytes_per_second"`
+		Confidence *float64 `json:"confidence"`
+	}
+	var results []result
+	for _, l := range lines {
+		var r result
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("line %q is not JSON: %v", l, err)
+		}
+		if r.Growth == nil || r.Confidence == nil {
+			t.Errorf("line %q lacks growth or confidence", l)
+		}
+		results = append(results, r)
+	}
+	if r := results[0]; r.File != leak || !r.Leak || r.DetectedAt == nil {
+		t.Errorf("leak file: %+v, want leak with a detection time", r)
+	}
+	if r := results[1]; r.File != flat || r.Leak || r.DetectedAt != nil {
+		t.Errorf("flat file: %+v, want no leak and detected_at null", r)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	if code, _, _ := runCLI(t); code != exitUsage {
+		t.Errorf("no command: exit %d, want %d", code, exitUsage)
+	}
+	if code, _, stderr := runCLI(t, "nope"); code != exitUsage || !strings.Contains(stderr, "unknown command") {
+		t.Errorf("unknown command: exit %d, stderr %q", code, stderr)
+	}
+	if code, _, stderr := runCLI(t, "analyze"); code != exitFailure || !strings.Contains(stderr, "no FILE") {
+		t.Errorf("analyze without files: exit %d, stderr %q", code, stderr)
+	}
+	if code, _, _ := runCLI(t, "run", "--interval", "bogus"); code != exitUsage {
+		t.Errorf("bad flag value: exit %d, want %d", code, exitUsage)
+	}
+	if code, _, stderr := runCLI(t, "run", "-h"); code != exitOK || !strings.Contains(stderr, "LEAKWATCH_INTERVAL") {
+		t.Errorf("run -h: exit %d, stderr should list LEAKWATCH_INTERVAL: %q", code, stderr)
+	}
+}
+
+func TestEnvironmentSetsFlagsAndTheCommandLineWins(t *testing.T) {
+	t.Setenv("LEAKWATCH_INTERVAL", "3s")
+	t.Setenv("LEAKWATCH_LISTEN", "127.0.0.1:1")
+	cfg, err := parseRunConfig([]string{"--listen", "127.0.0.1:2"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Agent.Interval.String() != "3s" || cfg.Listen != "127.0.0.1:2" {
+		t.Errorf("interval %v listen %q; want 3s from the environment and 127.0.0.1:2 from the flag", cfg.Agent.Interval, cfg.Listen)
+	}
+	t.Setenv("LEAKWATCH_INTERVAL", "soon")
+	if _, err := parseRunConfig(nil, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "LEAKWATCH_INTERVAL") {
+		t.Errorf("bad variable: error %v, want one naming LEAKWATCH_INTERVAL", err)
+	}
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/leakwatch/leakwatch/pkg/agent"
+	"github.com/leakwatch/leakwatch/pkg/buildinfo"
+	"github.com/leakwatch/leakwatch/pkg/cgroups"
+	"github.com/leakwatch/leakwatch/pkg/cri"
+	"github.com/leakwatch/leakwatch/pkg/metrics"
+	"github.com/leakwatch/leakwatch/pkg/server"
+	"github.com/leakwatch/leakwatch/pkg/tracer"
+)
+
+// runConfig is everything `leakwatch run` is told, validated as one.
+type runConfig struct {
+	Listen       string
+	CgroupRoot   string
+	CRIEndpoints []string
+	NoTracer     bool
+	LogLevel     slog.Level
+	LogFormat    string
+	Agent        agent.Config
+	Tracer       tracer.Config
+}
+
+func (c runConfig) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("--listen must not be empty"))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q: must be text or json", c.LogFormat))
+	}
+	errs = append(errs, c.Agent.Validate())
+	if !c.NoTracer {
+		errs = append(errs, c.Tracer.Validate())
+	}
+	return errors.Join(errs...)
+}
+
+// listFlag is a comma-separated list flag.
+type listFlag struct{ v *[]string }
+
+func (l listFlag) String() string {
+	if l.v == nil {
+		return ""
+	}
+	return strings.Join(*l.v, ",")
+}
+
+func (l listFlag) Set(s string) error {
+	*l.v = nil
+	for part := range strings.SplitSeq(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*l.v = append(*l.v, part)
+		}
+	}
+	return nil
+}
+
+func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
+	cfg := runConfig{Agent: agent.DefaultConfig(), Tracer: tracer.DefaultConfig()}
+	fs := newFlagSet("run", "run [flags]", stderr)
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:9753", "address of the HTTP server (metrics, API); in Kubernetes the pod IP and port")
+	fs.DurationVar(&cfg.Agent.Interval, "interval", cfg.Agent.Interval, "time between two collections of every cgroup")
+	fs.DurationVar(&cfg.Agent.Retention, "retention", cfg.Agent.Retention, "how long a removed container stays in the view (series, verdict)")
+	fs.IntVar(&cfg.Agent.MaxContainers, "max-containers", cfg.Agent.MaxContainers, "most containers tracked; more are counted and left out")
+	fs.DurationVar(&cfg.Agent.Detect.WarmUp, "detect-warm-up", cfg.Agent.Detect.WarmUp, "start-up time of a container that the detector ignores")
+	fs.DurationVar(&cfg.Agent.Detect.EnvelopeWindow, "detect-window", cfg.Agent.Detect.EnvelopeWindow, "width of the detector's shortest window; longer GC cycles are left to slower tiers")
+	fs.StringVar(&cfg.CgroupRoot, "cgroup-root", cgroups.DefaultRoot, "where the host's cgroup hierarchies are mounted")
+	fs.StringVar(&cfg.Tracer.ProcRoot, "proc-root", cfg.Tracer.ProcRoot, "where the host's /proc is mounted")
+	fs.Var(listFlag{&cfg.CRIEndpoints}, "cri-endpoint", "CRI sockets to ask for pod names, comma-separated (default: containerd, CRI-O, cri-dockerd)")
+	fs.Uint64Var(&cfg.Tracer.FaultSampleBytes, "fault-sample-bytes", cfg.Tracer.FaultSampleBytes, "faulted bytes between two page-fault samples (0: off)")
+	fs.BoolVar(&cfg.NoTracer, "no-tracer", false, "run on cgroup statistics only, without the eBPF programs")
+	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", "text", "text or json")
+	if err := parseFlags(fs, args); err != nil {
+		return cfg, err
+	}
+	// The slower tiers' buckets follow the shortest window, keeping their ratio.
+	scale := float64(cfg.Agent.Detect.EnvelopeWindow) / float64(time.Minute)
+	def := agent.DefaultConfig().Detect
+	cfg.Agent.Detect.MediumBucket = time.Duration(float64(def.MediumBucket) * scale)
+	cfg.Agent.Detect.SlowBucket = time.Duration(float64(def.SlowBucket) * scale)
+	cfg.Agent.Detect.MaxGap = max(def.MaxGap, 3*cfg.Agent.Interval)
+	return cfg, cfg.Validate()
+}
+
+func runRun(ctx context.Context, args []string, _, stderr io.Writer) error {
+	cfg, err := parseRunConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	var log *slog.Logger
+	if cfg.LogFormat == "json" {
+		log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	} else {
+		log = newLogger(stderr, cfg.LogLevel)
+	}
+	bi := buildinfo.Get()
+	log.Info("starting leakwatch", "version", bi.Version, "revision", bi.Revision, "listen", cfg.Listen)
+
+	hier, err := cgroups.Detect(cfg.CgroupRoot)
+	if err != nil {
+		return err
+	}
+	log.Info("memory cgroups", "layout", hier.Layout.String(), "dir", hier.Dir)
+
+	degraded := map[string]string{}
+	var tr *tracer.Tracer
+	if cfg.NoTracer {
+		degraded[agent.PartTracer] = "disabled by --no-tracer"
+	} else {
+		if tr, err = tracer.New(cfg.Tracer, log); err != nil {
+			return err
+		}
+		defer closeLogged(log, "tracer", tr)
+		if f := tr.Features(); !f.FaultSampling {
+			degraded[agent.PartFaultSampling] = f.FaultNote
+		}
+	}
+	criClient, err := cri.New(cri.Config{Endpoints: cfg.CRIEndpoints}, log)
+	if err != nil {
+		return err
+	}
+	defer closeLogged(log, "CRI client", criClient)
+
+	ag, err := agent.New(cfg.Agent, hier, tr, criClient, degraded, log)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		metrics.NewCollector(ag, bi),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	srv, err := server.New(server.Config{Listen: cfg.Listen}, ag, reg, log)
+	if err != nil {
+		return err
+	}
+	defer closeLogged(log, "HTTP server", srv)
+
+	return runAll(ctx, log, map[string]func(context.Context) error{
+		"agent":  ag.Run,
+		"server": srv.Run,
+		"cri":    criClient.Run,
+		"tracer": func(ctx context.Context) error {
+			if tr == nil {
+				<-ctx.Done()
+				return nil
+			}
+			return tr.Run(ctx)
+		},
+	})
+}
+
+// runAll runs every part until ctx ends or one of them fails, then stops the
+// others and returns the first failure.
+func runAll(ctx context.Context, log *slog.Logger, parts map[string]func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for name, run := range parts {
+		wg.Go(func() {
+			err := run(ctx)
+			if err != nil && ctx.Err() == nil {
+				once.Do(func() { first = fmt.Errorf("%s: %w", name, err) })
+				log.Error("part failed; stopping", "part", name, "err", err)
+			}
+			cancel()
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+func closeLogged(log *slog.Logger, what string, c io.Closer) {
+	if err := c.Close(); err != nil {
+		log.Warn("closing "+what, "err", err)
+	}
+}

@@ -1,0 +1,456 @@
+// Package agent is leakwatch's daemon loop: every interval it lists the
+// node's memory cgroups, reads their statistics, names their owners, feeds
+// each container's leak signal to its detector, adds what the tracer sees,
+// and publishes the result as an immutable view.Snapshot. It is the view's
+// only writer; exporters read the view and never this package.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/cgroups"
+	"github.com/leakwatch/leakwatch/pkg/containers"
+	"github.com/leakwatch/leakwatch/pkg/cri"
+	"github.com/leakwatch/leakwatch/pkg/detect"
+	"github.com/leakwatch/leakwatch/pkg/series"
+	"github.com/leakwatch/leakwatch/pkg/tracer"
+	"github.com/leakwatch/leakwatch/pkg/view"
+)
+
+// Config sets the loop's pace and bounds.
+type Config struct {
+	// Interval is the time between two collections.
+	Interval time.Duration
+	// Retention is how long a container whose cgroup is gone stays in the
+	// view (series, verdict) before it is forgotten.
+	Retention time.Duration
+	// MaxContainers bounds the containers tracked; more are counted, not
+	// tracked.
+	MaxContainers int
+	Detect        detect.Config
+	History       series.Config
+}
+
+// DefaultConfig is what `leakwatch run` starts from.
+func DefaultConfig() Config {
+	return Config{
+		Interval:      10 * time.Second,
+		Retention:     time.Hour,
+		MaxContainers: 2000,
+		Detect:        detect.DefaultConfig(),
+		History:       series.DefaultConfig(),
+	}
+}
+
+// Validate reports settings the loop cannot run with.
+func (c Config) Validate() error {
+	switch {
+	case c.Interval < 100*time.Millisecond:
+		return errors.New("interval must be at least 100ms")
+	case c.Retention < c.Interval:
+		return errors.New("retention must be at least one interval")
+	case c.MaxContainers < 1:
+		return errors.New("max containers must be at least 1")
+	}
+	d := c.Detect
+	d.Interval = c.Interval
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Parts the agent can run without, named in view.Agent.Degraded.
+const (
+	PartTracer        = "tracer"
+	PartFaultSampling = "fault_sampling"
+)
+
+// Error kinds counted in view.Agent.Errors.
+const (
+	errCgroupGone     = "cgroup_gone"
+	errMemoryRead     = "memory_read"
+	errScan           = "cgroup_scan"
+	errTracerSnapshot = "tracer_snapshot"
+	errDetector       = "detector"
+)
+
+// Agent runs the collection loop.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	hier   cgroups.Hierarchy
+	tracer *tracer.Tracer // nil: running without the kernel side
+	cri    *cri.Client    // nil: no runtime to ask
+	degr   map[string]string
+
+	snap atomic.Pointer[view.Snapshot]
+
+	mu         sync.RWMutex // guards entries for Series (the loop is the only writer)
+	entries    map[uint64]*entry
+	errs       map[string]uint64
+	overLimit  uint64
+	collects   uint64
+	ooms       map[uint64]uint64 // OOM kills per memory cgroup, from the tracer
+	oomsMu     sync.Mutex
+	lastReport time.Time
+}
+
+// entry is one tracked container's state.
+type entry struct {
+	c       view.Container
+	det     *detect.Detector
+	history *series.History
+}
+
+// New returns an agent over the given hierarchy. tr and criClient may be nil;
+// degraded names parts that do not run, with the reason.
+func New(cfg Config, hier cgroups.Hierarchy, tr *tracer.Tracer, criClient *cri.Client, degraded map[string]string, logger *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	cfg.Detect.Interval = cfg.Interval
+	d := make(map[string]string, len(degraded))
+	for k, v := range degraded {
+		d[k] = v
+	}
+	return &Agent{
+		cfg:     cfg,
+		log:     logger,
+		hier:    hier,
+		tracer:  tr,
+		cri:     criClient,
+		degr:    d,
+		entries: make(map[uint64]*entry),
+		errs:    make(map[string]uint64),
+		ooms:    make(map[uint64]uint64),
+	}, nil
+}
+
+// Snapshot implements view.Source.
+func (a *Agent) Snapshot() *view.Snapshot { return a.snap.Load() }
+
+// Series implements view.Source.
+func (a *Agent) Series(id string) ([]view.Point, bool) {
+	memcg, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		return nil, false
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	e, ok := a.entries[memcg]
+	if !ok {
+		return nil, false
+	}
+	return e.history.Points(), true
+}
+
+// Run collects every interval until ctx ends. The first collection happens at
+// once, so the view is ready within one interval of start.
+func (a *Agent) Run(ctx context.Context) error {
+	if a.tracer != nil {
+		go a.countOOMKills(a.tracer.Events())
+	}
+	tick := time.NewTicker(a.cfg.Interval)
+	defer tick.Stop()
+	for {
+		a.collect(time.Now())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *Agent) countOOMKills(events <-chan tracer.Event) {
+	for ev := range events {
+		if ev.Type != tracer.EventOOMKill {
+			continue
+		}
+		a.oomsMu.Lock()
+		a.ooms[ev.Memcg]++
+		a.oomsMu.Unlock()
+		a.log.Warn("OOM kill", "memcg", ev.Memcg, "pid", ev.Process.PID, "comm", ev.Comm,
+			"anon_rss_bytes", ev.AnonRSSBytes)
+	}
+}
+
+// collect is one pass: scan, read, detect, publish.
+func (a *Agent) collect(now time.Time) {
+	start := time.Now()
+	groups, err := a.hier.Scan()
+	if err != nil {
+		a.errs[errScan]++
+		a.logEvery("scanning cgroups", err)
+		if groups == nil {
+			a.publish(now, start, nil)
+			return
+		}
+	}
+
+	var ts *tracer.Snapshot
+	if a.tracer != nil {
+		if ts, err = a.tracer.Snapshot(); err != nil {
+			a.errs[errTracerSnapshot]++
+			a.logEvery("reading tracer maps", err)
+		}
+	}
+	a.oomsMu.Lock()
+	ooms := make(map[uint64]uint64, len(a.ooms))
+	for k, v := range a.ooms {
+		ooms[k] = v
+	}
+	a.oomsMu.Unlock()
+
+	children := childrenOf(groups)
+	seen := make(map[uint64]bool, len(groups))
+	a.mu.Lock()
+	for _, g := range groups {
+		if !a.tracks(g, children[g.Path]) {
+			continue
+		}
+		stats, err := a.hier.ReadMemory(g.Path)
+		if err != nil {
+			if errors.Is(err, cgroups.ErrGone) {
+				a.errs[errCgroupGone]++
+			} else if !errors.Is(err, cgroups.ErrNoController) {
+				a.errs[errMemoryRead]++
+				a.logEvery("reading memory statistics of "+g.Path, err)
+			}
+			continue
+		}
+		e := a.entries[g.ID]
+		if e == nil {
+			if len(a.entries) >= a.cfg.MaxContainers {
+				a.overLimit++
+				continue
+			}
+			det, err := detect.New(a.cfg.Detect)
+			if err != nil {
+				a.errs[errDetector]++
+				continue
+			}
+			e = &entry{det: det, history: series.New(a.cfg.History)}
+			e.c = view.Container{ID: strconv.FormatUint(g.ID, 10), MemcgID: g.ID, FirstSeen: now}
+			a.entries[g.ID] = e
+		}
+		seen[g.ID] = true
+		a.update(e, g, stats, ts, ooms, now)
+	}
+	a.expire(seen, now)
+	a.mu.Unlock()
+	a.publish(now, start, ts)
+}
+
+// tracks says whether a cgroup is a container worth a series: a container or
+// service by its path, or a leaf cgroup with processes. Parents (slices,
+// pods, a v1 cgroup holding processes and child cgroups) are left out: their
+// statistics include their children's, so a leak would be reported twice.
+// A container scope with a nested cgroup of the same container (some
+// runtimes add one) is tracked once, at the nested level.
+func (a *Agent) tracks(g cgroups.Group, children []string) bool {
+	if g.Path == "/" {
+		return false
+	}
+	id := containers.Parse(g.Path)
+	switch id.Kind {
+	case containers.KindContainer, containers.KindService:
+		for _, c := range children {
+			if cid := containers.Parse(c); cid.Kind == id.Kind && cid.ContainerID == id.ContainerID && cid.Name == id.Name {
+				return false
+			}
+		}
+		return true
+	case containers.KindPod, containers.KindConmon:
+		return false
+	}
+	if len(children) > 0 {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(a.hier.Dir, g.Path, "cgroup.procs"))
+	return err == nil && len(b) > 0
+}
+
+// childrenOf maps each cgroup path to the paths of its direct children.
+func childrenOf(groups []cgroups.Group) map[string][]string {
+	m := make(map[string][]string)
+	for _, g := range groups {
+		if g.Path != "/" {
+			parent := filepath.Dir(g.Path)
+			m[parent] = append(m[parent], g.Path)
+		}
+	}
+	return m
+}
+
+func (a *Agent) update(e *entry, g cgroups.Group, st cgroups.MemoryStats, ts *tracer.Snapshot, ooms map[uint64]uint64, now time.Time) {
+	c := &e.c
+	c.Cgroup = g.Path
+	c.LastSeen = now
+	c.Gone = false
+	id := containers.Parse(g.Path)
+	c.Kind, c.Runtime, c.ContainerID, c.PodUID = id.Kind, id.Runtime, id.ContainerID, id.PodUID
+	if c.Container == "" {
+		c.Container = id.Name
+	}
+	a.enrich(c)
+
+	c.Memory = view.Memory{
+		Usage: st.Usage, Anon: st.Anon, File: st.File, Kernel: st.Kernel, Shmem: st.Shmem,
+		WorkingSet: st.WorkingSet, LeakSignal: st.LeakSignal(), Limit: st.EffectiveLimit,
+		PageFaults: st.PageFaults, MajorFaults: st.MajorPageFaults,
+	}
+	c.OOMKills = max(st.OOMKills, ooms[g.ID])
+	if ts != nil {
+		tc := ts.Cgroups[g.ID]
+		c.MappedBytes = tc.MappedBytes + tc.BrkBytes
+		c.FaultedBytes = tc.FaultBytes
+	}
+
+	e.history.Add(now, c.Memory.LeakSignal, c.Memory.Usage)
+	v := e.det.Observe(detect.Point{T: now, Bytes: float64(c.Memory.LeakSignal), Limit: float64(c.Memory.Limit)})
+	was := c.Verdict.Leaking
+	c.Verdict = view.Verdict{
+		Leaking:              v.Leaking,
+		GrowthBytesPerSecond: v.GrowthBytesPerSecond,
+		Confidence:           v.Confidence,
+		TimeToLimit:          v.TimeToLimit,
+		LeakingSince:         v.LeakingSince,
+		WarmingUp:            v.WarmingUp,
+	}
+	if v.Leaking != was {
+		msg := "leak detected"
+		if !v.Leaking {
+			msg = "leak resolved"
+		}
+		a.log.Info(msg, "id", c.ID, "cgroup", c.Cgroup, "namespace", c.Namespace, "pod", c.Pod,
+			"container", c.Container, "growth_bytes_per_second", v.GrowthBytesPerSecond,
+			"confidence", v.Confidence)
+	}
+}
+
+// enrich adds Kubernetes names from the CRI cache, which never blocks.
+func (a *Agent) enrich(c *view.Container) {
+	if a.cri == nil {
+		return
+	}
+	if c.ContainerID != "" {
+		if info, ok := a.cri.Lookup(c.ContainerID); ok {
+			c.Namespace, c.Pod, c.Container, c.Image = info.Namespace, info.PodName, info.ContainerName, info.Image
+			if c.PodUID == "" {
+				c.PodUID = info.PodUID
+			}
+			return
+		}
+	}
+	if c.PodUID != "" {
+		if info, ok := a.cri.LookupPod(c.PodUID); ok {
+			c.Namespace, c.Pod = info.Namespace, info.PodName
+		}
+	}
+}
+
+// expire marks containers not seen this pass as gone, and forgets those gone
+// longer than the retention.
+func (a *Agent) expire(seen map[uint64]bool, now time.Time) {
+	for memcg, e := range a.entries {
+		if seen[memcg] {
+			continue
+		}
+		if !e.c.Gone {
+			e.c.Gone = true
+			e.c.LastSeen = now
+			continue
+		}
+		if now.Sub(e.c.LastSeen) < a.cfg.Retention {
+			continue
+		}
+		delete(a.entries, memcg)
+		if a.tracer != nil {
+			if err := a.tracer.ForgetCgroup(memcg); err != nil {
+				a.log.Debug("forgetting cgroup counters", "memcg", memcg, "err", err)
+			}
+		}
+		a.oomsMu.Lock()
+		delete(a.ooms, memcg)
+		a.oomsMu.Unlock()
+	}
+}
+
+func (a *Agent) publish(now, start time.Time, ts *tracer.Snapshot) {
+	a.collects++
+	snap := &view.Snapshot{Taken: now}
+	a.mu.RLock()
+	snap.Containers = make([]view.Container, 0, len(a.entries))
+	for _, e := range a.entries {
+		snap.Containers = append(snap.Containers, e.c)
+	}
+	a.mu.RUnlock()
+	slices.SortFunc(snap.Containers, func(x, y view.Container) int {
+		switch {
+		case x.MemcgID < y.MemcgID:
+			return -1
+		case x.MemcgID > y.MemcgID:
+			return 1
+		}
+		return 0
+	})
+
+	ag := &snap.Agent
+	ag.Ready = true
+	ag.Collections = a.collects
+	ag.CollectDuration = time.Since(start)
+	ag.Tracked = len(snap.Containers)
+	ag.OverLimit = a.overLimit
+	ag.CgroupLayout = a.hier.Layout.String()
+	ag.Errors = make(map[string]uint64, len(a.errs))
+	for k, v := range a.errs {
+		ag.Errors[k] = v
+	}
+	if len(a.degr) > 0 {
+		ag.Degraded = make(map[string]string, len(a.degr))
+		for k, v := range a.degr {
+			ag.Degraded[k] = v
+		}
+	}
+	if a.cri != nil {
+		ag.CRIAvailable = a.cri.Available()
+	}
+	if a.tracer != nil {
+		ag.FaultSampling = a.tracer.Features().FaultSampling
+		if mem, err := a.tracer.MapMemory(); err == nil {
+			ag.MapMemoryBytes = mem
+		}
+	}
+	if ts != nil {
+		ag.Drops = make(map[string]uint64, len(ts.Drops))
+		for k, v := range ts.Drops {
+			ag.Drops[string(k)] = v
+		}
+		for _, m := range ts.Maps {
+			ag.Maps = append(ag.Maps, view.MapUsage{Name: m.Name, Entries: m.Entries, Capacity: m.Capacity})
+		}
+	}
+	a.snap.Store(snap)
+}
+
+// logEvery logs a failure at most once a minute, so a broken part cannot
+// flood the log; the counters keep the full tally.
+func (a *Agent) logEvery(what string, err error) {
+	if time.Since(a.lastReport) < time.Minute {
+		return
+	}
+	a.lastReport = time.Now()
+	a.log.Warn(what, "err", err)
+}

@@ -1,0 +1,274 @@
+// Package metrics exports the node's view as Prometheus metrics. The collector
+// holds no state of its own: every scrape reads the current view.Snapshot and
+// emits constant metrics, so a container the agent forgets stops being
+// exported on the next scrape, with no registry bookkeeping to go stale.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/leakwatch/leakwatch/pkg/buildinfo"
+	"github.com/leakwatch/leakwatch/pkg/view"
+)
+
+const namespace = "leakwatch"
+
+// containerLabels name a container the way cAdvisor does, plus the two
+// identities that stay meaningful off Kubernetes. The order is the order of
+// the values containerLabelValues returns.
+var containerLabels = []string{"namespace", "pod", "container", "container_id", "cgroup"}
+
+// Values of the type label of leakwatch_container_memory_bytes, in the order
+// memoryValues returns them.
+var memoryTypes = [...]string{"usage", "anon", "file", "kernel", "shmem", "working_set", "leak_signal"}
+
+type collector struct {
+	src  view.Source
+	info buildinfo.Info
+
+	memory       *prometheus.Desc
+	limit        *prometheus.Desc
+	growth       *prometheus.Desc
+	confidence   *prometheus.Desc
+	leaking      *prometheus.Desc
+	timeToLimit  *prometheus.Desc
+	oomKills     *prometheus.Desc
+	mapped       *prometheus.Desc
+	pageFaults   *prometheus.Desc
+	faultedBytes *prometheus.Desc
+
+	buildInfo       *prometheus.Desc
+	mapEntries      *prometheus.Desc
+	mapCapacity     *prometheus.Desc
+	mapMemory       *prometheus.Desc
+	drops           *prometheus.Desc
+	errors          *prometheus.Desc
+	collectDuration *prometheus.Desc
+	collections     *prometheus.Desc
+	tracked         *prometheus.Desc
+	overLimit       *prometheus.Desc
+	ready           *prometheus.Desc
+	degraded        *prometheus.Desc
+	scrapeDuration  *prometheus.Desc
+}
+
+// NewCollector returns a collector that exports src's current snapshot on
+// every scrape. It keeps no reference to any snapshot between scrapes.
+func NewCollector(src view.Source, info buildinfo.Info) prometheus.Collector {
+	containerDesc := func(name, help string, extra ...string) *prometheus.Desc {
+		labels := append(append([]string(nil), containerLabels...), extra...)
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "container", name), help, labels, nil)
+	}
+	agentDesc := func(subsystem, name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, name), help, labels, nil)
+	}
+	return &collector{
+		src:  src,
+		info: info,
+
+		memory: containerDesc("memory_bytes",
+			"Memory of the container's memory cgroup at the last collection, by type. "+
+				"leak_signal is anonymous plus unreclaimable kernel memory, the figure the leak detector watches.",
+			"type"),
+		limit: containerDesc("memory_limit_bytes",
+			"Effective memory limit of the container's cgroup, the lowest of its own and its ancestors'. "+
+				"Absent when the cgroup has no limit."),
+		growth: containerDesc("memory_growth_bytes_per_second",
+			"Growth of the container's leak signal estimated by the leak detector."),
+		confidence: containerDesc("leak_confidence",
+			"Confidence of the leak detector, between 0 and 1, that the container leaks memory."),
+		leaking: containerDesc("leaking",
+			"Whether the leak detector judges that the container leaks memory (1) or not (0)."),
+		timeToLimit: containerDesc("time_to_limit_seconds",
+			"Projected time until the container reaches its memory limit at the current growth. "+
+				"Absent when unknown."),
+		oomKills: containerDesc("oom_kills_total",
+			"Processes of the container killed by the out-of-memory killer since the agent started."),
+		mapped: containerDesc("mapped_bytes",
+			"Private anonymous mappings and brk heap of the container's processes that the tracer sees outstanding."),
+		pageFaults: containerDesc("page_faults_total",
+			"Page faults of the container's cgroup, as the kernel counts them."),
+		faultedBytes: containerDesc("faulted_bytes_total",
+			"Anonymous memory faulted in by the container's processes since the tracer started, estimated from samples."),
+
+		buildInfo: agentDesc("", "build_info",
+			"A metric with a constant value of 1, labelled with the version, revision and Go version of the agent.",
+			"version", "revision", "goversion"),
+		mapEntries: agentDesc("bpf", "map_entries",
+			"Entries in a BPF map of the tracer at the last collection.", "map"),
+		mapCapacity: agentDesc("bpf", "map_capacity",
+			"Maximum entries of a BPF map of the tracer.", "map"),
+		mapMemory: agentDesc("bpf", "map_memory_bytes",
+			"Kernel memory used by the BPF maps of the tracer."),
+		drops: agentDesc("", "drops_total",
+			"Events the kernel side had to drop, by reason.", "reason"),
+		errors: agentDesc("", "errors_total",
+			"Failures of the agent, by kind.", "kind"),
+		collectDuration: agentDesc("", "collect_duration_seconds",
+			"Duration of the agent's last collection."),
+		collections: agentDesc("", "collections_total",
+			"Collections the agent has completed."),
+		tracked: agentDesc("", "containers_tracked",
+			"Containers the agent tracks, including those gone but still retained."),
+		overLimit: agentDesc("", "containers_over_limit_total",
+			"Containers the agent did not track because it already tracked as many as it may."),
+		ready: agentDesc("", "ready",
+			"Whether the agent is ready (1) or not (0)."),
+		degraded: agentDesc("", "degraded",
+			"A metric with a constant value of 1 for each part of the agent that does not run on this host.", "part"),
+		scrapeDuration: agentDesc("", "scrape_duration_seconds",
+			"Time the last scrape of the agent's metrics took to produce them."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.memory, c.limit, c.growth, c.confidence, c.leaking, c.timeToLimit,
+		c.oomKills, c.mapped, c.pageFaults, c.faultedBytes,
+		c.buildInfo, c.mapEntries, c.mapCapacity, c.mapMemory, c.drops, c.errors,
+		c.collectDuration, c.collections, c.tracked, c.overLimit, c.ready, c.degraded,
+		c.scrapeDuration,
+	} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	start := time.Now()
+	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1,
+		c.info.Version, c.info.Revision, c.info.GoVersion)
+
+	snap := c.src.Snapshot()
+	if snap == nil {
+		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, 0)
+		return
+	}
+
+	c.collectAgent(ch, &snap.Agent)
+	shadowed := shadowedSeries(snap.Containers)
+	for i := range snap.Containers {
+		if shadowed[i] {
+			continue
+		}
+		c.collectContainer(ch, &snap.Containers[i])
+	}
+	ch <- prometheus.MustNewConstMetric(c.scrapeDuration, prometheus.GaugeValue, time.Since(start).Seconds())
+}
+
+func (c *collector) collectAgent(ch chan<- prometheus.Metric, a *view.Agent) {
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, boolValue(a.Ready))
+	for part := range a.Degraded {
+		ch <- prometheus.MustNewConstMetric(c.degraded, prometheus.GaugeValue, 1, part)
+	}
+	for _, m := range a.Maps {
+		ch <- prometheus.MustNewConstMetric(c.mapEntries, prometheus.GaugeValue, float64(m.Entries), m.Name)
+		ch <- prometheus.MustNewConstMetric(c.mapCapacity, prometheus.GaugeValue, float64(m.Capacity), m.Name)
+	}
+	ch <- prometheus.MustNewConstMetric(c.mapMemory, prometheus.GaugeValue, float64(a.MapMemoryBytes))
+	for reason, n := range a.Drops {
+		ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(n), reason)
+	}
+	for kind, n := range a.Errors {
+		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(n), kind)
+	}
+	ch <- prometheus.MustNewConstMetric(c.collectDuration, prometheus.GaugeValue, a.CollectDuration.Seconds())
+	ch <- prometheus.MustNewConstMetric(c.collections, prometheus.CounterValue, float64(a.Collections))
+	ch <- prometheus.MustNewConstMetric(c.tracked, prometheus.GaugeValue, float64(a.Tracked))
+	ch <- prometheus.MustNewConstMetric(c.overLimit, prometheus.CounterValue, float64(a.OverLimit))
+}
+
+func (c *collector) collectContainer(ch chan<- prometheus.Metric, ct *view.Container) {
+	labels := containerLabelValues(ct)
+	gauge := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+
+	// One backing array for the label values of all memory types: the
+	// container labels, then the type, rewritten per type. MustNewConstMetric
+	// copies the values into label pairs, so reusing the slice is safe.
+	typed := append(labels, "")
+	for i, v := range memoryValues(&ct.Memory) {
+		typed[len(labels)] = memoryTypes[i]
+		ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(v), typed...)
+	}
+	if ct.Memory.Limit > 0 {
+		gauge(c.limit, float64(ct.Memory.Limit))
+	}
+	gauge(c.growth, ct.Verdict.GrowthBytesPerSecond)
+	gauge(c.confidence, ct.Verdict.Confidence)
+	gauge(c.leaking, boolValue(ct.Verdict.Leaking))
+	if ct.Verdict.TimeToLimit >= 0 {
+		gauge(c.timeToLimit, ct.Verdict.TimeToLimit.Seconds())
+	}
+	counter(c.oomKills, ct.OOMKills)
+	gauge(c.mapped, float64(ct.MappedBytes))
+	counter(c.pageFaults, ct.Memory.PageFaults)
+	counter(c.faultedBytes, ct.FaultedBytes)
+}
+
+// shadowedSeries returns the indexes of containers that must not be
+// exported because another container has the same labels and wins, or nil.
+// A systemd service that restarts gets a new cgroup (a new ID) at the same
+// path while the old one is still retained as Gone; exporting both would
+// fail the scrape on duplicate series. Only a gone container can collide, so
+// snapshots without one cost nothing. The live one wins; between two of the
+// same liveness the one seen last, then the later in the slice.
+func shadowedSeries(containers []view.Container) map[int]bool {
+	anyGone := false
+	for i := range containers {
+		if containers[i].Gone {
+			anyGone = true
+			break
+		}
+	}
+	if !anyGone {
+		return nil
+	}
+	type key struct{ namespace, pod, container, containerID, cgroup string }
+	winner := make(map[key]int, len(containers))
+	var shadowed map[int]bool
+	for i := range containers {
+		ct := &containers[i]
+		k := key{ct.Namespace, ct.Pod, ct.Container, ct.ContainerID, ct.Cgroup}
+		j, seen := winner[k]
+		if !seen {
+			winner[k] = i
+			continue
+		}
+		if shadowed == nil {
+			shadowed = make(map[int]bool)
+		}
+		if o := &containers[j]; o.Gone != ct.Gone && ct.Gone ||
+			o.Gone == ct.Gone && o.LastSeen.After(ct.LastSeen) {
+			shadowed[i] = true
+			continue
+		}
+		shadowed[j] = true
+		winner[k] = i
+	}
+	return shadowed
+}
+
+func containerLabelValues(ct *view.Container) []string {
+	// Capacity for the type label of leakwatch_container_memory_bytes.
+	values := make([]string, 0, len(containerLabels)+1)
+	return append(values, ct.Namespace, ct.Pod, ct.Container, ct.ContainerID, ct.Cgroup)
+}
+
+func memoryValues(m *view.Memory) [len(memoryTypes)]uint64 {
+	return [...]uint64{m.Usage, m.Anon, m.File, m.Kernel, m.Shmem, m.WorkingSet, m.LeakSignal}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,116 @@
+// Package series keeps a container's recent memory history within a fixed
+// memory bound: the last points as sampled, and before them one point per
+// bucket (its minimum, maximum, last value) for hours more. A slow leak needs
+// hours of history to be seen by a person; a fast one needs detail. Each
+// stored point is 40 bytes, so the defaults (30 min at 10 s, 12 h in 5-minute
+// buckets) cost about 13 KiB per container.
+package series
+
+import (
+	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/view"
+)
+
+// Config sizes a History.
+type Config struct {
+	Raw        int           // raw points kept
+	Bucket     time.Duration // width of a downsampled point
+	Downsample int           // downsampled points kept
+}
+
+// DefaultConfig keeps 30 minutes of raw points at a 10 s interval and 12 hours
+// of 5-minute buckets.
+func DefaultConfig() Config {
+	return Config{Raw: 180, Bucket: 5 * time.Minute, Downsample: 144}
+}
+
+// point is a view.Point in 40 bytes.
+type point struct {
+	t                     int64 // unix milliseconds
+	signal, usage, lo, hi uint64
+}
+
+func (p point) view() view.Point {
+	return view.Point{T: time.UnixMilli(p.t), LeakSignal: p.signal, Usage: p.usage, Min: p.lo, Max: p.hi}
+}
+
+// ring is a fixed-capacity FIFO.
+type ring struct {
+	buf   []point
+	start int
+	n     int
+}
+
+func (r *ring) push(p point) {
+	if len(r.buf) == 0 {
+		return
+	}
+	if r.n < len(r.buf) {
+		r.buf[(r.start+r.n)%len(r.buf)] = p
+		r.n++
+		return
+	}
+	r.buf[r.start] = p
+	r.start = (r.start + 1) % len(r.buf)
+}
+
+func (r *ring) at(i int) point { return r.buf[(r.start+i)%len(r.buf)] }
+
+// History is one container's bounded history. Not safe for concurrent use.
+type History struct {
+	bucket  time.Duration
+	raw     ring
+	coarse  ring
+	pending point // the bucket being filled
+	filling bool
+}
+
+// New returns an empty history.
+func New(cfg Config) *History {
+	return &History{
+		bucket: cfg.Bucket,
+		raw:    ring{buf: make([]point, max(cfg.Raw, 1))},
+		coarse: ring{buf: make([]point, max(cfg.Downsample, 0))},
+	}
+}
+
+// Add appends a sample; samples must come in time order.
+func (h *History) Add(t time.Time, signal, usage uint64) {
+	p := point{t: t.UnixMilli(), signal: signal, usage: usage, lo: signal, hi: signal}
+	h.raw.push(p)
+	if h.bucket <= 0 {
+		return
+	}
+	start := t.Truncate(h.bucket).UnixMilli()
+	if h.filling && start != time.UnixMilli(h.pending.t).Truncate(h.bucket).UnixMilli() {
+		h.coarse.push(h.pending)
+		h.filling = false
+	}
+	if !h.filling {
+		h.pending, h.filling = p, true
+		return
+	}
+	h.pending.t, h.pending.signal, h.pending.usage = p.t, p.signal, p.usage
+	h.pending.lo = min(h.pending.lo, signal)
+	h.pending.hi = max(h.pending.hi, signal)
+}
+
+// Points returns the history oldest first: downsampled points older than
+// the oldest raw point, then the raw points.
+func (h *History) Points() []view.Point {
+	out := make([]view.Point, 0, h.coarse.n+h.raw.n)
+	var oldestRaw int64 = 1<<63 - 1
+	if h.raw.n > 0 {
+		oldestRaw = h.raw.at(0).t
+	}
+	for i := range h.coarse.n {
+		if p := h.coarse.at(i); p.t < oldestRaw {
+			out = append(out, p.view())
+		}
+	}
+	for i := range h.raw.n {
+		out = append(out, h.raw.at(i).view())
+	}
+	return out
+}

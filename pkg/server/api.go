@@ -1,0 +1,242 @@
+package server
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/view"
+)
+
+// reasonNoCollection is why the agent is not ready before its first
+// collection.
+const reasonNoCollection = "no collection yet"
+
+// container is one element of /api/v1/containers: identity, memory and
+// verdict flattened, so that clients (jq, the top command) need no nesting.
+type container struct {
+	ID          string `json:"id"`
+	Cgroup      string `json:"cgroup"`
+	ContainerID string `json:"container_id"`
+	PodUID      string `json:"pod_uid"`
+	Pod         string `json:"pod"`
+	Namespace   string `json:"namespace"`
+	Container   string `json:"container"`
+	Image       string `json:"image,omitempty"`
+	Kind        string `json:"kind"`
+	Runtime     string `json:"runtime"`
+
+	MemoryBytes          uint64     `json:"memory_bytes"`
+	LeakSignalBytes      uint64     `json:"leak_signal_bytes"`
+	LimitBytes           uint64     `json:"limit_bytes"`
+	GrowthBytesPerSecond float64    `json:"growth_bytes_per_second"`
+	Confidence           float64    `json:"confidence"`
+	Leaking              bool       `json:"leaking"`
+	LeakingSince         *time.Time `json:"leaking_since"`
+	WarmingUp            bool       `json:"warming_up"`
+	TimeToLimitSeconds   *float64   `json:"time_to_limit_seconds"`
+	OOMKills             uint64     `json:"oom_kills"`
+	MappedBytes          uint64     `json:"mapped_bytes"`
+	FaultedBytes         uint64     `json:"faulted_bytes"`
+
+	Gone      bool      `json:"gone"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+}
+
+// containerDetail is /api/v1/containers/{id}: the list element plus the
+// full memory statistics and the recent history, oldest first.
+type containerDetail struct {
+	container
+	Memory view.Memory  `json:"memory"`
+	Series []view.Point `json:"series"`
+}
+
+// readiness is the body of /readyz. Error carries the reason when not ready,
+// so that it reads like every other error response.
+type readiness struct {
+	Ready          bool              `json:"ready"`
+	Error          string            `json:"error,omitempty"`
+	Degraded       map[string]string `json:"degraded,omitempty"`
+	Collections    uint64            `json:"collections"`
+	LastCollection *time.Time        `json:"last_collection"`
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write([]byte("ok"))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	snap := s.src.Snapshot()
+	if snap == nil {
+		writeJSON(w, http.StatusServiceUnavailable, readiness{Error: reasonNoCollection})
+		return
+	}
+	taken := snap.Taken
+	r := readiness{
+		Ready:          snap.Agent.Ready,
+		Degraded:       snap.Agent.Degraded,
+		Collections:    snap.Agent.Collections,
+		LastCollection: &taken,
+	}
+	if r.Ready {
+		writeJSON(w, http.StatusOK, r)
+		return
+	}
+	r.Error = cmp.Or(snap.Agent.NotReady, "agent not ready")
+	writeJSON(w, http.StatusServiceUnavailable, r)
+}
+
+// listContainers serves the containers ordered by growth, fastest first, then
+// by id. ?leaking=true|false keeps those with that verdict; ?namespace=X keeps
+// those in namespace X (an empty X selects containers outside Kubernetes).
+func (s *Server) listContainers(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var leaking *bool
+	if v := q.Get("leaking"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("leaking=%q: want true or false", v))
+			return
+		}
+		leaking = &b
+	}
+	namespace, byNamespace := q.Get("namespace"), q.Has("namespace")
+
+	snap := s.src.Snapshot()
+	if snap == nil {
+		writeError(w, http.StatusServiceUnavailable, reasonNoCollection)
+		return
+	}
+	out := make([]container, 0, len(snap.Containers))
+	for i := range snap.Containers {
+		ct := &snap.Containers[i]
+		if leaking != nil && ct.Verdict.Leaking != *leaking {
+			continue
+		}
+		if byNamespace && ct.Namespace != namespace {
+			continue
+		}
+		out = append(out, flatten(ct))
+	}
+	slices.SortFunc(out, func(a, b container) int {
+		return cmp.Or(cmp.Compare(b.GrowthBytesPerSecond, a.GrowthBytesPerSecond), strings.Compare(a.ID, b.ID))
+	})
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getContainer(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	snap := s.src.Snapshot()
+	if snap == nil {
+		writeError(w, http.StatusServiceUnavailable, reasonNoCollection)
+		return
+	}
+	i := slices.IndexFunc(snap.Containers, func(c view.Container) bool { return c.ID == id })
+	if i < 0 {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("container %q not found", id))
+		return
+	}
+	ct := &snap.Containers[i]
+	series, _ := s.src.Series(id)
+	if series == nil {
+		// The container may have no point yet; say so with [] rather than null.
+		series = []view.Point{}
+	}
+	writeJSON(w, http.StatusOK, containerDetail{
+		container: flatten(ct),
+		Memory:    ct.Memory,
+		Series:    series,
+	})
+}
+
+func flatten(ct *view.Container) container {
+	c := container{
+		ID:          ct.ID,
+		Cgroup:      ct.Cgroup,
+		ContainerID: ct.ContainerID,
+		PodUID:      ct.PodUID,
+		Pod:         ct.Pod,
+		Namespace:   ct.Namespace,
+		Container:   ct.Container,
+		Image:       ct.Image,
+		Kind:        ct.Kind,
+		Runtime:     ct.Runtime,
+
+		MemoryBytes:          ct.Memory.Usage,
+		LeakSignalBytes:      ct.Memory.LeakSignal,
+		LimitBytes:           ct.Memory.Limit,
+		GrowthBytesPerSecond: finite(ct.Verdict.GrowthBytesPerSecond),
+		Confidence:           finite(ct.Verdict.Confidence),
+		Leaking:              ct.Verdict.Leaking,
+		WarmingUp:            ct.Verdict.WarmingUp,
+		OOMKills:             ct.OOMKills,
+		MappedBytes:          ct.MappedBytes,
+		FaultedBytes:         ct.FaultedBytes,
+
+		Gone:      ct.Gone,
+		FirstSeen: ct.FirstSeen,
+		LastSeen:  ct.LastSeen,
+	}
+	if !ct.Verdict.LeakingSince.IsZero() {
+		since := ct.Verdict.LeakingSince
+		c.LeakingSince = &since
+	}
+	if ct.Verdict.TimeToLimit >= 0 {
+		secs := ct.Verdict.TimeToLimit.Seconds()
+		c.TimeToLimitSeconds = &secs
+	}
+	return c
+}
+
+// finite keeps a detector's NaN or infinity from failing the whole response:
+// JSON has no such numbers.
+func finite(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return f
+}
+
+// methodNotAllowed answers a known path asked with the wrong method.
+func methodNotAllowed(allowed ...string) http.Handler {
+	allow := strings.Join(allowed, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; use %s", r.Method, r.URL.Path, allow))
+	})
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, struct {
+		Error string `json:"error"`
+	}{msg})
+}
+
+// writeJSON encodes before writing so that an encoding failure can still be
+// reported with a proper status instead of a truncated body.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		msg, _ := json.Marshal(fmt.Sprintf("encoding response: %v", err))
+		fmt.Fprintf(&buf, "{\"error\":%s}\n", msg)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}

@@ -1,0 +1,239 @@
+// Package server is the agent's HTTP face: Prometheus metrics, health and
+// readiness probes, and the JSON API over the node's view. It only reads a
+// view.Source, so it is tested on plain data and needs no privileges.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/leakwatch/leakwatch/pkg/view"
+)
+
+// DefaultListen is the address served when Config.Listen is empty: loopback
+// only, so that a plain host exposes nothing unless asked to.
+const DefaultListen = "127.0.0.1:9753"
+
+// DefaultShutdownTimeout bounds how long Run waits for requests in flight
+// once its context ends.
+const DefaultShutdownTimeout = 5 * time.Second
+
+// Limits of every connection. A scrape of a busy node or a large JSON list
+// is written well within writeTimeout; the header limits keep slow or
+// oversized clients from holding the agent's memory.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
+
+const (
+	logKeyAddr = "addr"
+	logKeyErr  = "err"
+)
+
+// Config configures the server.
+type Config struct {
+	// Listen is the TCP address to serve on, DefaultListen when empty. A
+	// port of 0 picks a free one; Addr tells which.
+	Listen string
+	// ShutdownTimeout bounds the graceful shutdown, DefaultShutdownTimeout
+	// when zero.
+	ShutdownTimeout time.Duration
+}
+
+// Validate reports whether the configuration can be served.
+func (c Config) Validate() error {
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			return fmt.Errorf("listen address %q: %w", c.Listen, err)
+		}
+	}
+	if c.ShutdownTimeout < 0 {
+		return fmt.Errorf("negative shutdown timeout %s", c.ShutdownTimeout)
+	}
+	return nil
+}
+
+// Server serves the HTTP endpoints of one agent.
+type Server struct {
+	cfg       Config
+	src       view.Source
+	logger    *slog.Logger
+	handler   http.Handler
+	http      *http.Server
+	listening chan struct{}
+
+	mu      sync.Mutex
+	addr    string
+	started bool
+	closed  bool
+}
+
+// New returns a server over src that serves reg's metrics on /metrics. It
+// does not listen until Run.
+func New(cfg Config, src view.Source, reg prometheus.Gatherer, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if src == nil {
+		return nil, errors.New("server: nil view source")
+	}
+	if reg == nil {
+		return nil, errors.New("server: nil metrics gatherer")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	s := &Server{
+		cfg:       cfg,
+		src:       src,
+		logger:    logger,
+		listening: make(chan struct{}),
+	}
+	s.handler = s.routes(reg)
+	s.http = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Handler returns the server's routes, for tests and for embedding.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Listening is closed once Run has bound its address.
+func (s *Server) Listening() <-chan struct{} { return s.listening }
+
+// Addr is the address Run is bound to (with the port it picked, if asked
+// for port 0), or "" before it listens.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Run serves until ctx ends, then shuts down gracefully within
+// Config.ShutdownTimeout. It returns nil after a clean shutdown or Close, and
+// may be called once.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return errors.New("server: run after close")
+	case s.started:
+		s.mu.Unlock()
+		return errors.New("server: already running")
+	}
+	s.started = true
+	s.mu.Unlock()
+
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("listening on %s: %w; pass --listen", s.cfg.Listen, syscall.EADDRINUSE)
+		}
+		return fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
+	}
+	s.mu.Lock()
+	s.addr = ln.Addr().String()
+	s.mu.Unlock()
+	close(s.listening)
+	s.logger.Info("serving HTTP", logKeyAddr, s.addr)
+
+	served := make(chan error, 1)
+	go func() { served <- s.http.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		// Close ended it, or the listener failed.
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("serving on %s: %w", s.addr, err)
+	case <-ctx.Done():
+	}
+
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if err := s.http.Shutdown(shutdownCtx); err != nil {
+		// Requests still in flight after the bound are cut.
+		errs = append(errs, fmt.Errorf("shutting down HTTP server: %w", err), s.http.Close())
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		errs = append(errs, fmt.Errorf("serving on %s: %w", s.addr, err))
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops serving at once, dropping requests in flight. It is safe to
+// call more than once, and before or without Run.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	if err := s.http.Close(); err != nil {
+		return fmt.Errorf("closing HTTP server: %w", err)
+	}
+	return nil
+}
+
+// routes registers each path twice: the GET pattern serves it, and the bare
+// pattern, less specific, catches every other method with a JSON 405. The
+// catch-all "/" answers unknown paths with a JSON 404.
+func (s *Server) routes(reg prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	get := func(path string, h http.Handler) {
+		mux.Handle("GET "+path, h)
+		mux.Handle(path, methodNotAllowed(http.MethodGet, http.MethodHead))
+	}
+	get("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		// A collector that fails must not hide every other metric.
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      promLogger{s.logger},
+	}))
+	get("/healthz", http.HandlerFunc(s.healthz))
+	get("/readyz", http.HandlerFunc(s.readyz))
+	get("/api/v1/containers", http.HandlerFunc(s.listContainers))
+	get("/api/v1/containers/{id}", http.HandlerFunc(s.getContainer))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %q", r.URL.Path))
+	})
+	return mux
+}
+
+// promLogger passes promhttp's gathering errors to the agent's logger.
+type promLogger struct{ logger *slog.Logger }
+
+func (l promLogger) Println(v ...any) {
+	l.logger.Warn("serving metrics", logKeyErr, fmt.Sprint(v...))
+}

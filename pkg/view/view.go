@@ -1,0 +1,139 @@
+// Package view is the node's current picture as the exporters see it: every
+// tracked container with its memory, verdict and identity, and the agent's own
+// health. The agent loop is its only writer; metrics, the HTTP API and events
+// read immutable snapshots through Source and never import the agent, so no
+// cycle of imports can form. It holds plain data and no logic.
+package view
+
+import "time"
+
+// Source gives read access to the current view. Implementations must be safe
+// for concurrent use; a Snapshot is never modified after it is returned.
+type Source interface {
+	// Snapshot is the view as of the last completed collection, or nil
+	// before the first one.
+	Snapshot() *Snapshot
+	// Series returns the recent memory history of one container, oldest
+	// first, and false when the id is unknown.
+	Series(id string) ([]Point, bool)
+}
+
+// Snapshot is one complete, consistent view of the node.
+type Snapshot struct {
+	Taken      time.Time
+	Containers []Container // sorted by ID
+	Agent      Agent
+}
+
+// Container is one tracked memory cgroup: a container, a pod-less service or
+// any other cgroup with processes.
+type Container struct {
+	// ID identifies the container in the API ({id} in URLs): the memory
+	// cgroup id in decimal, unique for the life of the host.
+	ID      string `json:"id"`
+	MemcgID uint64 `json:"memcg_id"`
+	Cgroup  string `json:"cgroup"` // path in the memory hierarchy
+
+	Kind        string `json:"kind"`    // container, service, cgroup, ...
+	Runtime     string `json:"runtime"` // containerd, cri-o, docker, podman, systemd or ""
+	ContainerID string `json:"container_id"`
+	PodUID      string `json:"pod_uid"`
+	Namespace   string `json:"namespace"`
+	Pod         string `json:"pod"`
+	// Container is the container's name (Kubernetes), or a short name for
+	// other cgroups: the systemd unit or the last path element.
+	Container string `json:"container"`
+	Image     string `json:"image,omitempty"`
+
+	Memory Memory `json:"memory"`
+	// MappedBytes is what the tracer sees outstanding: private anonymous
+	// mappings plus heap grown by brk, of the cgroup's processes.
+	MappedBytes uint64 `json:"mapped_bytes"`
+	// FaultedBytes is the tracer's estimate of anonymous memory faulted in
+	// since it started (cumulative).
+	FaultedBytes uint64 `json:"faulted_bytes"`
+	OOMKills     uint64 `json:"oom_kills"`
+
+	Verdict Verdict `json:"verdict"`
+
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	// Gone is set once the cgroup no longer exists; the container is kept
+	// (series, verdict) until its retention ends.
+	Gone bool `json:"gone"`
+}
+
+// Memory is the cgroup's memory statistics at the last collection, in bytes.
+type Memory struct {
+	Usage      uint64 `json:"usage_bytes"`
+	Anon       uint64 `json:"anon_bytes"`
+	File       uint64 `json:"file_bytes"`
+	Kernel     uint64 `json:"kernel_bytes"`
+	Shmem      uint64 `json:"shmem_bytes"`
+	WorkingSet uint64 `json:"working_set_bytes"`
+	// LeakSignal is what a leak can hold: anonymous plus unreclaimable kernel
+	// memory, not page cache. The detector watches it.
+	LeakSignal uint64 `json:"leak_signal_bytes"`
+	// Limit is the effective limit (the lowest of the cgroup's and its
+	// ancestors'); 0 when there is none.
+	Limit       uint64 `json:"limit_bytes"`
+	PageFaults  uint64 `json:"page_faults"`
+	MajorFaults uint64 `json:"major_page_faults"`
+}
+
+// Verdict is the detector's conclusion at the last collection.
+type Verdict struct {
+	Leaking              bool    `json:"leaking"`
+	GrowthBytesPerSecond float64 `json:"growth_bytes_per_second"`
+	Confidence           float64 `json:"confidence"`
+	// TimeToLimit is the projected time until Limit at the current growth;
+	// negative when unknown (no limit, not leaking).
+	TimeToLimit  time.Duration `json:"-"`
+	LeakingSince time.Time     `json:"leaking_since,omitzero"`
+	WarmingUp    bool          `json:"warming_up"`
+}
+
+// Point is one sample of a container's memory history.
+type Point struct {
+	T          time.Time `json:"t"`
+	LeakSignal uint64    `json:"leak_signal_bytes"`
+	Usage      uint64    `json:"usage_bytes"`
+	// Min and Max are the extremes of LeakSignal over the period the point
+	// stands for (equal to it for raw points; wider for downsampled ones).
+	Min uint64 `json:"min_bytes"`
+	Max uint64 `json:"max_bytes"`
+}
+
+// Agent is the agent's own health.
+type Agent struct {
+	Ready bool `json:"ready"`
+	// NotReady says why, when Ready is false.
+	NotReady string `json:"not_ready,omitempty"`
+	// Degraded lists parts that do not run on this host (e.g. page-fault
+	// sampling), with the reason.
+	Degraded map[string]string `json:"degraded,omitempty"`
+
+	CollectDuration time.Duration `json:"-"`
+	Collections     uint64        `json:"collections"`
+	// Errors counts failures by part and kind ("cgroup_gone",
+	// "memory_read", "tracer_snapshot", ...), cumulative.
+	Errors map[string]uint64 `json:"errors"`
+	// Drops counts what the kernel side had to drop, by reason, cumulative.
+	Drops map[string]uint64 `json:"drops"`
+	Maps  []MapUsage        `json:"maps"`
+	// MapMemoryBytes is the kernel memory of the BPF maps.
+	MapMemoryBytes uint64 `json:"map_memory_bytes"`
+	// Containers tracked, and how many were dropped because of the limit.
+	Tracked       int    `json:"tracked"`
+	OverLimit     uint64 `json:"over_limit"`
+	CgroupLayout  string `json:"cgroup_layout"`
+	FaultSampling bool   `json:"fault_sampling"`
+	CRIAvailable  bool   `json:"cri_available"`
+}
+
+// MapUsage is how full one kernel map is.
+type MapUsage struct {
+	Name     string `json:"name"`
+	Entries  int    `json:"entries"`
+	Capacity int    `json:"capacity"`
+}

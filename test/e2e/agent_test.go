@@ -1,0 +1,284 @@
+// Package e2e runs the real leakwatch binary against real workloads in
+// cgroups made beneath the test's own, and checks what users see: the
+// metrics and the JSON API.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/leakwatch/leakwatch/test/cgtest"
+)
+
+const mib = 1 << 20
+
+func TestMain(m *testing.M) { cgtest.Main(m) }
+
+// agent is a running `leakwatch run`.
+type agent struct {
+	url string
+	cmd *exec.Cmd
+}
+
+// startAgent builds leakwatch and runs it on a free loopback port with the
+// given extra flags, until the test ends.
+func startAgent(t *testing.T, flags ...string) *agent {
+	t.Helper()
+	cgtest.RequirePrivileged(t)
+	bin := filepath.Join(t.TempDir(), "leakwatch")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/leakwatch")
+	build.Dir = moduleRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building leakwatch: %v\n%s", err, out)
+	}
+	addr := freePort(t)
+	args := append([]string{"run", "--listen", addr}, flags...)
+	cmd := exec.Command(bin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var logWG sync.WaitGroup
+	logWG.Go(func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			t.Log("leakwatch: " + sc.Text())
+		}
+	})
+	a := &agent{url: "http://" + addr, cmd: cmd}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("leakwatch run exited with %v after SIGINT, want 0", err)
+			}
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("leakwatch run did not stop within 15s of SIGINT")
+			if err := <-done; err != nil {
+				t.Logf("killed leakwatch run: %v", err)
+			}
+		}
+		logWG.Wait()
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(a.url + "/readyz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return a
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leakwatch not ready within 30s (last: %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}
+
+func moduleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+type apiContainer struct {
+	ID          string   `json:"id"`
+	Cgroup      string   `json:"cgroup"`
+	Leaking     bool     `json:"leaking"`
+	Growth      float64  `json:"growth_bytes_per_second"`
+	Confidence  float64  `json:"confidence"`
+	MemoryBytes uint64   `json:"memory_bytes"`
+	LimitBytes  uint64   `json:"limit_bytes"`
+	TimeToLimit *float64 `json:"time_to_limit_seconds"`
+	MappedBytes uint64   `json:"mapped_bytes"`
+}
+
+func (a *agent) containers(t *testing.T) map[string]apiContainer {
+	t.Helper()
+	resp, err := http.Get(a.url + "/api/v1/containers")
+	if err != nil {
+		t.Fatalf("GET /api/v1/containers: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/v1/containers: %s", resp.Status)
+	}
+	var list []apiContainer
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatalf("decoding /api/v1/containers: %v", err)
+	}
+	byCgroup := make(map[string]apiContainer, len(list))
+	for _, c := range list {
+		byCgroup[c.Cgroup] = c
+	}
+	return byCgroup
+}
+
+// leakingMetric reads leakwatch_container_leaking for one cgroup from
+// /metrics: 1, 0, or -1 when the series is absent.
+func (a *agent) leakingMetric(t *testing.T, cgroup string) int {
+	t.Helper()
+	resp, err := http.Get(a.url + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	label := fmt.Sprintf(`cgroup=%q`, cgroup)
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if strings.HasPrefix(line, "leakwatch_container_leaking{") && strings.Contains(line, label) {
+			if strings.HasSuffix(line, " 1") {
+				return 1
+			}
+			return 0
+		}
+	}
+	return -1
+}
+
+// promtool checks the live exposition, as Prometheus' own linter.
+func (a *agent) promtoolCheck(t *testing.T) {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool not found (Debian package prometheus; hack/install-deps.sh installs it): %v", err)
+	}
+	resp, err := http.Get(a.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = resp.Body
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics on live /metrics: %v\n%s", err, out)
+	}
+}
+
+// A leaking workload is flagged within a bound, through the API and the
+// metrics; a sawtooth workload (a GC-like cycle shorter than the detector's
+// window) running at the same time never is.
+func TestRunFlagsLeakNotSawtooth(t *testing.T) {
+	memwork, _ := cgtest.Workloads(t)
+	a := startAgent(t, "--interval", "1s", "--detect-warm-up", "15s", "--detect-window", "5s")
+
+	leakCG := cgtest.New(t, 1024*mib)
+	sawCG := cgtest.New(t, 512*mib)
+	leaker := leakCG.Start(t, memwork)
+	sawer := sawCG.Start(t, memwork)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	// 4 MiB/s of leak, bounded to 600 MiB by the loop and 1 GiB by the cgroup.
+	wg.Go(func() {
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; i < 600; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if _, err := leaker.Call("leak 1024 1"); err != nil {
+					t.Errorf("leaker: %v", err)
+					return
+				}
+			}
+		}
+	})
+	// Sawtooth: 16 MiB grown over 4 s, then all given back.
+	wg.Go(func() {
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				cmd := "touch 1024"
+				if i%16 == 15 {
+					cmd = "free"
+				}
+				if _, err := sawer.Call(cmd); err != nil {
+					t.Errorf("sawtooth: %v", err)
+					return
+				}
+			}
+		}
+	})
+
+	start := time.Now()
+	deadline := start.Add(120 * time.Second)
+	var flagged time.Duration
+	for time.Now().Before(deadline) {
+		cs := a.containers(t)
+		if saw, ok := cs[sawCG.Rel]; ok && saw.Leaking {
+			t.Fatalf("sawtooth workload flagged as leaking after %v: %+v", time.Since(start), saw)
+		}
+		if a.leakingMetric(t, sawCG.Rel) == 1 {
+			t.Fatalf("sawtooth workload leaking in /metrics after %v", time.Since(start))
+		}
+		if l, ok := cs[leakCG.Rel]; ok && l.Leaking && flagged == 0 {
+			flagged = time.Since(start)
+			t.Logf("leak flagged after %v: growth %.0f B/s, confidence %.2f, mapped %d MiB, limit %d MiB",
+				flagged, l.Growth, l.Confidence, l.MappedBytes/mib, l.LimitBytes/mib)
+			if l.Growth < 2*mib || l.Growth > 6*mib {
+				t.Errorf("growth %.0f B/s, want about 4 MiB/s", l.Growth)
+			}
+			if l.LimitBytes != 1024*mib || l.TimeToLimit == nil || *l.TimeToLimit <= 0 {
+				t.Errorf("limit %d, time to limit %v: want 1 GiB and a positive projection", l.LimitBytes, l.TimeToLimit)
+			}
+			if l.MappedBytes < 32*mib {
+				t.Errorf("tracer sees %d MiB mapped by the leaker, want most of what it leaked", l.MappedBytes/mib)
+			}
+			if m := a.leakingMetric(t, leakCG.Rel); m != 1 {
+				t.Errorf("leakwatch_container_leaking for the leaker is %d in /metrics, want 1", m)
+			}
+			a.promtoolCheck(t)
+		}
+		// Keep watching the sawtooth for a while after the leak is caught.
+		if flagged > 0 && time.Since(start) > flagged+20*time.Second {
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	if flagged == 0 {
+		t.Fatalf("leaking workload not flagged within %v", deadline.Sub(start))
+	}
+}
