@@ -204,10 +204,20 @@ static __always_inline __u64 user_stack_id(void *ctx)
 		count_drop(DROP_STACK_ERROR);
 		return 0;
 	}
+	st->leaf_return = 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 sp = regs ? PT_REGS_SP_CORE(regs) : 0;
+	if (sp && bpf_probe_read_user(&st->leaf_return, sizeof(st->leaf_return), (void *)sp))
+		st->leaf_return = 0;
+	if (n > (long)sizeof(__u64) && st->leaf_return == st->ips[1])
+		st->leaf_return = 0;
 
-	/* FNV-1a over the frames; the buffer past n is zeroed by the helper. */
+	/* FNV-1a over the hint and the frames; the buffer past n is zeroed by
+	 * the helper. */
 	__u64 h = 0xcbf29ce484222325ULL;
-	for (int i = 0; i < MAX_STACK_DEPTH; i++) {
+	h ^= st->leaf_return;
+	h *= 0x100000001b3ULL;
+	for (int i = 0; i < MAX_STACK_DEPTH - 1; i++) {
 		if (i * sizeof(__u64) >= n)
 			break;
 		h ^= st->ips[i];

@@ -59,8 +59,15 @@ struct mapping {
 	__u32 _pad;
 };
 
+/* A user stack. ips come from the frame-pointer walk, innermost first.
+ * leaf_return is the word at the user stack pointer, which is the caller's
+ * return address when the innermost function is frameless (a libc syscall
+ * wrapper, memset): the walk then skips that caller. It is kept as a hint;
+ * user space inserts it as the second frame only if it is a code address
+ * the walk missed, since otherwise it is just data. */
 struct stack_trace {
-	__u64 ips[MAX_STACK_DEPTH];
+	__u64 leaf_return;
+	__u64 ips[MAX_STACK_DEPTH - 1];
 };
 
 struct fault_key {

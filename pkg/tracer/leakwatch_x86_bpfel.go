@@ -115,8 +115,9 @@ type leakwatchPending struct {
 }
 
 type leakwatchStackTrace struct {
-	_   structs.HostLayout
-	Ips [64]uint64
+	_          structs.HostLayout
+	LeafReturn uint64
+	Ips        [63]uint64
 }
 
 // Names of all BPF objects in the ELF.

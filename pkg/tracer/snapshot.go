@@ -49,7 +49,7 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 	snap := &Snapshot{
 		Taken:   time.Now(),
 		Cgroups: make(map[uint64]CgroupCounters),
-		Stacks:  make(map[uint64][]uint64),
+		Stacks:  make(map[uint64]Stack),
 		Drops:   make(map[DropReason]uint64),
 	}
 	nowMono := uint64(time.Now().Add(-t.monoToWall).UnixNano())
@@ -210,7 +210,7 @@ func (t *Tracer) handOutStacks(snap *Snapshot) {
 		if err := t.objs.StackTraces.Lookup(id, &st); err != nil {
 			return // collected meanwhile; the allocation shows stack id only
 		}
-		snap.Stacks[id] = trimFrames(st.Ips[:])
+		snap.Stacks[id] = toStack(&st)
 		t.mu.Lock()
 		t.handed[id] = struct{}{}
 		t.mu.Unlock()
@@ -223,22 +223,21 @@ func (t *Tracer) handOutStacks(snap *Snapshot) {
 	}
 }
 
-// Stack returns the frames of one stack, innermost first, if it is still
-// stored.
-func (t *Tracer) Stack(id uint64) ([]uint64, bool) {
+// Stack returns one stack, if it is still stored.
+func (t *Tracer) Stack(id uint64) (Stack, bool) {
 	var st leakwatchStackTrace
 	if err := t.objs.StackTraces.Lookup(id, &st); err != nil {
-		return nil, false
+		return Stack{}, false
 	}
-	return trimFrames(st.Ips[:]), true
+	return toStack(&st), true
 }
 
-func trimFrames(ips []uint64) []uint64 {
-	n := len(ips)
-	for n > 0 && ips[n-1] == 0 {
+func toStack(st *leakwatchStackTrace) Stack {
+	n := len(st.Ips)
+	for n > 0 && st.Ips[n-1] == 0 {
 		n--
 	}
-	return append([]uint64(nil), ips[:n]...)
+	return Stack{Frames: append([]uint64(nil), st.Ips[:n]...), LeafReturn: st.LeafReturn}
 }
 
 func (t *Tracer) mapUsage(mappings, faults, cgroups int) []MapUsage {

@@ -159,6 +159,42 @@ func TestMmapMunmapMremap(t *testing.T) {
 	}
 }
 
+// glibc here has no frame pointers, so a stack taken inside its frameless
+// mmap() wrapper walks from the wrapper straight to the caller's caller: the
+// function that called mmap() (map_anon) is only in LeafReturn.
+func TestLeafReturnRecoversTheCallerOfAFramelessWrapper(t *testing.T) {
+	tr := startTracer(t, nil)
+	memwork, _ := cgtest.Workloads(t)
+	g := cgtest.New(t, 256*mib)
+	p := g.Start(t, memwork)
+	p.Do(t, "nop")
+	p.Do(t, "map 4096")
+
+	s := snapshot(t, tr)
+	for _, a := range pidAllocations(s, p.PID) {
+		if a.Bytes != 4*mib {
+			continue
+		}
+		st, ok := tr.Stack(a.StackID)
+		if !ok {
+			t.Fatalf("stack %d of the 4 MiB mapping is gone", a.StackID)
+		}
+		names, err := cgtest.FuncNames(p.PID, memwork, append([]uint64{st.LeafReturn}, st.Frames...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("leaf return %s, frames %v", names[0], names[1:])
+		if names[0] != "map_anon" {
+			t.Errorf("leaf return resolves to %q, want map_anon (the caller of mmap)", names[0])
+		}
+		if !slices.Contains(names[1:], "main") {
+			t.Errorf("frame-pointer walk %v lacks main", names[1:])
+		}
+		return
+	}
+	t.Fatal("the 4 MiB mapping was not tracked")
+}
+
 func TestBrkGrowthAndShrink(t *testing.T) {
 	tr := startTracer(t, nil)
 	memwork, _ := cgtest.Workloads(t)
@@ -261,7 +297,7 @@ func checkTopFrame(t *testing.T, s *tracer.Snapshot, pid int, exe string, memcg 
 			t.Errorf("fault sample of pid %d on cgroup %d, want %d", pid, f.Memcg, memcg)
 		}
 		total += f.Bytes
-		names, err := cgtest.FuncNames(pid, exe, s.Stacks[f.StackID])
+		names, err := cgtest.FuncNames(pid, exe, s.Stacks[f.StackID].Frames)
 		if err != nil {
 			t.Fatalf("naming frames: %v", err)
 		}

@@ -70,6 +70,19 @@ type FaultSample struct {
 	Samples   uint64
 }
 
+// Stack is a user stack as the kernel walked it.
+type Stack struct {
+	// Frames are instruction pointers from the frame-pointer walk, innermost
+	// first; after the first, each is a return address.
+	Frames []uint64
+	// LeafReturn is the word at the user stack pointer when the stack was
+	// taken, or 0. When the innermost function is frameless (a libc syscall
+	// wrapper, memset), it is the return address into the caller, which the
+	// frame-pointer walk skips; otherwise it is data. Only a symbolizer that
+	// knows the process's executable mappings can tell, so it is a hint.
+	LeafReturn uint64
+}
+
 // MapUsage is how full one kernel map is.
 type MapUsage struct {
 	Name     string
@@ -84,9 +97,9 @@ type Snapshot struct {
 	Cgroups     map[uint64]CgroupCounters
 	Allocations []Allocation
 	Faults      []FaultSample
-	// Stacks holds the frames of every stack id referenced above that an
-	// earlier snapshot did not hand out, so a consumer caches each once.
-	Stacks map[uint64][]uint64
+	// Stacks holds every stack referenced above that an earlier snapshot did
+	// not hand out, so a consumer caches each once.
+	Stacks map[uint64]Stack
 	Drops  map[DropReason]uint64
 	Maps   []MapUsage
 }
