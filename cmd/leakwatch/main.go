@@ -26,6 +26,9 @@ type command struct {
 var commands = []command{
 	{"run", "the daemon: watch every container, detect leaks, serve metrics and the API", runRun},
 	{"analyze", "replay recorded memory series (CSV) through the leak detector", runAnalyze},
+	{"top", "live view of a running agent's containers, ordered by growth", runTop},
+	{"profile", "download a container's pprof profile from a running agent", runProfile},
+	{"demo", "a self-contained tour: a leaking program, found live, and its profile", runDemo},
 	{"trace", "print live per-cgroup figures from the kernel side (a debugging view)", runTrace},
 	{"version", "print the version", runVersion},
 }
@@ -52,6 +55,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		if len(args) == 0 {
 			return exitUsage
+		}
+		return exitOK
+	}
+	if args[0] == demoLeakerCommand {
+		if err := demoLeaker(args[1:]); err != nil {
+			fmt.Fprintln(stderr, "leakwatch demo program:", err)
+			return exitFailure
 		}
 		return exitOK
 	}

@@ -108,62 +108,104 @@ func runRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 	} else {
 		log = newLogger(stderr, cfg.LogLevel)
 	}
+	d, err := newDaemon(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Run(ctx)
+}
+
+// daemon is every part of `leakwatch run`, built from one config.
+type daemon struct {
+	log     *slog.Logger
+	hier    cgroups.Hierarchy
+	tracer  *tracer.Tracer // nil with --no-tracer
+	cri     *cri.Client
+	agent   *agent.Agent
+	server  *server.Server
+	closers []func()
+}
+
+func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
+	d := &daemon{log: log}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
 	bi := buildinfo.Get()
 	log.Info("starting leakwatch", "version", bi.Version, "revision", bi.Revision, "listen", cfg.Listen)
 
-	hier, err := cgroups.Detect(cfg.CgroupRoot)
-	if err != nil {
-		return err
+	if d.hier, err = cgroups.Detect(cfg.CgroupRoot); err != nil {
+		return nil, err
 	}
-	log.Info("memory cgroups", "layout", hier.Layout.String(), "dir", hier.Dir)
+	log.Info("memory cgroups", "layout", d.hier.Layout.String(), "dir", d.hier.Dir)
 
 	degraded := map[string]string{}
-	var tr *tracer.Tracer
 	if cfg.NoTracer {
 		degraded[agent.PartTracer] = "disabled by --no-tracer"
 	} else {
-		if tr, err = tracer.New(cfg.Tracer, log); err != nil {
-			return err
+		if d.tracer, err = tracer.New(cfg.Tracer, log); err != nil {
+			return nil, err
 		}
-		defer closeLogged(log, "tracer", tr)
-		if f := tr.Features(); !f.FaultSampling {
+		d.closers = append(d.closers, func() { closeLogged(log, "tracer", d.tracer) })
+		if f := d.tracer.Features(); !f.FaultSampling {
 			degraded[agent.PartFaultSampling] = f.FaultNote
 		}
 	}
-	criClient, err := cri.New(cri.Config{Endpoints: cfg.CRIEndpoints}, log)
-	if err != nil {
-		return err
+	if d.cri, err = cri.New(cri.Config{Endpoints: cfg.CRIEndpoints}, log); err != nil {
+		return nil, err
 	}
-	defer closeLogged(log, "CRI client", criClient)
+	d.closers = append(d.closers, func() { closeLogged(log, "CRI client", d.cri) })
 
-	ag, err := agent.New(cfg.Agent, hier, tr, criClient, degraded, log)
-	if err != nil {
-		return err
+	parts := agent.Parts{Tracer: d.tracer, CRI: d.cri}
+	if d.tracer != nil {
+		sym, err := newSymbolizer(cfg.Tracer.ProcRoot, log)
+		if err != nil {
+			return nil, err
+		}
+		parts.Symbolizer = sym
+	}
+	cfg.Agent.FaultSampleBytes = cfg.Tracer.FaultSampleBytes
+	if d.agent, err = agent.New(cfg.Agent, d.hier, parts, degraded, log); err != nil {
+		return nil, err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		metrics.NewCollector(ag, bi),
+		metrics.NewCollector(d.agent, bi),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	srv, err := server.New(server.Config{Listen: cfg.Listen}, ag, reg, log)
-	if err != nil {
-		return err
+	if d.server, err = server.New(server.Config{Listen: cfg.Listen}, d.agent, reg, log); err != nil {
+		return nil, err
 	}
-	defer closeLogged(log, "HTTP server", srv)
+	d.closers = append(d.closers, func() { closeLogged(log, "HTTP server", d.server) })
+	return d, nil
+}
 
-	return runAll(ctx, log, map[string]func(context.Context) error{
-		"agent":  ag.Run,
-		"server": srv.Run,
-		"cri":    criClient.Run,
+// Run runs every part until ctx ends or one fails.
+func (d *daemon) Run(ctx context.Context) error {
+	return runAll(ctx, d.log, map[string]func(context.Context) error{
+		"agent":  d.agent.Run,
+		"server": d.server.Run,
+		"cri":    d.cri.Run,
 		"tracer": func(ctx context.Context) error {
-			if tr == nil {
+			if d.tracer == nil {
 				<-ctx.Done()
 				return nil
 			}
-			return tr.Run(ctx)
+			return d.tracer.Run(ctx)
 		},
 	})
+}
+
+// Close closes the parts in reverse order of making.
+func (d *daemon) Close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+	d.closers = nil
 }
 
 // runAll runs every part until ctx ends or one of them fails, then stops the

@@ -22,6 +22,7 @@ import (
 	"github.com/leakwatch/leakwatch/pkg/containers"
 	"github.com/leakwatch/leakwatch/pkg/cri"
 	"github.com/leakwatch/leakwatch/pkg/detect"
+	"github.com/leakwatch/leakwatch/pkg/profile"
 	"github.com/leakwatch/leakwatch/pkg/series"
 	"github.com/leakwatch/leakwatch/pkg/tracer"
 	"github.com/leakwatch/leakwatch/pkg/view"
@@ -39,6 +40,11 @@ type Config struct {
 	MaxContainers int
 	Detect        detect.Config
 	History       series.Config
+	// Profile bounds the profile data; its Step follows Interval.
+	Profile profile.Config
+	// FaultSampleBytes is the tracer's page-fault sampling distance, the
+	// period written into faults profiles.
+	FaultSampleBytes uint64
 }
 
 // DefaultConfig is what `leakwatch run` starts from.
@@ -49,6 +55,7 @@ func DefaultConfig() Config {
 		MaxContainers: 2000,
 		Detect:        detect.DefaultConfig(),
 		History:       series.DefaultConfig(),
+		Profile:       profile.DefaultConfig(),
 	}
 }
 
@@ -85,13 +92,30 @@ const (
 	errDetector       = "detector"
 )
 
+// Symbolizer resolves the addresses in profiles; pkg/symbolize provides
+// it. Capture records a live process's memory map so that its addresses
+// can be resolved after it exits.
+type Symbolizer interface {
+	profile.Resolver
+	Capture(pid uint32, startTime uint64) error
+}
+
+// Parts are the optional pieces the agent works with; any may be nil.
+type Parts struct {
+	Tracer     *tracer.Tracer // the kernel side; nil: cgroup statistics only
+	CRI        *cri.Client    // pod and container names
+	Symbolizer Symbolizer     // function names in profiles
+}
+
 // Agent runs the collection loop.
 type Agent struct {
 	cfg    Config
 	log    *slog.Logger
 	hier   cgroups.Hierarchy
-	tracer *tracer.Tracer // nil: running without the kernel side
-	cri    *cri.Client    // nil: no runtime to ask
+	tracer *tracer.Tracer
+	cri    *cri.Client
+	sym    Symbolizer
+	prof   *profile.Store // nil without the tracer
 	degr   map[string]string
 
 	snap atomic.Pointer[view.Snapshot]
@@ -113,23 +137,30 @@ type entry struct {
 	history *series.History
 }
 
-// New returns an agent over the given hierarchy. tr and criClient may be nil;
-// degraded names parts that do not run, with the reason.
-func New(cfg Config, hier cgroups.Hierarchy, tr *tracer.Tracer, criClient *cri.Client, degraded map[string]string, logger *slog.Logger) (*Agent, error) {
+// New returns an agent over the given hierarchy; degraded names parts that
+// do not run on this host, with the reason.
+func New(cfg Config, hier cgroups.Hierarchy, parts Parts, degraded map[string]string, logger *slog.Logger) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
 	}
 	cfg.Detect.Interval = cfg.Interval
+	cfg.Profile.Step = cfg.Interval
 	d := make(map[string]string, len(degraded))
 	for k, v := range degraded {
 		d[k] = v
+	}
+	var store *profile.Store
+	if parts.Tracer != nil {
+		store = profile.NewStore(cfg.Profile)
 	}
 	return &Agent{
 		cfg:     cfg,
 		log:     logger,
 		hier:    hier,
-		tracer:  tr,
-		cri:     criClient,
+		tracer:  parts.Tracer,
+		cri:     parts.CRI,
+		sym:     parts.Symbolizer,
+		prof:    store,
 		degr:    d,
 		entries: make(map[uint64]*entry),
 		errs:    make(map[string]uint64),
@@ -159,7 +190,7 @@ func (a *Agent) Series(id string) ([]view.Point, bool) {
 // once, so the view is ready within one interval of start.
 func (a *Agent) Run(ctx context.Context) error {
 	if a.tracer != nil {
-		go a.countOOMKills(a.tracer.Events())
+		go a.handleEvents(a.tracer.Events())
 	}
 	tick := time.NewTicker(a.cfg.Interval)
 	defer tick.Stop()
@@ -173,16 +204,26 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-func (a *Agent) countOOMKills(events <-chan tracer.Event) {
+// handleEvents counts OOM kills, finalizes the profile data of processes
+// that exit, and re-reads the memory map of processes that exec.
+func (a *Agent) handleEvents(events <-chan tracer.Event) {
 	for ev := range events {
-		if ev.Type != tracer.EventOOMKill {
-			continue
+		switch ev.Type {
+		case tracer.EventOOMKill:
+			a.oomsMu.Lock()
+			a.ooms[ev.Memcg]++
+			a.oomsMu.Unlock()
+			a.log.Warn("OOM kill", "memcg", ev.Memcg, "pid", ev.Process.PID, "comm", ev.Comm,
+				"anon_rss_bytes", ev.AnonRSSBytes)
+		case tracer.EventExit:
+			a.prof.ProcessExited(ev.Process.PID)
+		case tracer.EventExec:
+			if a.sym != nil {
+				if start, ok := procStartTime(a.procRoot(), ev.Process.PID); ok {
+					_ = a.sym.Capture(ev.Process.PID, start)
+				}
+			}
 		}
-		a.oomsMu.Lock()
-		a.ooms[ev.Memcg]++
-		a.oomsMu.Unlock()
-		a.log.Warn("OOM kill", "memcg", ev.Memcg, "pid", ev.Process.PID, "comm", ev.Comm,
-			"anon_rss_bytes", ev.AnonRSSBytes)
 	}
 }
 
@@ -250,6 +291,9 @@ func (a *Agent) collect(now time.Time) {
 	}
 	a.expire(seen, now)
 	a.mu.Unlock()
+	if ts != nil {
+		a.prof.Update(now, ts, a.procInfo)
+	}
 	a.publish(now, start, ts)
 }
 
@@ -385,6 +429,9 @@ func (a *Agent) expire(seen map[uint64]bool, now time.Time) {
 		a.oomsMu.Lock()
 		delete(a.ooms, memcg)
 		a.oomsMu.Unlock()
+		if a.prof != nil {
+			a.prof.Forget(memcg)
+		}
 	}
 }
 

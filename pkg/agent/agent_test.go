@@ -23,7 +23,7 @@ func fixtureAgent(t *testing.T, cfg Config) (*Agent, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(cfg, h, nil, nil, map[string]string{PartTracer: "test"}, slog.New(slog.DiscardHandler))
+	a, err := New(cfg, h, Parts{}, map[string]string{PartTracer: "test"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -225,6 +225,7 @@ func (s *Server) routes(reg prometheus.Gatherer) http.Handler {
 	get("/readyz", http.HandlerFunc(s.readyz))
 	get("/api/v1/containers", http.HandlerFunc(s.listContainers))
 	get("/api/v1/containers/{id}", http.HandlerFunc(s.getContainer))
+	get("/api/v1/containers/{id}/profile", http.HandlerFunc(s.getProfile))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %q", r.URL.Path))
 	})

@@ -232,6 +232,9 @@ func (t *Tracer) attach() error {
 // Features says which parts of the tracer run on this host.
 func (t *Tracer) Features() Features { return t.features }
 
+// ProcRoot is where the tracer reads the host's /proc.
+func (t *Tracer) ProcRoot() string { return t.cfg.ProcRoot }
+
 // Events delivers OOM kills and the exits and execs of tracked processes.
 // It is closed when Run returns. Events the reader does not take in time are
 // counted as DropEventsUnconsumed, never blocking the tracer.

@@ -5,7 +5,11 @@
 // cycle of imports can form. It holds plain data and no logic.
 package view
 
-import "time"
+import (
+	"context"
+	"errors"
+	"time"
+)
 
 // Source gives read access to the current view. Implementations must be safe
 // for concurrent use; a Snapshot is never modified after it is returned.
@@ -137,3 +141,21 @@ type MapUsage struct {
 	Entries  int    `json:"entries"`
 	Capacity int    `json:"capacity"`
 }
+
+// Profiles builds pprof profiles of containers; the agent implements it when
+// the tracer runs. Exporters check for it on their Source.
+type Profiles interface {
+	// Profile returns a gzip-compressed pprof profile of one container:
+	// kind "inuse" or "faults"; window 0 for the current state, else the
+	// growth over the last window. Errors match ErrNotFound (unknown id)
+	// or ErrBadRequest (kind, window).
+	Profile(ctx context.Context, id, kind string, window time.Duration) ([]byte, error)
+	// MaxProfileWindow is the longest window Profile serves.
+	MaxProfileWindow() time.Duration
+}
+
+// Errors of Profiles.
+var (
+	ErrNotFound   = errors.New("not found")
+	ErrBadRequest = errors.New("bad request")
+)

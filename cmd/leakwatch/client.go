@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// apiContainer is the part of /api/v1/containers the CLI uses.
+type apiContainer struct {
+	ID          string   `json:"id"`
+	Cgroup      string   `json:"cgroup"`
+	ContainerID string   `json:"container_id"`
+	Namespace   string   `json:"namespace"`
+	Pod         string   `json:"pod"`
+	Container   string   `json:"container"`
+	Memory      uint64   `json:"memory_bytes"`
+	LeakSignal  uint64   `json:"leak_signal_bytes"`
+	Limit       uint64   `json:"limit_bytes"`
+	Growth      float64  `json:"growth_bytes_per_second"`
+	Confidence  float64  `json:"confidence"`
+	Leaking     bool     `json:"leaking"`
+	TimeToLimit *float64 `json:"time_to_limit_seconds"`
+	OOMKills    uint64   `json:"oom_kills"`
+	Gone        bool     `json:"gone"`
+}
+
+func (c apiContainer) name() string {
+	if c.Pod != "" {
+		return c.Namespace + "/" + c.Pod + "/" + c.Container
+	}
+	return c.Cgroup
+}
+
+// client talks to a running agent.
+type client struct {
+	base string
+	http *http.Client
+}
+
+func newClient(server string) (*client, error) {
+	server = strings.TrimRight(server, "/")
+	if !strings.HasPrefix(server, "http://") && !strings.HasPrefix(server, "https://") {
+		return nil, fmt.Errorf("--server %q: must start with http:// or https://", server)
+	}
+	return &client{base: server, http: &http.Client{Timeout: 60 * time.Second}}, nil
+}
+
+func (c *client) get(ctx context.Context, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("asking the agent at %s: %w (is `leakwatch run` running there? set --server)", c.base, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		var e struct {
+			Error string `json:"error"`
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return nil, fmt.Errorf("%s: %s", resp.Status, e.Error)
+		}
+		return nil, fmt.Errorf("%s from %s%s", resp.Status, c.base, path)
+	}
+	return resp, nil
+}
+
+func (c *client) containers(ctx context.Context) ([]apiContainer, error) {
+	resp, err := c.get(ctx, "/api/v1/containers")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var list []apiContainer
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return nil, fmt.Errorf("decoding the container list: %w", err)
+	}
+	return list, nil
+}
+
+// find resolves what a user typed to one container: its id, its container
+// id (or a prefix of at least 6), its name (container, pod, or
+// namespace/pod/container), or its cgroup path.
+func find(list []apiContainer, q string) (apiContainer, error) {
+	var matches []apiContainer
+	for _, c := range list {
+		if c.ID == q || c.Cgroup == q {
+			return c, nil
+		}
+		if (len(q) >= 6 && strings.HasPrefix(c.ContainerID, q)) || c.Container == q || c.Pod == q || c.name() == q {
+			matches = append(matches, c)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return apiContainer{}, fmt.Errorf("no container matches %q; `leakwatch top` lists them", q)
+	case 1:
+		return matches[0], nil
+	}
+	// Prefer the live one when a restart left a gone twin.
+	var live []apiContainer
+	for _, m := range matches {
+		if !m.Gone {
+			live = append(live, m)
+		}
+	}
+	if len(live) == 1 {
+		return live[0], nil
+	}
+	names := make([]string, 0, len(matches))
+	for _, m := range matches {
+		names = append(names, m.ID+" ("+m.name()+")")
+	}
+	return apiContainer{}, errors.New("several containers match " + q + ": " + strings.Join(names, ", ") + "; give an id")
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+type topConfig struct {
+	Server   string
+	Interval time.Duration
+	Limit    int
+	Once     bool
+}
+
+func (c topConfig) Validate() error {
+	if c.Interval < 500*time.Millisecond {
+		return errors.New("--interval must be at least 500ms")
+	}
+	if c.Limit < 1 {
+		return errors.New("--limit must be at least 1")
+	}
+	return nil
+}
+
+func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg topConfig
+	fs := newFlagSet("top", "top [flags]", stderr)
+	fs.StringVar(&cfg.Server, "server", "http://127.0.0.1:9753", "URL of the agent")
+	fs.DurationVar(&cfg.Interval, "interval", 2*time.Second, "time between refreshes")
+	fs.IntVar(&cfg.Limit, "limit", 30, "containers shown")
+	fs.BoolVar(&cfg.Once, "once", false, "print one table and exit (the default when output is not a terminal)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cl, err := newClient(cfg.Server)
+	if err != nil {
+		return err
+	}
+	live := !cfg.Once && isTerminal(stdout)
+	for {
+		list, err := cl.containers(ctx)
+		if err != nil {
+			return err
+		}
+		if live {
+			// Home and clear: refresh in place.
+			fmt.Fprint(stdout, "\x1b[H\x1b[2J")
+			fmt.Fprintf(stdout, "leakwatch top — %s — %s (q: Ctrl-C)\n\n", cl.base, time.Now().Format(time.TimeOnly))
+		}
+		printTop(stdout, list, cfg.Limit)
+		if !live {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(cfg.Interval):
+		}
+	}
+}
+
+// printTop prints containers ordered by growth, as the API returns them.
+func printTop(w io.Writer, list []apiContainer, limit int) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tCONTAINER\tMEMORY\tLIMIT\tGROWTH/s\tCONF\tTO LIMIT\tOOM\tLEAK")
+	for i, c := range list {
+		if i == limit {
+			fmt.Fprintf(tw, "… %d more\t\t\t\t\t\t\t\t\n", len(list)-limit)
+			break
+		}
+		limitS, ttl := "-", "-"
+		if c.Limit > 0 {
+			limitS = bytesString(c.Limit)
+		}
+		if c.TimeToLimit != nil {
+			ttl = (time.Duration(*c.TimeToLimit) * time.Second).Round(time.Second).String()
+		}
+		growth := "-"
+		if c.Growth != 0 {
+			sign := ""
+			g := c.Growth
+			if g < 0 {
+				sign, g = "-", -g
+			}
+			growth = sign + bytesString(uint64(g))
+		}
+		leak := ""
+		if c.Leaking {
+			leak = "LEAK"
+		}
+		if c.Gone {
+			leak += " (gone)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%d\t%s\n", c.ID, shorten(c.name(), 60), bytesString(c.Memory),
+			limitS, growth, c.Confidence, ttl, c.OOMKills, leak)
+	}
+	tw.Flush()
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n+1:]
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}

@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/profile"
+	"github.com/leakwatch/leakwatch/pkg/view"
+)
+
+// Profile implements view.Profiles.
+func (a *Agent) Profile(ctx context.Context, id, kind string, window time.Duration) ([]byte, error) {
+	if a.prof == nil {
+		return nil, fmt.Errorf("%w: profiles need the tracer", view.ErrNotFound)
+	}
+	memcg, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("container %q: %w", id, view.ErrNotFound)
+	}
+	a.mu.RLock()
+	e, ok := a.entries[memcg]
+	var meta profile.Meta
+	if ok {
+		meta = profile.Meta{Container: e.c.Container, Cgroup: e.c.Cgroup, Now: time.Now(), FaultSampleBytes: a.cfg.FaultSampleBytes}
+		if e.c.Pod != "" {
+			meta.Container = e.c.Namespace + "/" + e.c.Pod + "/" + e.c.Container
+		}
+	}
+	a.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("container %q: %w", id, view.ErrNotFound)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var res profile.Resolver
+	if a.sym != nil {
+		res = a.sym
+	}
+	p, err := a.prof.Build(memcg, profile.Type(kind), window, res, meta)
+	if errors.Is(err, profile.ErrWindow) {
+		return nil, fmt.Errorf("%w: %w", view.ErrBadRequest, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := p.Write(&buf); err != nil { // gzip-compressed, as pprof reads it
+		return nil, fmt.Errorf("encoding profile: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// MaxProfileWindow implements view.Profiles.
+func (a *Agent) MaxProfileWindow() time.Duration { return a.cfg.Profile.Horizon }
+
+// procInfo names a process when the profile store first sees it, and has
+// the symbolizer record its memory map while it is alive.
+func (a *Agent) procInfo(pid uint32) (string, uint64, bool) {
+	root := a.procRoot()
+	start, ok := procStartTime(root, pid)
+	if !ok {
+		return "", 0, false
+	}
+	comm, _ := os.ReadFile(filepath.Join(root, strconv.FormatUint(uint64(pid), 10), "comm"))
+	if a.sym != nil {
+		_ = a.sym.Capture(pid, start)
+	}
+	return strings.TrimSpace(string(comm)), start, true
+}
+
+func (a *Agent) procRoot() string {
+	if a.tracer != nil {
+		return a.tracer.ProcRoot()
+	}
+	return "/proc"
+}
+
+// procStartTime reads a process's start time (clock ticks since boot, field
+// 22 of /proc/PID/stat), which with the pid identifies the process.
+func procStartTime(root string, pid uint32) (uint64, bool) {
+	b, err := os.ReadFile(filepath.Join(root, strconv.FormatUint(uint64(pid), 10), "stat"))
+	if err != nil {
+		return 0, false
+	}
+	// The command (field 2) may hold spaces and parentheses; fields resume
+	// after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	const startTimeField = 22 - 3 // fields after ')' start at field 3
+	if len(fields) <= startTimeField {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(fields[startTimeField], 10, 64)
+	return v, err == nil
+}

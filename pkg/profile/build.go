@@ -1,0 +1,354 @@
+// Package profile turns what the tracer records into per-container pprof
+// profiles, in the Go heap tradition: inuse_objects/inuse_space
+// (outstanding anonymous mappings and heap by allocating stack) and
+// faulted_space (sampled page-fault bytes by faulting stack), each sample
+// labelled with pid and comm. With a window (?seconds=N) a profile is the
+// growth over the last N seconds, as Go's /debug/pprof/heap?seconds=N, so a
+// leak is not drowned by what the container allocated at start.
+//
+// Store keeps the data (bounded); Build makes a profile, symbolizing on
+// demand through a Resolver, so nothing is symbolized unless asked for.
+package profile
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/google/pprof/profile"
+)
+
+// Mapping is a region of a process's address space backed by a file.
+type Mapping struct {
+	Start, Limit, Offset uint64
+	File                 string // as the process sees it
+	BuildID              string
+	Executable           bool
+}
+
+// Frame is one function at a location; a location has several when
+// functions were inlined into it.
+type Frame struct {
+	Function string
+	File     string
+	Line     int64
+}
+
+// Location is a resolved address. Frames is empty when no symbol is known:
+// the address stays as it is, nothing is made up.
+type Location struct {
+	Address uint64
+	Mapping *Mapping
+	Frames  []Frame // innermost first
+}
+
+// Resolver symbolizes addresses of one process, identified by pid and start
+// time. pkg/symbolize implements it.
+type Resolver interface {
+	Resolve(pid uint32, startTime uint64, addrs []uint64) ([]Location, error)
+}
+
+// Meta describes the profile being built.
+type Meta struct {
+	Container string // a name for the container, in comments
+	Cgroup    string
+	Now       time.Time
+	// FaultSampleBytes is the tracer's sampling distance, the period of a
+	// faults profile.
+	FaultSampleBytes uint64
+}
+
+// ErrWindow reports a window longer than the history kept.
+var ErrWindow = errors.New("window exceeds the history kept")
+
+// allocatorFrames match functions that only pass an allocation on: the
+// runtime's and libc's allocators and syscall wrappers, and memory fills.
+// They are trimmed from the innermost end of a stack (never the whole
+// stack), so a profile's flat view names the code that asked for memory,
+// as Go's heap profiles hide runtime.mallocgc.
+var allocatorFrames = regexp.MustCompile(`^(runtime\.|runtime/internal/|internal/runtime/|` +
+	`(__)?(libc_)?(malloc|calloc|realloc|reallocarray|memalign|posix_memalign|aligned_alloc|valloc|pvalloc)$|` +
+	`_int_(malloc|realloc|memalign)$|sysmalloc$|tcache_init$|` +
+	`(__)?(GI___)?(mmap|mmap64|mremap|brk|sbrk)$|` +
+	`(__)?(memset|memcpy|memmove)(_[a-z0-9_]+)?$|` +
+	`operator new|je_|tc_|mi_)`)
+
+type sampleKey struct {
+	pid    uint32
+	starts uint64
+	stack  uint64
+}
+
+type sampleVal struct {
+	bytes, count int64
+}
+
+// Build makes the profile of one memory cgroup. window 0 is the current
+// state (inuse) or everything since the tracer started (faults); otherwise
+// the change over the last window.
+func (s *Store) Build(memcg uint64, typ Type, window time.Duration, res Resolver, meta Meta) (*profile.Profile, error) {
+	if window > s.cfg.Horizon {
+		return nil, fmt.Errorf("%w: %v asked, %v kept", ErrWindow, window, s.cfg.Horizon)
+	}
+	samples, stacks, comms := s.collect(memcg, typ, window)
+
+	b := newBuilder(res)
+	p := &profile.Profile{
+		TimeNanos: meta.Now.UnixNano(),
+		Comments: []string{
+			"leakwatch profile of " + meta.Container + " (cgroup " + meta.Cgroup + ")",
+		},
+	}
+	switch typ {
+	case Inuse:
+		p.SampleType = []*profile.ValueType{{Type: "inuse_objects", Unit: "count"}, {Type: "inuse_space", Unit: "bytes"}}
+		p.DefaultSampleType = "inuse_space"
+		p.PeriodType = &profile.ValueType{Type: "space", Unit: "bytes"}
+		p.Period = 1
+	case Faults:
+		p.SampleType = []*profile.ValueType{{Type: "faulted_samples", Unit: "count"}, {Type: "faulted_space", Unit: "bytes"}}
+		p.DefaultSampleType = "faulted_space"
+		p.PeriodType = &profile.ValueType{Type: "space", Unit: "bytes"}
+		p.Period = int64(meta.FaultSampleBytes)
+	default:
+		return nil, fmt.Errorf("unknown profile type %q", typ)
+	}
+	if window > 0 {
+		p.DurationNanos = int64(window)
+		p.Comments = append(p.Comments, fmt.Sprintf("growth over the last %v", window))
+	}
+
+	keys := make([]sampleKey, 0, len(samples))
+	for k := range samples {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].pid != keys[j].pid {
+			return keys[i].pid < keys[j].pid
+		}
+		return keys[i].stack < keys[j].stack
+	})
+	for _, k := range keys {
+		v := samples[k]
+		locs := b.locations(k, stacks[k.stack])
+		p.Sample = append(p.Sample, &profile.Sample{
+			Location: locs,
+			Value:    []int64{v.count, v.bytes},
+			Label:    map[string][]string{"comm": {comms[k.pid]}},
+			NumLabel: map[string][]int64{"pid": {int64(k.pid)}},
+		})
+	}
+	p.Location, p.Mapping, p.Function = b.locs, b.maps, b.funcs
+	if err := p.CheckValid(); err != nil {
+		return nil, fmt.Errorf("building profile: %w", err)
+	}
+	return p, nil
+}
+
+// collect gathers the samples of one cgroup under the read lock.
+func (s *Store) collect(memcg uint64, typ Type, window time.Duration) (map[sampleKey]sampleVal, map[uint64]stackFrames, map[uint32]string) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	since := s.now - int64(window/s.cfg.Step)
+	samples := make(map[sampleKey]sampleVal)
+	stacks := make(map[uint64]stackFrames)
+	comms := make(map[uint32]string)
+	for k, sr := range s.keys {
+		if k.memcg != memcg || k.typ != typ {
+			continue
+		}
+		v := sr.cur
+		if window > 0 {
+			old := sr.at(since)
+			v = value{bytes: v.bytes - old.bytes, count: v.count - old.count}
+		}
+		if v == (value{}) {
+			continue
+		}
+		sk := sampleKey{pid: k.pid, starts: k.starts, stack: k.stack}
+		acc := samples[sk]
+		acc.bytes += v.bytes
+		acc.count += v.count
+		samples[sk] = acc
+		if st, ok := s.stacks[k.stack]; ok {
+			stacks[k.stack] = stackFrames{frames: st.Frames, leafReturn: st.LeafReturn}
+		}
+		if p, ok := s.procs[k.pid]; ok && p.startTime == k.starts {
+			comms[k.pid] = p.comm
+		} else if _, ok := comms[k.pid]; !ok {
+			comms[k.pid] = "?"
+		}
+	}
+	return samples, stacks, comms
+}
+
+type stackFrames struct {
+	frames     []uint64
+	leafReturn uint64
+}
+
+// builder dedupes locations, functions and mappings while a profile is
+// built, and resolves each process's addresses once.
+type builder struct {
+	res      Resolver
+	resolved map[sampleKey]map[uint64]Location // per process (stack 0)
+	locByKey map[string]*profile.Location
+	fnByKey  map[string]*profile.Function
+	mapByKey map[string]*profile.Mapping
+	locs     []*profile.Location
+	funcs    []*profile.Function
+	maps     []*profile.Mapping
+	unknown  *profile.Location
+}
+
+func newBuilder(res Resolver) *builder {
+	return &builder{
+		res:      res,
+		resolved: make(map[sampleKey]map[uint64]Location),
+		locByKey: make(map[string]*profile.Location),
+		fnByKey:  make(map[string]*profile.Function),
+		mapByKey: make(map[string]*profile.Mapping),
+	}
+}
+
+// locations returns the pprof locations of one stack of one process,
+// innermost first, with the leaf-return hint applied and allocator frames
+// trimmed.
+func (b *builder) locations(k sampleKey, st stackFrames) []*profile.Location {
+	if len(st.frames) == 0 {
+		return []*profile.Location{b.unknownStack()}
+	}
+	addrs := st.frames
+	resolved := b.resolve(k, st)
+	if st.leafReturn != 0 && (len(addrs) < 2 || st.leafReturn != addrs[1]) {
+		if l, ok := resolved[lookupAddr(st.leafReturn, 1)]; ok && l.Mapping != nil && l.Mapping.Executable {
+			addrs = append([]uint64{addrs[0], st.leafReturn}, addrs[1:]...)
+		}
+	}
+	locs := make([]*profile.Location, 0, len(addrs))
+	for i, a := range addrs {
+		locs = append(locs, b.location(k.pid, resolved[lookupAddr(a, i)], a))
+	}
+	// Trim allocator frames from the innermost end, keeping at least one.
+	for len(locs) > 1 && isAllocator(locs[0]) {
+		locs = locs[1:]
+	}
+	return locs
+}
+
+func isAllocator(l *profile.Location) bool {
+	if len(l.Line) == 0 {
+		return false
+	}
+	// The innermost function at the address decides (inlined frames come
+	// first in Line... pprof orders Line callee first).
+	return allocatorFrames.MatchString(l.Line[0].Function.Name)
+}
+
+// resolve symbolizes every address of one process once per profile.
+func (b *builder) resolve(k sampleKey, st stackFrames) map[uint64]Location {
+	pk := sampleKey{pid: k.pid, starts: k.starts}
+	m := b.resolved[pk]
+	if m == nil {
+		m = make(map[uint64]Location)
+		b.resolved[pk] = m
+	}
+	var missing []uint64
+	want := func(a uint64) {
+		if _, ok := m[a]; !ok && a != 0 {
+			m[a] = Location{Address: a}
+			missing = append(missing, a)
+		}
+	}
+	if st.leafReturn != 0 {
+		want(lookupAddr(st.leafReturn, 1))
+	}
+	for i, a := range st.frames {
+		want(lookupAddr(a, i))
+	}
+	if len(missing) == 0 || b.res == nil {
+		return m
+	}
+	locs, err := b.res.Resolve(k.pid, k.starts, missing)
+	for i, a := range missing {
+		if err == nil && i < len(locs) {
+			m[a] = locs[i]
+		} else {
+			m[a] = Location{Address: a}
+		}
+	}
+	return m
+}
+
+// lookupAddr is the address to symbolize for the i-th frame of a stack: a
+// return address (every frame after the innermost) points just past its
+// call instruction, which may be the first byte of the next function or
+// line, so the byte before it is looked up.
+func lookupAddr(addr uint64, i int) uint64 {
+	if i > 0 && addr > 0 {
+		return addr - 1
+	}
+	return addr
+}
+
+func (b *builder) location(pid uint32, l Location, addr uint64) *profile.Location {
+	var pm *profile.Mapping
+	if l.Mapping != nil {
+		pm = b.mapping(pid, l.Mapping)
+	}
+	key := strconv.FormatUint(uint64(pid), 10) + "@" + strconv.FormatUint(addr, 16)
+	if pm != nil && len(l.Frames) > 0 {
+		// Same file, same address: one location across processes.
+		key = l.Mapping.File + "|" + l.Mapping.BuildID + "|" + strconv.FormatUint(addr-l.Mapping.Start+l.Mapping.Offset, 16)
+	}
+	if loc, ok := b.locByKey[key]; ok {
+		return loc
+	}
+	loc := &profile.Location{ID: uint64(len(b.locs) + 1), Address: addr, Mapping: pm}
+	for _, f := range l.Frames {
+		loc.Line = append(loc.Line, profile.Line{Function: b.function(f), Line: f.Line})
+	}
+	b.locByKey[key] = loc
+	b.locs = append(b.locs, loc)
+	return loc
+}
+
+func (b *builder) function(f Frame) *profile.Function {
+	key := f.Function + "|" + f.File
+	if fn, ok := b.fnByKey[key]; ok {
+		return fn
+	}
+	fn := &profile.Function{ID: uint64(len(b.funcs) + 1), Name: f.Function, SystemName: f.Function, Filename: f.File}
+	b.fnByKey[key] = fn
+	b.funcs = append(b.funcs, fn)
+	return fn
+}
+
+func (b *builder) mapping(pid uint32, m *Mapping) *profile.Mapping {
+	key := strconv.FormatUint(uint64(pid), 10) + "|" + strconv.FormatUint(m.Start, 16)
+	if pm, ok := b.mapByKey[key]; ok {
+		return pm
+	}
+	pm := &profile.Mapping{
+		ID: uint64(len(b.maps) + 1), Start: m.Start, Limit: m.Limit, Offset: m.Offset,
+		File: m.File, BuildID: m.BuildID, HasFunctions: true,
+	}
+	b.mapByKey[key] = pm
+	b.maps = append(b.maps, pm)
+	return pm
+}
+
+// unknownStack is the one location of samples whose stack was not recorded
+// (the kernel's stack map was full, or the walk failed); saying so is
+// better than dropping their bytes.
+func (b *builder) unknownStack() *profile.Location {
+	if b.unknown == nil {
+		b.unknown = &profile.Location{ID: uint64(len(b.locs) + 1)}
+		b.unknown.Line = []profile.Line{{Function: b.function(Frame{Function: "[stack not recorded]"})}}
+		b.locs = append(b.locs, b.unknown)
+	}
+	return b.unknown
+}

@@ -1,0 +1,99 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/view"
+)
+
+// profileTimeout bounds building one profile (symbolizing included), well
+// inside the server's write timeout.
+const profileTimeout = 20 * time.Second
+
+// getProfile serves /api/v1/containers/{id}/profile?type=inuse|faults&seconds=N
+// as gzip-compressed pprof, so `go tool pprof URL` works directly.
+func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
+	profiles, ok := s.src.(view.Profiles)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "profiles need the tracer, which is not running on this agent")
+		return
+	}
+	id := r.PathValue("id")
+	q := r.URL.Query()
+	kind := q.Get("type")
+	if kind == "" {
+		kind = "inuse"
+	}
+	if kind != "inuse" && kind != "faults" {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("type %q: must be inuse or faults", kind))
+		return
+	}
+	var window time.Duration
+	if v := q.Get("seconds"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		maxSeconds := int64(profiles.MaxProfileWindow() / time.Second)
+		if err != nil || n < 0 || n > maxSeconds {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("seconds %q: must be a whole number from 0 to %d (the history kept)", v, maxSeconds))
+			return
+		}
+		window = time.Duration(n) * time.Second
+	}
+	name := id
+	if snap := s.src.Snapshot(); snap != nil {
+		if i := slices.IndexFunc(snap.Containers, func(c view.Container) bool { return c.ID == id }); i >= 0 {
+			name = fileName(snap.Containers[i])
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), profileTimeout)
+	defer cancel()
+	data, err := profiles.Profile(ctx, id, kind, window)
+	switch {
+	case errors.Is(err, view.ErrNotFound):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("container %q not found", id))
+		return
+	case errors.Is(err, view.ErrBadRequest):
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusServiceUnavailable, "building the profile took too long; try a smaller window")
+		return
+	case err != nil:
+		s.logger.Warn("building profile", "id", id, logKeyErr, err)
+		writeError(w, http.StatusInternalServerError, "building the profile failed: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	suffix := kind
+	if window > 0 {
+		suffix += "-" + strconv.FormatInt(int64(window/time.Second), 10) + "s"
+	}
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.%s.pb.gz"`, name, suffix))
+	_, _ = w.Write(data)
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// fileName names a container's profile file: namespace, pod and container
+// where known, else its cgroup's short name, with the id to keep it unique.
+func fileName(c view.Container) string {
+	name := c.Container
+	if c.Pod != "" {
+		name = c.Namespace + "_" + c.Pod + "_" + c.Container
+	}
+	if name == "" {
+		name = "cgroup"
+	}
+	name = unsafeName.ReplaceAllString(name, "-")
+	if len(name) > 100 {
+		name = name[:100]
+	}
+	return name + "_" + c.ID
+}

@@ -1,0 +1,76 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/view"
+)
+
+// profileSource adds view.Profiles to the fake source: it returns fixed
+// bytes and records what it was asked.
+type profileSource struct {
+	*fakeSource
+	kind   string
+	window time.Duration
+}
+
+func (p *profileSource) Profile(_ context.Context, id, kind string, window time.Duration) ([]byte, error) {
+	if id != "100" && id != "300" {
+		return nil, fmt.Errorf("container %q: %w", id, view.ErrNotFound)
+	}
+	p.kind, p.window = kind, window
+	return []byte("\x1f\x8bprofile"), nil
+}
+
+func (p *profileSource) MaxProfileWindow() time.Duration { return time.Hour }
+
+func TestProfileEndpoint(t *testing.T) {
+	src := &profileSource{fakeSource: newTestSource()}
+	h := newTestServer(t, src).Handler()
+
+	rec := do(t, h, http.MethodGet, "/api/v1/containers/100/profile?type=faults&seconds=600")
+	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Body.String(), "\x1f\x8b") {
+		t.Fatalf("profile: %d %q", rec.Code, rec.Body.String())
+	}
+	if src.kind != "faults" || src.window != 10*time.Minute {
+		t.Errorf("asked for %q over %v, want faults over 10m", src.kind, src.window)
+	}
+	if cd := rec.Header().Get("Content-Disposition"); cd != `attachment; filename="shop_cart-0_cart_100.faults-600s.pb.gz"` {
+		t.Errorf("Content-Disposition %q does not name the container", cd)
+	}
+	if do(t, h, http.MethodGet, "/api/v1/containers/300/profile"); src.kind != "inuse" || src.window != 0 {
+		t.Errorf("defaults: %q over %v, want inuse, no window", src.kind, src.window)
+	}
+
+	for target, status := range map[string]int{
+		"/api/v1/containers/100/profile?type=heap":      http.StatusBadRequest,
+		"/api/v1/containers/100/profile?seconds=-1":     http.StatusBadRequest,
+		"/api/v1/containers/100/profile?seconds=3601":   http.StatusBadRequest,
+		"/api/v1/containers/100/profile?seconds=1e3":    http.StatusBadRequest,
+		"/api/v1/containers/999/profile":                http.StatusNotFound,
+		"/api/v1/containers/100/profile?seconds=3600":   http.StatusOK,
+		"/api/v1/containers/100/profile?type=inuse&x=1": http.StatusOK,
+	} {
+		rec := do(t, h, http.MethodGet, target)
+		if rec.Code != status {
+			t.Errorf("%s: %d, want %d (%s)", target, rec.Code, status, rec.Body.String())
+		}
+		if status != http.StatusOK {
+			if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") || !strings.Contains(rec.Body.String(), `"error"`) {
+				t.Errorf("%s: error not JSON: %s %q", target, ct, rec.Body.String())
+			}
+		}
+	}
+}
+
+func TestProfileWithoutTracerIs501(t *testing.T) {
+	h := newTestServer(t, newTestSource()).Handler()
+	if rec := do(t, h, http.MethodGet, "/api/v1/containers/100/profile"); rec.Code != http.StatusNotImplemented {
+		t.Errorf("profile without profiles: %d, want 501", rec.Code)
+	}
+}
