@@ -727,6 +727,9 @@ int BPF_PROG(handle_mark_victim, struct task_struct *task)
 	e->type = EVENT_OOM_KILL;
 	e->ts = bpf_ktime_get_ns();
 	fill_task(e, task);
+	/* The OOM killer runs in the task whose allocation failed; the limit
+	 * that fired is on a cgroup above both it and the victim. */
+	e->trigger_memcg = task_memcg((struct task_struct *)bpf_get_current_task());
 	struct mm_struct *mm = BPF_CORE_READ(task, mm);
 	if (mm) {
 		e->total_vm_bytes = BPF_CORE_READ(mm, total_vm) * page_size;

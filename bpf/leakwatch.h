@@ -102,6 +102,7 @@ struct event {
 	__u64 ts;	  /* bpf_ktime_get_ns() */
 	__u64 start_time; /* task start time (ns since boot) of the process */
 	__u64 memcg;
+	__u64 trigger_memcg; /* OOM: memory cgroup of the task whose allocation failed */
 	__u64 total_vm_bytes;
 	__u64 anon_rss_bytes;
 	__u64 file_rss_bytes;

@@ -127,6 +127,9 @@ type Agent struct {
 	collects   uint64
 	ooms       map[uint64]uint64 // OOM kills per memory cgroup, from the tracer
 	oomsMu     sync.Mutex
+	oomMu      sync.Mutex // guards oomSeq and oomKills
+	oomSeq     uint64
+	oomKills   []oomRecord
 	lastReport time.Time
 }
 
@@ -213,8 +216,7 @@ func (a *Agent) handleEvents(events <-chan tracer.Event) {
 			a.oomsMu.Lock()
 			a.ooms[ev.Memcg]++
 			a.oomsMu.Unlock()
-			a.log.Warn("OOM kill", "memcg", ev.Memcg, "pid", ev.Process.PID, "comm", ev.Comm,
-				"anon_rss_bytes", ev.AnonRSSBytes)
+			a.recordOOMKill(ev)
 		case tracer.EventExit:
 			a.prof.ProcessExited(ev.Process.PID)
 		case tracer.EventExec:
@@ -350,11 +352,7 @@ func (a *Agent) update(e *entry, g cgroups.Group, st cgroups.MemoryStats, ts *tr
 	}
 	a.enrich(c)
 
-	c.Memory = view.Memory{
-		Usage: st.Usage, Anon: st.Anon, File: st.File, Kernel: st.Kernel, Shmem: st.Shmem,
-		WorkingSet: st.WorkingSet, LeakSignal: st.LeakSignal(), Limit: st.EffectiveLimit,
-		PageFaults: st.PageFaults, MajorFaults: st.MajorPageFaults,
-	}
+	c.Memory = memoryView(st)
 	c.OOMKills = max(st.OOMKills, ooms[g.ID])
 	if ts != nil {
 		tc := ts.Cgroups[g.ID]
@@ -437,7 +435,7 @@ func (a *Agent) expire(seen map[uint64]bool, now time.Time) {
 
 func (a *Agent) publish(now, start time.Time, ts *tracer.Snapshot) {
 	a.collects++
-	snap := &view.Snapshot{Taken: now}
+	snap := &view.Snapshot{Taken: now, OOMKills: a.oomKillsView()}
 	a.mu.RLock()
 	snap.Containers = make([]view.Container, 0, len(a.entries))
 	for _, e := range a.entries {

@@ -97,3 +97,52 @@ func fileName(c view.Container) string {
 	}
 	return name + "_" + c.ID
 }
+
+// listOOMKills serves /api/v1/oomkills: the recent kills, newest first.
+func (s *Server) listOOMKills(w http.ResponseWriter, _ *http.Request) {
+	snap := s.src.Snapshot()
+	if snap == nil {
+		writeError(w, http.StatusServiceUnavailable, reasonNoCollection)
+		return
+	}
+	kills := make([]view.OOMKill, 0, len(snap.OOMKills))
+	for i := len(snap.OOMKills) - 1; i >= 0; i-- {
+		kills = append(kills, snap.OOMKills[i])
+	}
+	writeJSON(w, http.StatusOK, kills)
+}
+
+// getOOMProfile serves /api/v1/oomkills/{seq}/profile?type=inuse|faults,
+// the profile retained when the kill happened.
+func (s *Server) getOOMProfile(w http.ResponseWriter, r *http.Request) {
+	profiles, ok := s.src.(view.Profiles)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "profiles need the tracer, which is not running on this agent")
+		return
+	}
+	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("OOM kill %q: not a number", r.PathValue("seq")))
+		return
+	}
+	kind := r.URL.Query().Get("type")
+	if kind == "" {
+		kind = "inuse"
+	}
+	if kind != "inuse" && kind != "faults" {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("type %q: must be inuse or faults", kind))
+		return
+	}
+	data, err := profiles.OOMProfile(seq, kind)
+	if errors.Is(err, view.ErrNotFound) {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="oomkill-%d.%s.pb.gz"`, seq, kind))
+	_, _ = w.Write(data)
+}

@@ -29,6 +29,41 @@ func (p *profileSource) Profile(_ context.Context, id, kind string, window time.
 
 func (p *profileSource) MaxProfileWindow() time.Duration { return time.Hour }
 
+func (p *profileSource) OOMProfile(seq uint64, kind string) ([]byte, error) {
+	if seq != 1 {
+		return nil, fmt.Errorf("OOM kill %d: %w", seq, view.ErrNotFound)
+	}
+	return []byte("\x1f\x8b" + kind), nil
+}
+
+func TestOOMKillsEndpoints(t *testing.T) {
+	src := &profileSource{fakeSource: newTestSource()}
+	snap := readySnapshot()
+	snap.OOMKills = []view.OOMKill{
+		{Seq: 1, ID: "100", Cgroup: "/kubepods.slice/a.scope", PID: 9, Comm: "cart", Trigger: "container", ProfileURL: "/api/v1/oomkills/1/profile"},
+		{Seq: 2, ID: "200", Cgroup: "/kubepods.slice/b.scope", PID: 10, Comm: "web", Trigger: "node"},
+	}
+	src.set(snap)
+	h := newTestServer(t, src).Handler()
+
+	kills := decode[[]view.OOMKill](t, do(t, h, http.MethodGet, "/api/v1/oomkills"), http.StatusOK)
+	if len(kills) != 2 || kills[0].Seq != 2 || kills[1].ProfileURL != "/api/v1/oomkills/1/profile" {
+		t.Errorf("kills %+v: want both, newest first, with the profile link", kills)
+	}
+	if rec := do(t, h, http.MethodGet, "/api/v1/oomkills/1/profile?type=faults"); rec.Code != http.StatusOK || rec.Body.String() != "\x1f\x8bfaults" {
+		t.Errorf("retained profile: %d %q", rec.Code, rec.Body.String())
+	}
+	for target, status := range map[string]int{
+		"/api/v1/oomkills/2/profile":          http.StatusNotFound,
+		"/api/v1/oomkills/x/profile":          http.StatusBadRequest,
+		"/api/v1/oomkills/1/profile?type=bad": http.StatusBadRequest,
+	} {
+		if rec := do(t, h, http.MethodGet, target); rec.Code != status {
+			t.Errorf("%s: %d, want %d", target, rec.Code, status)
+		}
+	}
+}
+
 func TestProfileEndpoint(t *testing.T) {
 	src := &profileSource{fakeSource: newTestSource()}
 	h := newTestServer(t, src).Handler()

@@ -226,6 +226,8 @@ func (s *Server) routes(reg prometheus.Gatherer) http.Handler {
 	get("/api/v1/containers", http.HandlerFunc(s.listContainers))
 	get("/api/v1/containers/{id}", http.HandlerFunc(s.getContainer))
 	get("/api/v1/containers/{id}/profile", http.HandlerFunc(s.getProfile))
+	get("/api/v1/oomkills", http.HandlerFunc(s.listOOMKills))
+	get("/api/v1/oomkills/{seq}/profile", http.HandlerFunc(s.getOOMProfile))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %q", r.URL.Path))
 	})

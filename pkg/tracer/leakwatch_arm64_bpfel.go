@@ -53,6 +53,7 @@ type leakwatchEvent struct {
 	Ts            uint64
 	StartTime     uint64
 	Memcg         uint64
+	TriggerMemcg  uint64
 	TotalVmBytes  uint64
 	AnonRssBytes  uint64
 	FileRssBytes  uint64

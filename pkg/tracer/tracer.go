@@ -329,6 +329,7 @@ func (t *Tracer) decodeEvent(raw *leakwatchEvent) Event {
 		PID:           raw.Pid,
 		Process:       Process{PID: raw.Tgid, StartTime: raw.StartTime},
 		Memcg:         raw.Memcg,
+		TriggerMemcg:  raw.TriggerMemcg,
 		Comm:          string(comm),
 		TotalVMBytes:  raw.TotalVmBytes,
 		AnonRSSBytes:  raw.AnonRssBytes,

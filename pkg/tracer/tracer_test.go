@@ -339,8 +339,9 @@ func TestOOMKillIsReportedOnce(t *testing.T) {
 		t.Fatalf("%d OOM-kill events for pid %d, want exactly 1", len(kills), p.PID)
 	}
 	k := kills[0]
-	if k.Memcg != g.ID || k.Comm != "memwork" || k.AnonRSSBytes < 32*mib {
-		t.Errorf("OOM kill: memcg %d comm %q anon rss %d; want memcg %d, memwork, >= 32 MiB", k.Memcg, k.Comm, k.AnonRSSBytes, g.ID)
+	if k.Memcg != g.ID || k.TriggerMemcg != g.ID || k.Comm != "memwork" || k.AnonRSSBytes < 32*mib {
+		t.Errorf("OOM kill: memcg %d (triggered in %d) comm %q anon rss %d; want memcg %d for both, memwork, >= 32 MiB",
+			k.Memcg, k.TriggerMemcg, k.Comm, k.AnonRSSBytes, g.ID)
 	}
 	if st := p.Wait(t, 10*time.Second); st.Success() {
 		t.Errorf("workload exited cleanly, want killed")

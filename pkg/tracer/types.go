@@ -158,7 +158,10 @@ type Event struct {
 	Memcg   uint64
 	Comm    string
 
-	// OOM kills only, from the victim's mm at the kill.
+	// OOM kills only: the memory cgroup of the task whose allocation
+	// failed (the limit that fired is on a cgroup above both it and the
+	// victim), and the victim's memory from its mm at the kill.
+	TriggerMemcg  uint64
 	TotalVMBytes  uint64
 	AnonRSSBytes  uint64
 	FileRSSBytes  uint64

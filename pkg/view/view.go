@@ -26,7 +26,52 @@ type Source interface {
 type Snapshot struct {
 	Taken      time.Time
 	Containers []Container // sorted by ID
-	Agent      Agent
+	// OOMKills are the most recent OOM kills on the node, oldest first,
+	// each once (by Seq), whether or not its container is still tracked.
+	OOMKills []OOMKill
+	Agent    Agent
+}
+
+// OOMKill is the forensic record of one OOM kill.
+type OOMKill struct {
+	// Seq numbers kills from 1 in the order the agent saw them; the
+	// retained profiles are served under it.
+	Seq  uint64    `json:"seq"`
+	Time time.Time `json:"time"`
+
+	// ID, Cgroup and the names are the victim's container, as in Container.
+	ID          string `json:"id"`
+	Cgroup      string `json:"cgroup"`
+	ContainerID string `json:"container_id"`
+	PodUID      string `json:"pod_uid"`
+	Namespace   string `json:"namespace"`
+	Pod         string `json:"pod"`
+	Container   string `json:"container"`
+
+	PID  uint32 `json:"pid"`
+	Comm string `json:"comm"`
+
+	// Trigger says whose limit fired: "container" (the victim's own memory
+	// cgroup), "ancestor" (a parent's, TriggerCgroup names it) or "node"
+	// (no cgroup was at its limit: the whole machine ran out). It is
+	// inferred from the cgroups' usage against their limits at the kill.
+	Trigger       string `json:"trigger"`
+	TriggerCgroup string `json:"trigger_cgroup,omitempty"`
+
+	// Memory is the victim cgroup's statistics read right after the kill.
+	Memory Memory `json:"memory"`
+	// The victim process's memory when it was chosen, from the kernel.
+	AnonRSSBytes  uint64 `json:"anon_rss_bytes"`
+	FileRSSBytes  uint64 `json:"file_rss_bytes"`
+	ShmemRSSBytes uint64 `json:"shmem_rss_bytes"`
+	TotalVMBytes  uint64 `json:"total_vm_bytes"`
+
+	// TopStacks are the stacks that grew most in the minutes before the
+	// kill, as short text ("12.0MiB main.leak < main.loop < main.main").
+	TopStacks []string `json:"top_stacks"`
+	// ProfileURL is the path of the profile retained for this kill on
+	// this agent (growth before the kill), when one could be built.
+	ProfileURL string `json:"profile_url,omitempty"`
 }
 
 // Container is one tracked memory cgroup: a container, a pod-less service or
@@ -152,6 +197,9 @@ type Profiles interface {
 	Profile(ctx context.Context, id, kind string, window time.Duration) ([]byte, error)
 	// MaxProfileWindow is the longest window Profile serves.
 	MaxProfileWindow() time.Duration
+	// OOMProfile returns the profile retained for one OOM kill, by Seq:
+	// kind "inuse" (growth before the kill) or "faults".
+	OOMProfile(seq uint64, kind string) ([]byte, error)
 }
 
 // Errors of Profiles.
