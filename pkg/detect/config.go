@@ -28,7 +28,7 @@ type Config struct {
 	// bucket tiers.
 	EnvelopeWindow time.Duration
 	// MediumBucket and SlowBucket are the widths of the per-bucket minima kept
-	// by the medium (16 buckets) and slow (48 buckets) tiers.
+	// by the medium (32 buckets) and slow (96 buckets) tiers.
 	MediumBucket time.Duration
 	SlowBucket   time.Duration
 	// FastMinGrowth (bytes/s) is the least growth the fast tier reports: the

@@ -68,8 +68,8 @@ type Verdict struct {
 }
 
 // Detector follows one container. It keeps a fixed amount of memory (about
-// 2 KiB with the default settings: a raw ring of at most 2*3*EnvelopeWindow/
-// Interval+8 points, 16 medium and 48 slow bucket minima), whatever the length
+// 3 KiB with the default settings: a raw ring of at most 2*3*EnvelopeWindow/
+// Interval+8 points, 32 medium and 96 slow bucket minima), whatever the length
 // of the series. It is not safe for concurrent use.
 type Detector struct {
 	cfg      Config
@@ -150,17 +150,20 @@ func New(cfg Config) (*Detector, error) {
 		medium: bucketTier{
 			width:   cfg.MediumBucket.Seconds(),
 			windows: []int{8, 16},
-			closed:  newRing(16),
+			closed:  newRing(32),
 		},
 		slow: bucketTier{
 			width:   cfg.SlowBucket.Seconds(),
 			windows: []int{12, 24, 48},
-			closed:  newRing(48),
+			closed:  newRing(96),
 		},
 	}
+	// The slow tier's windows move by one bucket in 12 to 48 per evaluation,
+	// so two passes in a row are nearly one; a third (five minutes more of
+	// the same slope) is what keeps a chance trend in noise from confirming.
 	d.fast.confirm = 3
 	d.medium.confirm = 2
-	d.slow.confirm = 2
+	d.slow.confirm = 3
 	return d, nil
 }
 
@@ -232,10 +235,19 @@ func (d *Detector) startSegment(t float64) {
 // older one (a cache filling up slows down from one minute to the next, a
 // leak does not) and an older slope at least fastMinOnset times the newer one
 // (the older minute may straddle the start of the leak; a step leaves one of
-// the two flat).
+// the two flat). The slowdown is forgiven fastNoiseTol times the
+// point-to-point noise: a window minimum of a noisy series is about one
+// sample, so an increment between two of them is off by about 1.4 noise
+// either way, which is what made steep noisy leaks miss three passes in a
+// row. The size test already demands a newer increment of four noises, so
+// the allowance moves the slowdown bar by at most half of it, and by little
+// for a cache filling steeply next to its noise; a cache filling about as
+// slowly as its noise gets through more easily (see the package doc). The
+// onset test gets no allowance, since a step must keep failing it.
 const (
 	fastMaxSlowdown = 0.7
 	fastMinOnset    = 0.5
+	fastNoiseTol    = 2.0
 )
 
 // evalFast compares the minima of the last three EnvelopeWindows. Each
@@ -254,7 +266,8 @@ func (d *Detector) evalFast(t float64) {
 		m[i] = math.Inf(1)
 	}
 	diffs := make([]float64, 0, d.raw.size)
-	prev := math.NaN()
+	diffs2 := make([]float64, 0, d.raw.size)
+	prev, prev2 := math.NaN(), math.NaN()
 	for i := 0; i < d.raw.size; i++ {
 		s := d.raw.at(i)
 		if s.x < d.analysisStart {
@@ -263,7 +276,10 @@ func (d *Detector) evalFast(t float64) {
 		if !math.IsNaN(prev) {
 			diffs = append(diffs, s.y-prev)
 		}
-		prev = s.y
+		if !math.IsNaN(prev2) {
+			diffs2 = append(diffs2, s.y-2*prev+prev2)
+		}
+		prev, prev2 = s.y, prev
 		age := t - s.x
 		k := int(age / w) // 0: (t-w, t], 1: (t-2w, t-w], 2: (t-3w, t-2w]
 		if age/w == float64(k) && k > 0 {
@@ -281,14 +297,18 @@ func (d *Detector) evalFast(t float64) {
 	}
 	older, newer := m[1]-m[2], m[0]-m[1]
 	sOld, sNew := older/w, newer/w
+	// The noise is the smaller of two robust estimates from first and
+	// second differences: a change of slope inside the ring (a leak
+	// starting) widens the first, the drops of a GC sawtooth widen the
+	// second, white noise gives both the same.
 	noise := 0.0
-	if len(diffs) >= 5 {
-		noise = madScale(diffs) / math.Sqrt2
+	if len(diffs2) >= 5 {
+		noise = min(madScale(diffs)/math.Sqrt2, madScale(diffs2)/math.Sqrt(6))
 	}
 	size := clamp01(min(sNew/d.cfg.FastMinGrowth, newer/(4*noise)))
 	shape := 0.0
 	if sOld > 0 && sNew > 0 {
-		shape = clamp01(sOld/sNew/fastMinOnset) * clamp01(sNew/sOld/fastMaxSlowdown)
+		shape = clamp01(older/(fastMinOnset*newer)) * clamp01((newer+fastNoiseTol*noise)/(fastMaxSlowdown*older))
 	}
 	slope := (m[0] - m[2]) / (2 * w)
 	d.fast.record(size >= 1 && shape >= 1, slope, size*shape)
@@ -354,6 +374,9 @@ func (b *bucketTier) evaluate(cfg Config) {
 			xs[i], ys[i] = s.x, s.y
 		}
 		ok, slope, conf := windowTest(xs, ys, cfg)
+		if ok && !b.keepsPace(n, cfg) {
+			ok, conf = false, conf*cfg.Consistency
+		}
 		if (ok && !pass) || (ok == pass && conf > bestConf) {
 			bestConf, bestSlope = conf, slope
 		}
@@ -363,6 +386,29 @@ func (b *bucketTier) evaluate(cfg Config) {
 		return
 	}
 	b.record(pass, bestSlope, bestConf)
+}
+
+// keepsPace is the bucket tiers' deceleration test against the history
+// before a window of n buckets: over the newest 2n buckets kept (fewer when
+// the segment is younger), the Theil-Sen slope of the newer half must reach
+// Consistency times that of the older half. A leak keeps its pace (or
+// starts within the history, making the older half slower, which passes); a
+// cache filling up with a time constant up to about the history's length
+// slows down between the halves even when it still looks linear inside the
+// window itself.
+func (b *bucketTier) keepsPace(n int, cfg Config) bool {
+	h := min(b.closed.size, 2*n)
+	if h < n+n/2 {
+		return true // too little history before the window to compare
+	}
+	xs := make([]float64, h)
+	ys := make([]float64, h)
+	for i := range h {
+		s := b.closed.at(b.closed.size - h + i)
+		xs[i], ys[i] = s.x, s.y
+	}
+	older, newer := theilSen(xs[:h/2], ys[:h/2]), theilSen(xs[h/2:], ys[h/2:])
+	return older <= 0 || newer >= cfg.Consistency*older
 }
 
 // windowTest is the bucket tiers' test of one window of minima: a

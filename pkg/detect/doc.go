@@ -28,11 +28,17 @@
 //   - fast: minima of the last three EnvelopeWindows (3 minutes). A leak
 //     gives two similar increments; the older may be smaller while the
 //     leak starts, but not below half, and the newer not below 0.7 of the
-//     older. A step or a spike gives one increment and a flat one; a cache
-//     filling up gives a shrinking one. Only growth of at least FastMinGrowth
-//     and four times the point-to-point noise counts.
-//   - medium and slow: minima of MediumBucket (16 kept) and SlowBucket (48
-//     kept, 4 hours) buckets. Each time a bucket closes, the newest windows of
+//     older, less twice the point-to-point noise (a window minimum of a
+//     noisy series is about one sample, so two increments of a steady leak
+//     differ by that much; without the allowance steep noisy leaks kept
+//     breaking their streak). A step or a spike gives one increment and a
+//     flat one; a cache filling up gives a shrinking one. Only growth of at
+//     least FastMinGrowth and four times the point-to-point noise counts. The
+//     noise is the smaller of the robust scales of first and second
+//     differences: a leak starting inside the ring inflates the first, GC
+//     drops the second.
+//   - medium and slow: minima of MediumBucket (32 kept) and SlowBucket (96
+//     kept, 8 hours) buckets. Each time a bucket closes, the newest windows of
 //     8 and 16, or 12, 24 and 48 buckets are tested: a Mann-Kendall trend
 //     test (rank based: significant only if the floor rises monotonically,
 //     whatever the size of outliers), a Theil-Sen slope (median of pairwise
@@ -43,8 +49,15 @@
 //     test is what rejects a one-time step (all its rise sits in one third),
 //     a cache that warms up and plateaus (the last third is much slower than
 //     the first) and periodic spikes (a third rises, another falls).
+//     A passing window must also keep pace with the buckets before it: over
+//     the newest 2n buckets kept (n the window), the newer half's Theil-Sen
+//     slope must reach Consistency times the older half's. A leak keeps
+//     its pace, or starts inside that history and so only speeds up; a
+//     cache whose time constant is near the window's length looks linear
+//     inside the window but has slowed down against the history (this is
+//     what the buckets kept beyond the longest window are for).
 //
-// A tier confirms after 3 (fast) or 2 (bucket tiers) consecutive passing
+// A tier confirms after 3 (fast and slow) or 2 (medium) consecutive passing
 // evaluations; Leaking turns on when any tier confirms and off only after
 // ClearAfter during which no tier passed, so it neither flaps nor clears on
 // one quiet sample. The reported growth is the slope of the passing tier
@@ -59,20 +72,30 @@
 // longer than MaxGap. The first WarmUp of every segment is ignored: start-up
 // growth is not a leak. A new segment clears Leaking.
 //
-// Limits, measured on test/corpus: a 1 MiB/s leak is found 2-3 minutes after
-// it starts, a 12 KiB/s one within about an hour. Some patterns cannot be
-// told from a leak in the time a leak gets: a cache that fills at more than
-// FastMinGrowth with a time constant between about 45 s and 3 minutes looks
-// like a fast leak for those 3 minutes; GC cycles longer than EnvelopeWindow
+// Limits, measured with `go run ./test/benchdetect -seeds 32` and on 64
+// further seeds: no non-leak series turns leaking; a 1 MiB/s leak is found
+// 2m30s-3m after it starts, about 3% of them (steep leaks under large noise)
+// in 3m10s-3m30s; a 12 KiB/s one within about 2 hours. Some patterns cannot
+// be told from a leak in the time a leak gets: a cache that fills at more
+// than FastMinGrowth with a time constant above about 2.5 minutes looks
+// like a fast leak for those 3 minutes, and one whose fill is not much
+// steeper than its noise gets the noise allowance too; a cache still
+// filling at more than MinGrowth with a time constant above about half an
+// hour looks like a slow leak (over 16 minutes it slows down by less than
+// Consistency against the 16 before); GC cycles longer than EnvelopeWindow
 // leak into the fast tier's minima (it then mostly stays silent and the
-// bucket tiers, whose buckets are longer, take over); and GC troughs that
-// reach almost zero bytes read as restarts.
+// bucket tiers, whose buckets are longer, take over); GC troughs that reach
+// almost zero bytes read as restarts (the leak is then never seen); and a
+// slow tier over pure noise passes Mann-Kendall by chance about once per
+// hundred windows, which the third confirmation (five more minutes of
+// slope) is there to absorb, not to rule out.
 //
 // Memory: a Detector keeps a ring of raw points covering three
-// EnvelopeWindows (at most 2*3*EnvelopeWindow/Interval+8 points, 44 with the
-// defaults), 16 medium and 48 slow bucket minima, each point two float64s:
-// about 2 KiB per container whatever the length of the series. Evaluations
-// allocate short-lived scratch space (at most 48*47/2 slopes).
+// EnvelopeWindows (at most 2*3*EnvelopeWindow/Interval+8 points and never
+// more than 1024; 44 with the defaults), 32 medium and 96 slow bucket
+// minima, each point two float64s: 172 points, about 3 KiB per container
+// with the defaults, whatever the length of the series. Evaluations
+// allocate short-lived scratch space (at most 48*47/2 slopes, 9 KiB).
 //
 // # Offline replay
 //

@@ -5,6 +5,15 @@
 // detected within 3 minutes of its start and a 12 KiB/s one within 4 hours.
 //
 //	go run ./test/benchdetect [-corpus test/corpus] [-v]
+//	go run ./test/benchdetect -seeds 32 [-first-seed 1] [-v]
+//
+// With -seeds N it generates the corpus in memory for seeds 1..N (or from
+// -first-seed on) instead
+// (package corpusgen, the committed corpus's generator), prints totals over
+// all of them and exits 1 unless leakwatch has no false positive, a recall
+// of at least 95%, 95% of its 1 MiB/s leaks found within 3 minutes and all
+// within 3m30s, and all 12 KiB/s leaks within 4 hours. -v then lists the
+// series where leakwatch misses, or comes close to missing, its targets.
 //
 // The baselines are what alerting rules commonly do, each with the usual
 // `for: 5m` pending period so that one noisy evaluation does not fire:
@@ -28,9 +37,11 @@ import (
 	"time"
 
 	"github.com/leakwatch/leakwatch/pkg/detect"
+	"github.com/leakwatch/leakwatch/test/corpus/corpusgen"
 )
 
 type label struct {
+	seed      uint64 // multi-seed mode only
 	file      string
 	leak      bool
 	leakStart float64
@@ -47,9 +58,17 @@ type method struct {
 
 func main() {
 	dir := flag.String("corpus", "test/corpus", "corpus directory (with labels.csv)")
-	verbose := flag.Bool("v", false, "print one line per series")
+	verbose := flag.Bool("v", false, "print one line per series (with -seeds: one per leakwatch miss)")
+	seeds := flag.Int("seeds", 0, "generate the corpus in memory for N seeds and report totals over them, instead of replaying -corpus")
+	firstSeed := flag.Uint64("first-seed", 1, "with -seeds: the first seed")
 	flag.Parse()
-	ok, err := run(os.Stdout, *dir, *verbose)
+	var ok bool
+	var err error
+	if *seeds > 0 {
+		ok = runSeeds(os.Stdout, *firstSeed, *seeds, *verbose)
+	} else {
+		ok, err = run(os.Stdout, *dir, *verbose)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchdetect:", err)
 		os.Exit(2)
@@ -59,15 +78,16 @@ func main() {
 	}
 }
 
+var methods = []method{
+	{"leakwatch", leakwatch},
+	{"predict_linear", func(s []detect.Sample) float64 { return baseline(s, predictLinear) }},
+	{"growth_pct", func(s []detect.Sample) float64 { return baseline(s, growthPct) }},
+}
+
 func run(w io.Writer, dir string, verbose bool) (bool, error) {
 	labels, err := readLabels(filepath.Join(dir, "labels.csv"))
 	if err != nil {
 		return false, err
-	}
-	methods := []method{
-		{"leakwatch", leakwatch},
-		{"predict_linear", func(s []detect.Sample) float64 { return baseline(s, predictLinear) }},
-		{"growth_pct", func(s []detect.Sample) float64 { return baseline(s, growthPct) }},
 	}
 	// first[m][i]: first positive verdict of method m on series i.
 	first := make([][]float64, len(methods))
@@ -130,6 +150,9 @@ type stats struct {
 	precision, recall             float64
 	fp, negatives                 int
 	median, worst1MiB, worst12KiB float64
+	// For the multi-seed table.
+	n1MiB, within3m1MiB int
+	p951MiB, p9512KiB   float64
 }
 
 // score counts a leak series as found when the first positive verdict comes
@@ -138,7 +161,7 @@ type stats struct {
 func score(labels []label, first []float64) stats {
 	var st stats
 	var tp, positives int
-	var times []float64
+	var times, t1MiB, t12KiB []float64
 	for i, l := range labels {
 		f := first[i]
 		if !l.leak {
@@ -163,8 +186,14 @@ func score(labels []label, first []float64) stats {
 		switch l.rate {
 		case 1 << 20:
 			st.worst1MiB = worst(st.worst1MiB, det)
+			t1MiB = append(t1MiB, det)
+			st.n1MiB++
+			if det <= 180 {
+				st.within3m1MiB++
+			}
 		case 12 << 10:
 			st.worst12KiB = worst(st.worst12KiB, det)
+			t12KiB = append(t12KiB, det)
 		}
 	}
 	if tp+st.fp > 0 {
@@ -173,6 +202,7 @@ func score(labels []label, first []float64) stats {
 	if positives > 0 {
 		st.recall = float64(tp) / float64(positives)
 	}
+	st.p951MiB, st.p9512KiB = p95(t1MiB), p95(t12KiB)
 	st.median = math.NaN()
 	if len(times) > 0 {
 		slices.Sort(times)
@@ -324,4 +354,83 @@ func readLabels(path string) ([]label, error) {
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// runSeeds replays the corpus generated for seeds from..from+n-1 through
+// every method and prints totals over all the series.
+func runSeeds(w io.Writer, from uint64, n int, verbose bool) bool {
+	var labels []label
+	first := make([][]float64, len(methods))
+	for seed := from; seed < from+uint64(n); seed++ {
+		for _, gs := range corpusgen.Generate(seed) {
+			labels = append(labels, label{seed: seed, file: gs.File, leak: gs.Leak, leakStart: gs.LeakStart, rate: gs.Rate, maxDetect: gs.MaxDetect})
+			series := make([]detect.Sample, len(gs.Points))
+			for i, p := range gs.Points {
+				series[i] = detect.Sample{T: p.T, Bytes: p.Bytes, Limit: p.Limit, Line: i + 2}
+			}
+			for m := range methods {
+				first[m] = append(first[m], methods[m].first(series))
+			}
+		}
+	}
+	if verbose {
+		// leakwatch's misses, and its 1 MiB/s detections slower than 2m50s.
+		for i, l := range labels {
+			f := first[0][i]
+			late := l.leak && !math.IsNaN(f) && f >= l.leakStart && (f-l.leakStart > l.maxDetect || (l.rate == 1<<20 && f-l.leakStart > 170))
+			if late || (!l.leak && !math.IsNaN(f)) || (l.leak && (math.IsNaN(f) || f < l.leakStart)) {
+				fmt.Fprintf(w, "seed %-3d %-28s target %-8s leakwatch %s\n", l.seed, strings.TrimSuffix(l.file, ".csv"), dur(l.maxDetect, l.leak), outcome(l, f))
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "seeds %d..%d: %d series\n", from, from+uint64(n)-1, len(labels))
+	fmt.Fprintf(w, "%-15s %9s %7s %9s %10s %9s %9s %11s %11s\n", "detector", "precision", "recall", "FP/neg", "1MiB/s≤3m", "1MiB p95", "1MiB max", "12KiB p95", "12KiB max")
+	allOK := true
+	for m, meth := range methods {
+		st := score(labels, first[m])
+		fmt.Fprintf(w, "%-15s %9.2f %7.3f %9s %10s %9s %9s %11s %11s\n", meth.name, st.precision, st.recall,
+			fmt.Sprintf("%d/%d", st.fp, st.negatives), fmt.Sprintf("%d/%d", st.within3m1MiB, st.n1MiB),
+			dur(st.p951MiB, true), dur(st.worst1MiB, true), dur(st.p9512KiB, true), dur(st.worst12KiB, true))
+		if m != 0 {
+			continue
+		}
+		var miss []string
+		if st.fp > 0 {
+			miss = append(miss, fmt.Sprintf("%d false positives", st.fp))
+		}
+		if st.recall < 0.95 {
+			miss = append(miss, fmt.Sprintf("recall %.3f < 0.95", st.recall))
+		}
+		if float64(st.within3m1MiB) < 0.95*float64(st.n1MiB) {
+			miss = append(miss, "fewer than 95% of 1 MiB/s leaks detected within 3m")
+		}
+		if !(st.worst1MiB <= 210) {
+			miss = append(miss, "a 1 MiB/s leak not detected within 3m30s")
+		}
+		if !(st.worst12KiB <= 4*3600) {
+			miss = append(miss, "a 12 KiB/s leak not detected within 4h")
+		}
+		if len(miss) > 0 {
+			allOK = false
+			fmt.Fprintf(w, "\nleakwatch misses its targets: %s\n\n", strings.Join(miss, "; "))
+		}
+	}
+	fmt.Fprintln(w, "\ndetection times are from the leak start, over all seeds (p95: nearest rank); - = some missed")
+	return allOK
+}
+
+// p95 is the nearest-rank 95th percentile of ts; NaN if any is NaN (missed).
+func p95(ts []float64) float64 {
+	if len(ts) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(ts)
+	for _, v := range s {
+		if math.IsNaN(v) {
+			return math.NaN()
+		}
+	}
+	slices.Sort(s)
+	return s[int(math.Ceil(0.95*float64(len(s))))-1]
 }
