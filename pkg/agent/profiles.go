@@ -83,8 +83,10 @@ func (a *Agent) procRoot() string {
 	return "/proc"
 }
 
-// procStartTime reads a process's start time (clock ticks since boot, field
-// 22 of /proc/PID/stat), which with the pid identifies the process.
+// procStartTime reads a process's start time, which with the pid
+// identifies the process, in nanoseconds since boot: field 22 of
+// /proc/PID/stat counts clock ticks (USER_HZ, 100 on Linux), converted so
+// that it compares with the kernel's nanosecond task start times.
 func procStartTime(root string, pid uint32) (uint64, bool) {
 	b, err := os.ReadFile(filepath.Join(root, strconv.FormatUint(uint64(pid), 10), "stat"))
 	if err != nil {
@@ -101,6 +103,7 @@ func procStartTime(root string, pid uint32) (uint64, bool) {
 	if len(fields) <= startTimeField {
 		return 0, false
 	}
-	v, err := strconv.ParseUint(fields[startTimeField], 10, 64)
-	return v, err == nil
+	ticks, err := strconv.ParseUint(fields[startTimeField], 10, 64)
+	const nsPerTick = 1e9 / 100
+	return ticks * nsPerTick, err == nil
 }

@@ -65,7 +65,9 @@ type Meta struct {
 var ErrWindow = errors.New("window exceeds the history kept")
 
 // allocatorFrames match functions that only pass an allocation on: the
-// runtime's and libc's allocators and syscall wrappers, and memory fills.
+// runtime's and libc's allocators and syscall wrappers, cgo's trampolines
+// (a cgo-built Go binary maps its heap through x_cgo_mmap), and memory
+// fills.
 // They are trimmed from the innermost end of a stack (never the whole
 // stack), so a profile's flat view names the code that asked for memory,
 // as Go's heap profiles hide runtime.mallocgc.
@@ -74,7 +76,7 @@ var allocatorFrames = regexp.MustCompile(`^(runtime\.|runtime/internal/|internal
 	`_int_(malloc|realloc|memalign)$|sysmalloc$|tcache_init$|` +
 	`(__)?(GI___)?(mmap|mmap64|mremap|brk|sbrk)$|` +
 	`(__)?(memset|memcpy|memmove)(_[a-z0-9_]+)?$|` +
-	`operator new|je_|tc_|mi_)`)
+	`x_cgo_|_cgo_|crosscall|operator new|je_|tc_|mi_)`)
 
 type sampleKey struct {
 	pid    uint32
