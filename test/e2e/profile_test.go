@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leakwatch/leakwatch/test/cgtest"
+)
+
+// pprofTop runs the real `go tool pprof -top` on a profile (a file or a
+// URL) and returns the first entry's function and flat bytes.
+func pprofTop(t *testing.T, source, sampleIndex string) (string, float64, string) {
+	t.Helper()
+	cmd := exec.Command("go", "tool", "pprof", "-top", "-sample_index="+sampleIndex, "-unit=bytes", source)
+	cmd.Env = append(os.Environ(), "PPROF_TMPDIR="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go tool pprof -top %s: %v\n%s", source, err, out)
+	}
+	// After the header line "flat  flat%   sum%  cum  cum%", entries are
+	// "<flat>B <pct>% <pct>% <cum>B <pct>% <function>".
+	lines := strings.Split(string(out), "\n")
+	for i, l := range lines {
+		if !strings.Contains(l, "flat%") || i+1 >= len(lines) {
+			continue
+		}
+		f := strings.Fields(lines[i+1])
+		if len(f) < 6 {
+			break
+		}
+		flat, err := strconv.ParseFloat(strings.TrimSuffix(f[0], "B"), 64)
+		if err != nil {
+			t.Fatalf("pprof flat %q: %v\n%s", f[0], err, out)
+		}
+		return strings.Join(f[5:], " "), flat, string(out)
+	}
+	t.Fatalf("no entries in pprof output:\n%s", out)
+	return "", 0, ""
+}
+
+// download fetches a profile over HTTP into a file, as a user would.
+func (a *agent) download(t *testing.T, id, query string) string {
+	t.Helper()
+	resp, err := http.Get(a.url + "/api/v1/containers/" + id + "/profile?" + query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("profile of %s?%s: %s %s", id, query, resp.Status, body)
+	}
+	if cd := resp.Header.Get("Content-Disposition"); !strings.Contains(cd, id) {
+		t.Errorf("Content-Disposition %q does not name the container", cd)
+	}
+	file := filepath.Join(t.TempDir(), "profile.pb.gz")
+	if err := os.WriteFile(file, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// waitTracked returns the API id of the container of a cgroup.
+func (a *agent) waitTracked(t *testing.T, cgroup string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, ok := a.containers(t)[cgroup]; ok {
+			return c.ID
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("cgroup %s not tracked within 30s", cgroup)
+	return ""
+}
+
+// Each workload leaks 64 MiB in 1 MiB steps in a named function after some
+// start-up allocation; the profiles must put that function on top, with
+// about the bytes leaked. Tolerances: inuse from mappings is exact for C
+// (±1 MiB); the Go heap maps memory in chunks as it grows, so 0.8..1.5x;
+// faults are sampled every 512 KiB, so ±20%.
+func TestProfilesPutTheLeakingFunctionOnTop(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Fatalf("go not on PATH: the test reads profiles with the real go tool pprof")
+	}
+	memwork, gowork := cgtest.Workloads(t)
+	a := startAgent(t, "--interval", "1s")
+
+	for _, w := range []struct {
+		name, bin, startup, leak, function string
+		inuseLo, inuseHi                  float64
+	}{
+		{"c", memwork, "map 8192", "leak 1024 1", "leak_step", 63, 65},
+		{"go", gowork, "leak 8192", "leak 1024", "main.retainBytes", 0.8 * 64, 1.5 * 64},
+	} {
+		t.Run(w.name, func(t *testing.T) {
+			g := cgtest.New(t, 512*mib)
+			p := g.Start(t, w.bin)
+			p.Do(t, w.startup) // allocated at start: in inuse, not in the growth window
+			id := a.waitTracked(t, g.Rel)
+			time.Sleep(3 * time.Second) // let the start-up fall out of a short window
+			for range 64 {
+				p.Do(t, w.leak)
+				time.Sleep(50 * time.Millisecond)
+			}
+			time.Sleep(2500 * time.Millisecond) // two collections
+
+			growth := a.download(t, id, "type=inuse&seconds=6")
+			fn, flat, out := pprofTop(t, growth, "inuse_space")
+			t.Logf("growth (inuse, last 6 s):\n%s", out)
+			if fn != w.function {
+				t.Errorf("growth profile top is %q, want %s", fn, w.function)
+			}
+			if mb := flat / mib; mb < w.inuseLo || mb > w.inuseHi {
+				t.Errorf("growth profile: %s holds %.1f MiB, want %.0f..%.0f", fn, mb, w.inuseLo, w.inuseHi)
+			}
+
+			inuse := a.download(t, id, "type=inuse")
+			if fn, _, out := pprofTop(t, inuse, "inuse_space"); fn != w.function {
+				t.Errorf("inuse profile top is %q, want %s:\n%s", fn, w.function, out)
+			}
+
+			faults := a.download(t, id, "type=faults&seconds=6")
+			fn, flat, out = pprofTop(t, faults, "faulted_space")
+			t.Logf("faults (last 6 s):\n%s", out)
+			if fn != w.function {
+				t.Errorf("faults profile top is %q, want %s", fn, w.function)
+			}
+			if mb := flat / mib; mb < 0.8*64 || mb > 1.2*64 {
+				t.Errorf("faults profile: %s faulted %.1f MiB, want 64 ±20%%", fn, mb)
+			}
+		})
+	}
+
+	// go tool pprof straight on the URL, as the README says.
+	g := cgtest.New(t, 256*mib)
+	p := g.Start(t, memwork)
+	id := a.waitTracked(t, g.Rel)
+	p.Do(t, "leak 1024 16")
+	time.Sleep(2500 * time.Millisecond)
+	url := fmt.Sprintf("%s/api/v1/containers/%s/profile", a.url, id)
+	if fn, _, out := pprofTop(t, url, "inuse_space"); fn != "leak_step" {
+		t.Errorf("go tool pprof %s: top %q, want leak_step:\n%s", url, fn, out)
+	}
+}
