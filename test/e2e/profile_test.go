@@ -99,7 +99,7 @@ func TestProfilesPutTheLeakingFunctionOnTop(t *testing.T) {
 
 	for _, w := range []struct {
 		name, bin, startup, leak, function string
-		inuseLo, inuseHi                  float64
+		inuseLo, inuseHi                   float64
 	}{
 		{"c", memwork, "map 8192", "leak 1024 1", "leak_step", 63, 65},
 		{"go", gowork, "leak 8192", "leak 1024", "main.retainBytes", 0.8 * 64, 1.5 * 64},
