@@ -182,13 +182,37 @@ static __always_inline struct counters *counters_for(__u64 memcg)
 	return bpf_map_lookup_elem(&cgroup_counters, &memcg);
 }
 
+static __always_inline void fill_task(struct event *e, struct task_struct *task)
+{
+	e->pid = BPF_CORE_READ(task, pid);
+	e->tgid = BPF_CORE_READ(task, tgid);
+	e->start_time = BPF_CORE_READ(task, group_leader, start_time);
+	e->memcg = task_memcg(task);
+	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+}
+
+/* Remembers that a process has tracked state, and tells user space the
+ * first time, so it can read the process's memory map while it still runs:
+ * a short-lived process may be gone by the next collection. */
 static __always_inline void mark_tracked(__u32 tgid, __u64 now)
 {
 	if (bpf_map_lookup_elem(&tracked_procs, &tgid))
 		return;
-	if (bpf_map_update_elem(&tracked_procs, &tgid, &now, BPF_NOEXIST) &&
-	    !bpf_map_lookup_elem(&tracked_procs, &tgid))
-		count_drop(DROP_PROCS_FULL);
+	if (bpf_map_update_elem(&tracked_procs, &tgid, &now, BPF_NOEXIST)) {
+		if (!bpf_map_lookup_elem(&tracked_procs, &tgid))
+			count_drop(DROP_PROCS_FULL);
+		return;
+	}
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(DROP_EVENTS_FULL);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->type = EVENT_TRACKED;
+	e->ts = now;
+	fill_task(e, (struct task_struct *)bpf_get_current_task());
+	bpf_ringbuf_submit(e, 0);
 }
 
 /* Captures the current user stack and returns its id (a hash of its frames),
@@ -691,15 +715,6 @@ int handle_page_fault(struct bpf_perf_event_data *ctx)
 		}
 	}
 	return 0;
-}
-
-static __always_inline void fill_task(struct event *e, struct task_struct *task)
-{
-	e->pid = BPF_CORE_READ(task, pid);
-	e->tgid = BPF_CORE_READ(task, tgid);
-	e->start_time = BPF_CORE_READ(task, group_leader, start_time);
-	e->memcg = task_memcg(task);
-	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
 }
 
 static __always_inline __u64 mm_pages(struct mm_struct *mm, int idx)

@@ -91,6 +91,7 @@ enum event_type {
 	EVENT_OOM_KILL = 1,
 	EVENT_EXIT = 2,
 	EVENT_EXEC = 3,
+	EVENT_TRACKED = 4, /* a process got tracked state for the first time */
 };
 
 /* One record of the events ring buffer. OOM fields are zero for others. */

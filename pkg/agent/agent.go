@@ -127,7 +127,8 @@ type Agent struct {
 	collects   uint64
 	ooms       map[uint64]uint64 // OOM kills per memory cgroup, from the tracer
 	oomsMu     sync.Mutex
-	oomMu      sync.Mutex // guards oomSeq and oomKills
+	recent     recentProcs // processes announced by the tracer, for those gone by the next collection
+	oomMu      sync.Mutex  // guards oomSeq and oomKills
 	oomSeq     uint64
 	oomKills   []oomRecord
 	lastReport time.Time
@@ -219,11 +220,14 @@ func (a *Agent) handleEvents(events <-chan tracer.Event) {
 			a.recordOOMKill(ev)
 		case tracer.EventExit:
 			a.prof.ProcessExited(ev.Process.PID)
-		case tracer.EventExec:
+		case tracer.EventExec, tracer.EventTracked:
+			start, ok := procStartTime(a.procRoot(), ev.Process.PID)
+			if !ok {
+				continue // gone already
+			}
+			a.recent.add(ev.Process.PID, procMeta{start: start, comm: ev.Comm})
 			if a.sym != nil {
-				if start, ok := procStartTime(a.procRoot(), ev.Process.PID); ok {
-					_ = a.sym.Capture(ev.Process.PID, start)
-				}
+				_ = a.sym.Capture(ev.Process.PID, start)
 			}
 		}
 	}

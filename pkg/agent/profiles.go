@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/leakwatch/leakwatch/pkg/profile"
@@ -62,11 +63,16 @@ func (a *Agent) Profile(ctx context.Context, id, kind string, window time.Durati
 func (a *Agent) MaxProfileWindow() time.Duration { return a.cfg.Profile.Horizon }
 
 // procInfo names a process when the profile store first sees it, and has
-// the symbolizer record its memory map while it is alive.
+// the symbolizer record its memory map while it is alive. A process that
+// exited since the tracer announced it is named from the announcement, so
+// that its captured map is found again.
 func (a *Agent) procInfo(pid uint32) (string, uint64, bool) {
 	root := a.procRoot()
 	start, ok := procStartTime(root, pid)
 	if !ok {
+		if m, ok := a.recent.get(pid); ok {
+			return m.comm, m.start, true
+		}
 		return "", 0, false
 	}
 	comm, _ := os.ReadFile(filepath.Join(root, strconv.FormatUint(uint64(pid), 10), "comm"))
@@ -74,6 +80,45 @@ func (a *Agent) procInfo(pid uint32) (string, uint64, bool) {
 		_ = a.sym.Capture(pid, start)
 	}
 	return strings.TrimSpace(string(comm)), start, true
+}
+
+// procMeta is what the agent learned of a process when it was announced.
+type procMeta struct {
+	start uint64
+	comm  string
+}
+
+// recentProcs remembers the last maxRecent announced processes; a pid
+// announced again replaces its entry.
+type recentProcs struct {
+	mu    sync.Mutex
+	m     map[uint32]procMeta
+	order []uint32
+}
+
+const maxRecent = 8192
+
+func (r *recentProcs) add(pid uint32, m procMeta) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = make(map[uint32]procMeta)
+	}
+	if _, ok := r.m[pid]; !ok {
+		r.order = append(r.order, pid)
+	}
+	r.m[pid] = m
+	for len(r.order) > maxRecent {
+		delete(r.m, r.order[0])
+		r.order = r.order[1:]
+	}
+}
+
+func (r *recentProcs) get(pid uint32) (procMeta, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.m[pid]
+	return m, ok
 }
 
 func (a *Agent) procRoot() string {

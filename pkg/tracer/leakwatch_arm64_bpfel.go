@@ -67,6 +67,7 @@ const (
 	leakwatchEventTypeEVENT_OOM_KILL leakwatchEventType = 1
 	leakwatchEventTypeEVENT_EXIT     leakwatchEventType = 2
 	leakwatchEventTypeEVENT_EXEC     leakwatchEventType = 3
+	leakwatchEventTypeEVENT_TRACKED  leakwatchEventType = 4
 )
 
 type leakwatchFaultKey struct {

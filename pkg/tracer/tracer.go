@@ -235,7 +235,8 @@ func (t *Tracer) Features() Features { return t.features }
 // ProcRoot is where the tracer reads the host's /proc.
 func (t *Tracer) ProcRoot() string { return t.cfg.ProcRoot }
 
-// Events delivers OOM kills and the exits and execs of tracked processes.
+// Events delivers OOM kills, and the first tracked state, exits and execs of
+// processes.
 // It is closed when Run returns. Events the reader does not take in time are
 // counted as DropEventsUnconsumed, never blocking the tracer.
 func (t *Tracer) Events() <-chan Event { return t.events }

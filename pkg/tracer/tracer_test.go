@@ -348,6 +348,31 @@ func TestOOMKillIsReportedOnce(t *testing.T) {
 	}
 }
 
+// A process is announced when it first gets tracked state, so that user
+// space can read its memory map while it runs.
+func TestFirstTrackedStateIsAnnounced(t *testing.T) {
+	tr := startTracer(t, nil)
+	memwork, _ := cgtest.Workloads(t)
+	g := cgtest.New(t, 256*mib)
+	p := g.Start(t, memwork)
+	p.Do(t, "map 1024")
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-tr.Events():
+			// The shell that execs memwork is announced first, as "sh".
+			if ev.Type == tracer.EventTracked && ev.Process.PID == uint32(p.PID) && ev.Comm == "memwork" {
+				if ev.Memcg != g.ID || ev.Process.StartTime == 0 {
+					t.Errorf("tracked event %+v: want memcg %d and a start time", ev, g.ID)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no tracked event for pid %d within 10s", p.PID)
+		}
+	}
+}
+
 func TestExitClearsState(t *testing.T) {
 	tr := startTracer(t, nil)
 	memwork, _ := cgtest.Workloads(t)

@@ -134,6 +134,9 @@ const (
 	EventOOMKill EventType = 1
 	EventExit    EventType = 2
 	EventExec    EventType = 3
+	// EventTracked: a process got tracked state for the first time; read
+	// what is needed of it (its memory map) now, while it runs.
+	EventTracked EventType = 4
 )
 
 func (t EventType) String() string {
@@ -144,12 +147,14 @@ func (t EventType) String() string {
 		return "exit"
 	case EventExec:
 		return "exec"
+	case EventTracked:
+		return "tracked"
 	}
 	return "unknown"
 }
 
-// Event is an OOM kill, or the exit or exec of a process that had tracked
-// state. For an OOM kill, PID is the victim thread and Process its process.
+// Event is an OOM kill, the exit or exec of a process that had tracked
+// state, or the first tracked state of a process. For an OOM kill, PID is the victim thread and Process its process.
 type Event struct {
 	Type    EventType
 	Time    time.Time // wall clock, converted from the kernel's monotonic stamp
