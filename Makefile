@@ -74,3 +74,23 @@ fmt: ## format Go and C sources
 .PHONY: clean
 clean: ## remove build output
 	rm -rf $(BIN)
+
+# ---------------------------------------------------------------------------
+# Deployment (deploy/): manifests, Helm chart, alerting rules, dashboard.
+# ---------------------------------------------------------------------------
+HELM_VERSION := v3.22.0
+
+.PHONY: helm
+helm: ## install helm into bin/ from the Go module proxy (a test tool, not in go.mod)
+	@HELM_VERSION=$(HELM_VERSION) ./hack/install-helm.sh
+
+.PHONY: deploy-generate
+deploy-generate: ## embed deploy/prometheus/rules.yaml and the dashboard into the manifests and the chart
+	./hack/gen-deploy.sh
+
+.PHONY: deploy-check
+deploy-check: deps helm ## check deploy/: promtool, strict decoding, DaemonSet policy, helm lint/template, dashboard queries
+	$(GO) test -count=1 -timeout 5m -run '^Test(Promtool|Rules|Embedded|Manifests|DaemonSet|Helm|Dashboard)' ./test/deploy/
+
+# test/deploy runs under `make test` too (its live test included); it needs helm.
+test: helm
