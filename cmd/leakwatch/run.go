@@ -17,6 +17,7 @@ import (
 	"github.com/leakwatch/leakwatch/pkg/buildinfo"
 	"github.com/leakwatch/leakwatch/pkg/cgroups"
 	"github.com/leakwatch/leakwatch/pkg/cri"
+	"github.com/leakwatch/leakwatch/pkg/events"
 	"github.com/leakwatch/leakwatch/pkg/metrics"
 	"github.com/leakwatch/leakwatch/pkg/server"
 	"github.com/leakwatch/leakwatch/pkg/tracer"
@@ -124,6 +125,7 @@ type daemon struct {
 	cri     *cri.Client
 	agent   *agent.Agent
 	server  *server.Server
+	events  *events.Exporter // nil when no OTLP endpoint is set
 	closers []func()
 }
 
@@ -171,7 +173,14 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 	if d.agent, err = agent.New(cfg.Agent, d.hier, parts, degraded, log); err != nil {
 		return nil, err
 	}
+	if d.events, err = events.New(events.Config{BaseURL: events.BaseURL(cfg.Listen), Version: bi.Version}, d.agent, log); err != nil {
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
+	if d.events != nil {
+		d.closers = append(d.closers, func() { closeLogged(log, "events exporter", d.events) })
+		reg.MustRegister(d.events.Collector())
+	}
 	reg.MustRegister(
 		metrics.NewCollector(d.agent, bi),
 		collectors.NewGoCollector(),
@@ -190,6 +199,7 @@ func (d *daemon) Run(ctx context.Context) error {
 		"agent":  d.agent.Run,
 		"server": d.server.Run,
 		"cri":    d.cri.Run,
+		"events": d.events.Run, // waits for ctx when events are off
 		"tracer": func(ctx context.Context) error {
 			if d.tracer == nil {
 				<-ctx.Done()

@@ -50,6 +50,10 @@ func (a *Agent) recordOOMKill(ev tracer.Event) {
 	}
 	a.mu.RUnlock()
 	if k.Cgroup == "" {
+		// A cgroup made since the last scan is not in the index yet.
+		if _, ok := a.hier.Lookup(ev.Memcg); !ok {
+			_, _ = a.hier.Scan()
+		}
 		if g, ok := a.hier.Lookup(ev.Memcg); ok {
 			k.Cgroup = g.Path
 			id := containers.Parse(g.Path)
@@ -74,6 +78,14 @@ func (a *Agent) recordOOMKill(ev tracer.Event) {
 
 	rec := oomRecord{}
 	if a.prof != nil {
+		// The store holds what the last collection saw; a fast leak can
+		// fill the limit between two collections, so read the kernel's
+		// maps now, before the victim's mappings are swept.
+		if a.tracer != nil {
+			if ts, err := a.tracer.Snapshot(); err == nil {
+				a.prof.Update(time.Now(), ts, a.procInfo)
+			}
+		}
 		meta := prof.Meta{Container: k.Container, Cgroup: k.Cgroup, Now: ev.Time, FaultSampleBytes: a.cfg.FaultSampleBytes}
 		window := min(oomWindow, a.cfg.Profile.Horizon)
 		var res prof.Resolver

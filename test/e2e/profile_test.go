@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -152,5 +153,62 @@ func TestProfilesPutTheLeakingFunctionOnTop(t *testing.T) {
 	url := fmt.Sprintf("%s/api/v1/containers/%s/profile", a.url, id)
 	if fn, _, out := pprofTop(t, url, "inuse_space"); fn != "leak_step" {
 		t.Errorf("go tool pprof %s: top %q, want leak_step:\n%s", url, fn, out)
+	}
+}
+
+// An OOM kill is recorded with the limit that fired, the stacks that grew
+// before it, and a retained profile that pprof reads.
+func TestOOMKillRecord(t *testing.T) {
+	memwork, _ := cgtest.Workloads(t)
+	a := startAgent(t, "--interval", "1s")
+	g := cgtest.New(t, 64*mib)
+	p := g.Start(t, memwork)
+	p.Do(t, "nop")
+	p.Send(t, "oom")
+	p.Wait(t, 60*time.Second)
+
+	type kill struct {
+		Seq        uint64   `json:"seq"`
+		Cgroup     string   `json:"cgroup"`
+		PID        int      `json:"pid"`
+		Trigger    string   `json:"trigger"`
+		TopStacks  []string `json:"top_stacks"`
+		ProfileURL string   `json:"profile_url"`
+	}
+	var got *kill
+	deadline := time.Now().Add(20 * time.Second)
+	for got == nil && time.Now().Before(deadline) {
+		resp, err := http.Get(a.url + "/api/v1/oomkills")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kills []kill
+		err = json.NewDecoder(resp.Body).Decode(&kills)
+		_ = resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range kills {
+			if k.PID == p.PID {
+				got = &k
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got == nil {
+		t.Fatalf("OOM kill of pid %d not listed in /api/v1/oomkills within 20s", p.PID)
+	}
+	t.Logf("OOM record: %+v", *got)
+	if got.Cgroup != g.Rel || got.Trigger != "container" {
+		t.Errorf("kill in %q triggered by %q; want %s and container", got.Cgroup, got.Trigger, g.Rel)
+	}
+	if len(got.TopStacks) == 0 || !strings.Contains(got.TopStacks[0], "oom_forever") {
+		t.Errorf("top stacks %q: want the growth through oom_forever first", got.TopStacks)
+	}
+	if got.ProfileURL == "" {
+		t.Fatal("no retained profile")
+	}
+	if fn, _, out := pprofTop(t, a.url+got.ProfileURL, "inuse_space"); fn != "map_anon" {
+		t.Errorf("retained profile top %q, want map_anon (called by oom_forever):\n%s", fn, out)
 	}
 }
