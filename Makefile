@@ -47,7 +47,8 @@ test: deps ## run every test; privileged ones need root
 
 .PHONY: bench
 bench: ## measure the tracer's cost on micro-loops, interleaved with and without it (as root)
-	$(GO) run ./test/bench
+	@LEAKWATCH_EXTRA_PACKAGES="redis-server redis-tools bpftrace" ./hack/install-deps.sh
+	$(GO) run ./test/bench $(BENCH_FLAGS)
 
 .PHONY: bench-detect
 bench-detect: ## compare the leak detector with predict_linear and growth-% rules on test/corpus
@@ -94,3 +95,20 @@ deploy-check: deps helm ## check deploy/: promtool, strict decoding, DaemonSet p
 
 # test/deploy runs under `make test` too (its live test included); it needs helm.
 test: helm
+
+# ---------------------------------------------------------------------------
+# Fuzzing: every Fuzz* target of the module, briefly, after its committed
+# corpus (each package's testdata/fuzz/<Name>/). A failing input is written
+# there too; commit it with the fix.
+# ---------------------------------------------------------------------------
+FUZZTIME ?= 8s
+
+.PHONY: fuzz
+fuzz: ## run every Fuzz* target of the module for FUZZTIME each (default 8s)
+	@set -euo pipefail; \
+	targets=$$($(GO) test -list '^Fuzz' ./... | awk '/^Fuzz/ { names = names " " $$1; next } /^ok / { n = split(names, a, " "); for (i = 1; i <= n; i++) print $$2, a[i]; names = "" }'); \
+	[ -n "$$targets" ] || { echo "fuzz: no Fuzz targets found" >&2; exit 1; }; \
+	while read -r pkg name; do \
+		echo "== fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+	done <<<"$$targets"

@@ -10,9 +10,10 @@ import (
 )
 
 // envName is the environment variable that sets a flag: LEAKWATCH_ and the
-// flag's name in upper case with dashes as underscores.
+// flag's name in upper case with dashes and dots as underscores
+// (--web.config.file: LEAKWATCH_WEB_CONFIG_FILE).
 func envName(flagName string) string {
-	return "LEAKWATCH_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+	return "LEAKWATCH_" + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(flagName))
 }
 
 // newFlagSet returns a flag set whose usage lists each flag's variable.

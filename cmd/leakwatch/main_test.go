@@ -90,6 +90,10 @@ func TestEnvironmentSetsFlagsAndTheCommandLineWins(t *testing.T) {
 	if cfg.Agent.Interval.String() != "3s" || cfg.Listen != "127.0.0.1:2" {
 		t.Errorf("interval %v listen %q; want 3s from the environment and 127.0.0.1:2 from the flag", cfg.Agent.Interval, cfg.Listen)
 	}
+	t.Setenv("LEAKWATCH_WEB_CONFIG_FILE", "/etc/leakwatch/web.yml")
+	if cfg, err := parseRunConfig(nil, &bytes.Buffer{}); err != nil || cfg.WebConfig != "/etc/leakwatch/web.yml" {
+		t.Errorf("LEAKWATCH_WEB_CONFIG_FILE: %q, %v", cfg.WebConfig, err)
+	}
 	t.Setenv("LEAKWATCH_INTERVAL", "soon")
 	if _, err := parseRunConfig(nil, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "LEAKWATCH_INTERVAL") {
 		t.Errorf("bad variable: error %v, want one naming LEAKWATCH_INTERVAL", err)

@@ -26,6 +26,7 @@ import (
 // runConfig is everything `leakwatch run` is told, validated as one.
 type runConfig struct {
 	Listen       string
+	WebConfig    string
 	CgroupRoot   string
 	CRIEndpoints []string
 	NoTracer     bool
@@ -74,11 +75,13 @@ func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
 	cfg := runConfig{Agent: agent.DefaultConfig(), Tracer: tracer.DefaultConfig()}
 	fs := newFlagSet("run", "run [flags]", stderr)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:9753", "address of the HTTP server (metrics, API); in Kubernetes the pod IP and port")
+	fs.StringVar(&cfg.WebConfig, "web.config.file", "", "web configuration file (Prometheus exporter toolkit format) that turns on TLS, client certificates and basic auth for every endpoint")
 	fs.DurationVar(&cfg.Agent.Interval, "interval", cfg.Agent.Interval, "time between two collections of every cgroup")
 	fs.DurationVar(&cfg.Agent.Retention, "retention", cfg.Agent.Retention, "how long a removed container stays in the view (series, verdict)")
 	fs.IntVar(&cfg.Agent.MaxContainers, "max-containers", cfg.Agent.MaxContainers, "most containers tracked; more are counted and left out")
 	fs.DurationVar(&cfg.Agent.Detect.WarmUp, "detect-warm-up", cfg.Agent.Detect.WarmUp, "start-up time of a container that the detector ignores")
 	fs.DurationVar(&cfg.Agent.Detect.EnvelopeWindow, "detect-window", cfg.Agent.Detect.EnvelopeWindow, "width of the detector's shortest window; longer GC cycles are left to slower tiers")
+	fs.StringVar(&cfg.Agent.StateDir, "state-dir", "", "directory of the state store (series, detector state, OOM kills) kept across restarts; empty: none")
 	fs.StringVar(&cfg.CgroupRoot, "cgroup-root", cgroups.DefaultRoot, "where the host's cgroup hierarchies are mounted")
 	fs.StringVar(&cfg.Tracer.ProcRoot, "proc-root", cfg.Tracer.ProcRoot, "where the host's /proc is mounted")
 	fs.Var(listFlag{&cfg.CRIEndpoints}, "cri-endpoint", "CRI sockets to ask for pod names, comma-separated (default: containerd, CRI-O, cri-dockerd)")
@@ -173,6 +176,9 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 	if d.agent, err = agent.New(cfg.Agent, d.hier, parts, degraded, log); err != nil {
 		return nil, err
 	}
+	// Closed after the parts made later (the server first): the agent has
+	// saved its state when Run ended, Close only releases the store.
+	d.closers = append(d.closers, func() { closeLogged(log, "agent state store", d.agent) })
 	if d.events, err = events.New(events.Config{BaseURL: events.BaseURL(cfg.Listen), Version: bi.Version}, d.agent, log); err != nil {
 		return nil, err
 	}
@@ -186,7 +192,7 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	if d.server, err = server.New(server.Config{Listen: cfg.Listen}, d.agent, reg, log); err != nil {
+	if d.server, err = server.New(server.Config{Listen: cfg.Listen, WebConfigFile: cfg.WebConfig}, d.agent, reg, log); err != nil {
 		return nil, err
 	}
 	d.closers = append(d.closers, func() { closeLogged(log, "HTTP server", d.server) })

@@ -24,6 +24,7 @@ import (
 	"github.com/leakwatch/leakwatch/pkg/detect"
 	"github.com/leakwatch/leakwatch/pkg/profile"
 	"github.com/leakwatch/leakwatch/pkg/series"
+	"github.com/leakwatch/leakwatch/pkg/state"
 	"github.com/leakwatch/leakwatch/pkg/tracer"
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
@@ -45,6 +46,11 @@ type Config struct {
 	// FaultSampleBytes is the tracer's page-fault sampling distance, the
 	// period written into faults profiles.
 	FaultSampleBytes uint64
+	// StateDir, when set, holds the state store (see pkg/state): the agent
+	// restores its containers from it at start and saves them every
+	// SaveEvery and when Run ends, so a restart needs no new warm-up.
+	StateDir  string
+	SaveEvery time.Duration
 }
 
 // DefaultConfig is what `leakwatch run` starts from.
@@ -56,6 +62,7 @@ func DefaultConfig() Config {
 		Detect:        detect.DefaultConfig(),
 		History:       series.DefaultConfig(),
 		Profile:       profile.DefaultConfig(),
+		SaveEvery:     time.Minute,
 	}
 }
 
@@ -90,6 +97,7 @@ const (
 	errScan           = "cgroup_scan"
 	errTracerSnapshot = "tracer_snapshot"
 	errDetector       = "detector"
+	errStateSave      = "state_save"
 )
 
 // Symbolizer resolves the addresses in profiles; pkg/symbolize provides
@@ -132,6 +140,7 @@ type Agent struct {
 	oomSeq     uint64
 	oomKills   []oomRecord
 	lastReport time.Time
+	store      *state.Store // nil without a state directory
 }
 
 // entry is one tracked container's state.
@@ -139,6 +148,9 @@ type entry struct {
 	c       view.Container
 	det     *detect.Detector
 	history *series.History
+	// restored is set on entries read from the state store until the first
+	// collection, which tells whether their cgroup outlived the restart.
+	restored bool
 }
 
 // New returns an agent over the given hierarchy; degraded names parts that
@@ -157,7 +169,7 @@ func New(cfg Config, hier cgroups.Hierarchy, parts Parts, degraded map[string]st
 	if parts.Tracer != nil {
 		store = profile.NewStore(cfg.Profile)
 	}
-	return &Agent{
+	a := &Agent{
 		cfg:     cfg,
 		log:     logger,
 		hier:    hier,
@@ -169,7 +181,26 @@ func New(cfg Config, hier cgroups.Hierarchy, parts Parts, degraded map[string]st
 		entries: make(map[uint64]*entry),
 		errs:    make(map[string]uint64),
 		ooms:    make(map[uint64]uint64),
-	}, nil
+	}
+	if cfg.StateDir != "" {
+		st, err := state.Open(state.Config{Dir: cfg.StateDir}, logger)
+		if err != nil {
+			return nil, err
+		}
+		a.store = st
+		a.restore(st.Loaded())
+	}
+	return a, nil
+}
+
+// Close closes the state store; Run has saved into it when it ended. It is
+// idempotent.
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := a.store
+	a.store = nil
+	return st.Close()
 }
 
 // Snapshot implements view.Source.
@@ -198,10 +229,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(a.cfg.Interval)
 	defer tick.Stop()
+	saveEvery := max(1, uint64(a.cfg.SaveEvery/a.cfg.Interval))
 	for {
 		a.collect(time.Now())
+		if a.collects%saveEvery == 0 {
+			a.save()
+		}
 		select {
 		case <-ctx.Done():
+			a.save()
 			return nil
 		case <-tick.C:
 		}
@@ -278,6 +314,12 @@ func (a *Agent) collect(now time.Time) {
 			continue
 		}
 		e := a.entries[g.ID]
+		if e != nil && e.c.Cgroup != "" && e.c.Cgroup != g.Path {
+			// The id (a kernfs inode) now names another cgroup: the
+			// container it stood for is gone, this one starts afresh.
+			delete(a.entries, g.ID)
+			e = nil
+		}
 		if e == nil {
 			if len(a.entries) >= a.cfg.MaxContainers {
 				a.overLimit++
@@ -411,8 +453,15 @@ func (a *Agent) enrich(c *view.Container) {
 // longer than the retention.
 func (a *Agent) expire(seen map[uint64]bool, now time.Time) {
 	for memcg, e := range a.entries {
+		restored := e.restored
+		e.restored = false
 		if seen[memcg] {
 			continue
+		}
+		if restored && !e.c.Gone {
+			// Gone while the agent was down: its retention runs from when
+			// it was last seen, not from now.
+			e.c.Gone = true
 		}
 		if !e.c.Gone {
 			e.c.Gone = true

@@ -52,6 +52,10 @@ func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	if !s.acquireProfileSlot(w) {
+		return
+	}
+	defer s.releaseProfileSlot()
 	ctx, cancel := context.WithTimeout(r.Context(), profileTimeout)
 	defer cancel()
 	data, err := profiles.Profile(ctx, id, kind, window)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
@@ -52,6 +53,12 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful shutdown, DefaultShutdownTimeout
 	// when zero.
 	ShutdownTimeout time.Duration
+	// WebConfigFile is a web configuration file in the Prometheus exporter
+	// toolkit's format (tls_server_config, basic_auth_users, ...). When set,
+	// its TLS, client certificate and basic auth settings guard every
+	// endpoint; it is read again on each request and connection, so that
+	// rotated certificates and passwords apply without a restart.
+	WebConfigFile string
 }
 
 // Validate reports whether the configuration can be served.
@@ -64,6 +71,13 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		return fmt.Errorf("negative shutdown timeout %s", c.ShutdownTimeout)
 	}
+	// Checked before serving so that a typo stops the agent at startup
+	// rather than leaving it unprotected or refusing every request.
+	if c.WebConfigFile != "" {
+		if err := web.Validate(c.WebConfigFile); err != nil {
+			return fmt.Errorf("web config file %s: %w", c.WebConfigFile, err)
+		}
+	}
 	return nil
 }
 
@@ -75,6 +89,8 @@ type Server struct {
 	handler   http.Handler
 	http      *http.Server
 	listening chan struct{}
+	// profileSlots holds one token per profile being built.
+	profileSlots chan struct{}
 
 	mu      sync.Mutex
 	addr    string
@@ -108,6 +124,8 @@ func New(cfg Config, src view.Source, reg prometheus.Gatherer, logger *slog.Logg
 		src:       src,
 		logger:    logger,
 		listening: make(chan struct{}),
+
+		profileSlots: make(chan struct{}, maxConcurrentProfiles),
 	}
 	s.handler = s.routes(reg)
 	s.http = &http.Server{
@@ -122,7 +140,9 @@ func New(cfg Config, src view.Source, reg prometheus.Gatherer, logger *slog.Logg
 	return s, nil
 }
 
-// Handler returns the server's routes, for tests and for embedding.
+// Handler returns the server's routes, for tests and for embedding. It
+// carries the request limits but not the authentication of
+// Config.WebConfigFile, which Run adds around it.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Listening is closed once Run has bound its address.
@@ -166,7 +186,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.logger.Info("serving HTTP", logKeyAddr, s.addr)
 
 	served := make(chan error, 1)
-	go func() { served <- s.http.Serve(ln) }()
+	go func() { served <- s.serve(ln) }()
 
 	select {
 	case err := <-served:
@@ -189,6 +209,19 @@ func (s *Server) Run(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("serving on %s: %w", s.addr, err))
 	}
 	return errors.Join(errs...)
+}
+
+// serve serves ln, through the exporter toolkit when a web config file
+// turns on TLS or authentication.
+func (s *Server) serve(ln net.Listener) error {
+	if s.cfg.WebConfigFile == "" {
+		return s.http.Serve(ln)
+	}
+	addrs := []string{s.addr}
+	return web.Serve(ln, s.http, &web.FlagConfig{
+		WebListenAddresses: &addrs,
+		WebConfigFile:      &s.cfg.WebConfigFile,
+	}, s.logger)
 }
 
 // Close stops serving at once, dropping requests in flight. It is safe to
@@ -231,7 +264,7 @@ func (s *Server) routes(reg prometheus.Gatherer) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %q", r.URL.Path))
 	})
-	return mux
+	return guard(mux)
 }
 
 // promLogger passes promhttp's gathering errors to the agent's logger.

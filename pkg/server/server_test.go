@@ -111,13 +111,18 @@ func newTestSource() *fakeSource {
 	}
 }
 
-func newTestServer(t *testing.T, src view.Source) *Server {
-	t.Helper()
+// newTestRegistry holds one gauge, leakwatch_test_value 42.
+func newTestRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "leakwatch_test_value", Help: "A value for the test.",
 	}, func() float64 { return 42 }))
-	s, err := New(Config{Listen: "127.0.0.1:0"}, src, reg, nil)
+	return reg
+}
+
+func newTestServer(t *testing.T, src view.Source) *Server {
+	t.Helper()
+	s, err := New(Config{Listen: "127.0.0.1:0"}, src, newTestRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/leakwatch/leakwatch/pkg/server"
 )
 
 const manifestsDir = "deploy/kubernetes"
@@ -39,6 +41,8 @@ func newObject(apiVersion, kind string) object {
 		return &corev1.Service{}
 	case "v1 ConfigMap":
 		return &corev1.ConfigMap{}
+	case "v1 Secret":
+		return &corev1.Secret{}
 	case "apps/v1 DaemonSet":
 		return &appsv1.DaemonSet{}
 	case "scheduling.k8s.io/v1 PriorityClass":
@@ -124,7 +128,7 @@ func configMapData(o object) map[string]string {
 func TestManifestsDecodeStrictly(t *testing.T) {
 	objs := manifests(t)
 	want := []string{
-		"Namespace/leakwatch", "PriorityClass/leakwatch-node-agent", "ServiceAccount/leakwatch",
+		"Namespace/leakwatch", "PriorityClass/leakwatch-node-agent", "ServiceAccount/leakwatch", "Secret/leakwatch-web",
 		"DaemonSet/leakwatch", "Service/leakwatch", "ServiceMonitor/leakwatch",
 		"PrometheusRule/leakwatch", "ConfigMap/leakwatch-dashboard",
 	}
@@ -154,7 +158,14 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 			if !ep.HonorLabels {
 				t.Errorf("ServiceMonitor endpoint %s: honorLabels must be true, so that container labels are not renamed exported_*", ep.Port)
 			}
+			// The agent answers 401 to a scrape without the web config's credentials.
+			if ba := ep.BasicAuth; ba == nil || ba.Username.Name != webSecret || ba.Password.Name != webSecret {
+				t.Errorf("ServiceMonitor endpoint %s: basicAuth must come from Secret %s", ep.Port, webSecret)
+			}
 		}
+	}
+	if sec, ok := objs["Secret/"+webSecret].(*corev1.Secret); ok {
+		checkWebSecret(t, sec)
 	}
 	if cm, ok := objs["ConfigMap/leakwatch-dashboard"]; ok && cm.GetLabels()["grafana_dashboard"] != "1" {
 		t.Error(`dashboard ConfigMap lacks the label grafana_dashboard: "1"`)
@@ -229,7 +240,9 @@ func checkDaemonSetPolicy(t *testing.T, ds *appsv1.DaemonSet) {
 		t.Errorf("capabilities added: %v, want exactly the documented %v", sc.Capabilities.Add, allowedCaps)
 	}
 
-	// Every host path is mounted read-only.
+	// Every host path is mounted read-only, but the agent's own state
+	// directory, which it writes (--state-dir), and nothing else.
+	const stateDir = "/var/lib/leakwatch"
 	hostPaths := map[string]string{}
 	for _, v := range pod.Volumes {
 		if v.HostPath != nil {
@@ -240,6 +253,12 @@ func checkDaemonSetPolicy(t *testing.T, ds *appsv1.DaemonSet) {
 	for _, m := range c.VolumeMounts {
 		if p, ok := hostPaths[m.Name]; ok {
 			mountOf[p] = m.MountPath
+			if p == stateDir {
+				if m.ReadOnly || m.MountPath != stateDir {
+					t.Errorf("state directory %s mounted at %s read-only=%v; want read-write at %s (--state-dir)", p, m.MountPath, m.ReadOnly, stateDir)
+				}
+				continue
+			}
 			if !m.ReadOnly {
 				t.Errorf("host path %s is mounted read-write at %s", p, m.MountPath)
 			}
@@ -287,11 +306,14 @@ func checkDaemonSetPolicy(t *testing.T, ds *appsv1.DaemonSet) {
 	case e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil || e.ValueFrom.ResourceFieldRef.Resource != "limits.memory":
 		t.Error("GOMEMLIMIT must be a value or come from limits.memory")
 	}
-	for name, p := range map[string]*corev1.Probe{"/healthz": c.LivenessProbe, "/readyz": c.ReadinessProbe} {
-		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != name {
-			t.Errorf("no probe on %s", name)
+	// Every HTTP endpoint asks for credentials the kubelet cannot send, so
+	// the probes connect over TCP.
+	for name, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+		if p == nil || p.TCPSocket == nil || p.TCPSocket.Port.String() != "http" {
+			t.Errorf("%s probe %+v: want a tcpSocket probe on port http", name, p)
 		}
 	}
+	checkWebConfigMount(t, pod, c)
 	for _, l := range []string{"app.kubernetes.io/name", "app.kubernetes.io/instance"} {
 		if ds.Spec.Selector.MatchLabels[l] == "" || ds.Spec.Template.Labels[l] != ds.Spec.Selector.MatchLabels[l] {
 			t.Errorf("selector and pod labels disagree on %s", l)
@@ -314,4 +336,60 @@ func describe(o object) string {
 		return fmt.Sprintf("%+v", o)
 	}
 	return string(b)
+}
+
+// webSecret holds the agent's web config and the scrape credentials.
+const webSecret = "leakwatch-web"
+
+const webConfigFlag = "--web.config.file=/etc/leakwatch/web/web-config.yml"
+
+// checkWebConfigMount: every endpoint is guarded by the web config, mounted
+// read-only from its Secret, without the clear-text scrape password.
+func checkWebConfigMount(t *testing.T, pod corev1.PodSpec, c corev1.Container) {
+	t.Helper()
+	if !slices.Contains(c.Args, webConfigFlag) {
+		t.Errorf("args %v lack %s", c.Args, webConfigFlag)
+	}
+	i := slices.IndexFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == webSecret })
+	if i < 0 {
+		t.Fatalf("no volume of Secret %s", webSecret)
+	}
+	v := pod.Volumes[i]
+	if items := v.Secret.Items; len(items) != 1 || items[0].Key != "web-config.yml" {
+		t.Errorf("Secret volume items %v: want only web-config.yml, not the scrape password", items)
+	}
+	j := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == v.Name })
+	switch {
+	case j < 0:
+		t.Errorf("volume %s is not mounted", v.Name)
+	case c.VolumeMounts[j].MountPath != "/etc/leakwatch/web" || !c.VolumeMounts[j].ReadOnly || c.VolumeMounts[j].SubPath != "":
+		t.Errorf("web config mount %+v: want /etc/leakwatch/web, read-only, without subPath (so edits apply)", c.VolumeMounts[j])
+	}
+}
+
+// checkWebSecret: the shipped web config asks for basic auth with a bcrypt
+// hash, and the Secret holds the credentials the ServiceMonitor sends.
+func checkWebSecret(t *testing.T, sec *corev1.Secret) {
+	t.Helper()
+	var cfg struct {
+		Users map[string]string `json:"basic_auth_users"`
+	}
+	if err := yaml.UnmarshalStrict([]byte(sec.StringData["web-config.yml"]), &cfg); err != nil {
+		t.Fatalf("Secret %s, web-config.yml: %v", sec.Name, err)
+	}
+	user := sec.StringData["username"]
+	if h, ok := cfg.Users[user]; !ok || !strings.HasPrefix(h, "$2") {
+		t.Errorf("web config users %v: want a bcrypt hash for the scrape user %q", cfg.Users, user)
+	}
+	if sec.StringData["password"] == "" {
+		t.Error("no scrape password")
+	}
+	// The agent must start with it, not stop on an invalid config.
+	path := filepath.Join(t.TempDir(), "web-config.yml")
+	if err := os.WriteFile(path, []byte(sec.StringData["web-config.yml"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := (server.Config{WebConfigFile: path}).Validate(); err != nil {
+		t.Errorf("Secret %s: the agent refuses its web config: %v", sec.Name, err)
+	}
 }

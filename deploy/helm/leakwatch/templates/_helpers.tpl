@@ -52,3 +52,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s-node-agent" (include "leakwatch.fullname" .) }}
 {{- end }}
 {{- end }}
+
+{{/* The Secret holding web-config.yml and the scrape credentials. */}}
+{{- define "leakwatch.webSecretName" -}}
+{{- default (printf "%s-web" (include "leakwatch.fullname" .)) .Values.webConfig.existingSecret }}
+{{- end }}

@@ -1,0 +1,90 @@
+package agent
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/detect"
+	"github.com/leakwatch/leakwatch/pkg/series"
+	"github.com/leakwatch/leakwatch/pkg/state"
+)
+
+// restore takes up the containers and OOM kills of the state store. A
+// container whose detector or history does not decode (other settings, a
+// newer layout) keeps the rest and starts that part afresh. Whether each
+// container still exists is for the first collection to find out.
+func (a *Agent) restore(snap state.Snapshot) {
+	var fresh int
+	for _, c := range snap.Containers {
+		if len(a.entries) >= a.cfg.MaxContainers {
+			break
+		}
+		det, err := detect.New(a.cfg.Detect)
+		if err != nil {
+			continue
+		}
+		if err := det.UnmarshalBinary(c.Detector); err != nil {
+			fresh++
+			a.log.Info("detector state not restored; the container warms up again", "id", c.View.ID, "cgroup", c.View.Cgroup, "err", err)
+			det, _ = detect.New(a.cfg.Detect)
+		}
+		h := series.New(a.cfg.History)
+		if err := h.UnmarshalBinary(c.History); err != nil {
+			a.log.Info("series history not restored", "id", c.View.ID, "cgroup", c.View.Cgroup, "err", err)
+			h = series.New(a.cfg.History)
+		}
+		v := c.View
+		v.ID = strconv.FormatUint(v.MemcgID, 10)
+		a.entries[v.MemcgID] = &entry{c: v, det: det, history: h, restored: true}
+	}
+
+	a.oomKills = a.oomKills[:0]
+	a.oomSeq = snap.OOMSeq
+	for _, k := range snap.OOMKills {
+		a.oomKills = append(a.oomKills, oomRecord{kill: k.Kill, inuse: k.Inuse, faults: k.Faults})
+		a.oomSeq = max(a.oomSeq, k.Kill.Seq)
+	}
+	if len(a.oomKills) > maxOOMKills {
+		a.oomKills = a.oomKills[len(a.oomKills)-maxOOMKills:]
+	}
+	if snap.Saved.IsZero() {
+		a.log.Info("state store is empty; starting fresh", "path", a.store.Path())
+		return
+	}
+	a.log.Info("state restored", "path", a.store.Path(), "containers", len(a.entries),
+		"detectors_reset", fresh, "oom_kills", len(a.oomKills), "saved", snap.Saved)
+}
+
+// save writes the containers and OOM kills to the state store. Encoding
+// holds the read lock for a moment; the write, synced to disk, holds none.
+// A failure is counted and logged, and the next save tries again.
+func (a *Agent) save() {
+	if a.store == nil {
+		return
+	}
+	start := time.Now()
+	snap := state.Snapshot{Saved: start}
+	a.mu.RLock()
+	snap.Containers = make([]state.Container, 0, len(a.entries))
+	for _, e := range a.entries {
+		det, err1 := e.det.MarshalBinary()
+		hist, err2 := e.history.MarshalBinary()
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		snap.Containers = append(snap.Containers, state.Container{View: e.c, History: hist, Detector: det})
+	}
+	a.mu.RUnlock()
+	a.oomMu.Lock()
+	snap.OOMSeq = a.oomSeq
+	for _, r := range a.oomKills {
+		snap.OOMKills = append(snap.OOMKills, state.OOMKill{Kill: r.kill, Inuse: r.inuse, Faults: r.faults})
+	}
+	a.oomMu.Unlock()
+	if err := a.store.Save(snap); err != nil {
+		a.errs[errStateSave]++
+		a.logEvery("saving state", err)
+		return
+	}
+	a.log.Debug("state saved", "containers", len(snap.Containers), "oom_kills", len(snap.OOMKills), "took", time.Since(start))
+}

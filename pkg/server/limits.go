@@ -1,0 +1,57 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// maxConcurrentProfiles bounds the profiles built at once. Building one
+// walks the tracer's live allocations and symbolizes their stacks, the most
+// CPU and memory a request can cost; a few scrapers or an attacker asking
+// in a loop must not multiply that.
+const maxConcurrentProfiles = 2
+
+// profileRetryAfter is what a client asking beyond maxConcurrentProfiles is
+// told to wait: about the time one profile takes to build.
+const profileRetryAfter = 5 * time.Second
+
+// guard answers the requests no route should see, with the same JSON
+// errors as the routes. A body is refused: no endpoint reads one, so it is
+// either a mistake or an attempt to hold the agent's memory or connections;
+// one of unknown length (chunked) is refused too. The target "*" (which only
+// OPTIONS may use, and which the HTTP server answers itself) would otherwise
+// get ServeMux's bare 400.
+func guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			// The connection is not reused: the unread body would be parsed
+			// as the next request.
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestEntityTooLarge, "request bodies are not accepted")
+			return
+		}
+		if r.RequestURI == "*" {
+			writeError(w, http.StatusBadRequest, "request target * is not served")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 0)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// acquireProfileSlot takes one of the profile slots without waiting, or
+// answers 429 and returns false when all are taken. The caller releases a
+// slot it got with releaseProfileSlot.
+func (s *Server) acquireProfileSlot(w http.ResponseWriter) bool {
+	select {
+	case s.profileSlots <- struct{}{}:
+		return true
+	default:
+		w.Header().Set("Retry-After", strconv.Itoa(int(profileRetryAfter/time.Second)))
+		writeError(w, http.StatusTooManyRequests, "too many profiles are being built; retry later")
+		return false
+	}
+}
+
+func (s *Server) releaseProfileSlot() { <-s.profileSlots }
