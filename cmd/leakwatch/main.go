@@ -14,6 +14,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/leakwatch/leakwatch/pkg/cgroups"
+	"github.com/leakwatch/leakwatch/pkg/state"
 	"github.com/leakwatch/leakwatch/pkg/tracer"
 )
 
@@ -34,14 +36,29 @@ var commands = []command{
 }
 
 // Exit codes: distinct per kind of failure so that scripts and Kubernetes
-// events tell them apart.
+// events tell them apart. The README lists them.
 const (
-	exitOK         = 0
-	exitFailure    = 1
-	exitUsage      = 2
-	exitPrivileges = 3
-	exitKernel     = 4
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitPrivileges  = 3 // not root, or lacking CAP_BPF/CAP_PERFMON
+	exitNoBTF       = 4 // the kernel has no BTF
+	exitLockdown    = 5 // kernel lockdown forbids reading kernel memory
+	exitNoTracing   = 6 // no tracefs or missing tracepoints
+	exitLoad        = 7 // the verifier rejected the programs (kernel too old)
+	exitNoCgroups   = 8 // no memory cgroup controller
+	exitStateLocked = 9 // another agent holds --state-dir
 )
+
+// hostExitCodes maps what the tracer found missing to its exit code.
+var hostExitCodes = map[tracer.Requirement]int{
+	tracer.RequirePrivileges:  exitPrivileges,
+	tracer.RequireBTF:         exitNoBTF,
+	tracer.RequireLockdown:    exitLockdown,
+	tracer.RequireTracefs:     exitNoTracing,
+	tracer.RequireTracepoints: exitNoTracing,
+	tracer.RequireLoad:        exitLoad,
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -104,11 +121,15 @@ func report(stderr io.Writer, cmd string, err error) int {
 	}
 	fmt.Fprintf(stderr, "leakwatch %s: %v\n", cmd, err)
 	var host *tracer.HostError
-	if errors.As(err, &host) {
-		if host.Requirement == tracer.RequirePrivileges {
-			return exitPrivileges
+	switch {
+	case errors.As(err, &host):
+		if code, ok := hostExitCodes[host.Requirement]; ok {
+			return code
 		}
-		return exitKernel
+	case errors.Is(err, cgroups.ErrNoController):
+		return exitNoCgroups
+	case errors.Is(err, state.ErrLocked):
+		return exitStateLocked
 	}
 	return exitFailure
 }

@@ -4,10 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/leakwatch/leakwatch/pkg/cgroups"
+	"github.com/leakwatch/leakwatch/pkg/state"
+	"github.com/leakwatch/leakwatch/pkg/tracer"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -97,5 +104,32 @@ func TestEnvironmentSetsFlagsAndTheCommandLineWins(t *testing.T) {
 	t.Setenv("LEAKWATCH_INTERVAL", "soon")
 	if _, err := parseRunConfig(nil, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "LEAKWATCH_INTERVAL") {
 		t.Errorf("bad variable: error %v, want one naming LEAKWATCH_INTERVAL", err)
+	}
+}
+
+func TestExitCodesAreDistinctPerMissingPart(t *testing.T) {
+	cases := map[string]error{
+		"privileges": &tracer.HostError{Requirement: tracer.RequirePrivileges},
+		"btf":        &tracer.HostError{Requirement: tracer.RequireBTF},
+		"lockdown":   &tracer.HostError{Requirement: tracer.RequireLockdown},
+		"tracefs":    &tracer.HostError{Requirement: tracer.RequireTracefs},
+		"load":       &tracer.HostError{Requirement: tracer.RequireLoad},
+		"cgroups":    fmt.Errorf("detecting: %w", cgroups.ErrNoController),
+		"state":      fmt.Errorf("opening: %w", state.ErrLocked),
+		"other":      errors.New("boom"),
+	}
+	seen := map[int]string{}
+	for name, err := range cases {
+		code := report(io.Discard, "run", err)
+		if other, dup := seen[code]; dup && name != "other" && other != "other" {
+			t.Errorf("%s and %s share exit code %d", name, other, code)
+		}
+		seen[code] = name
+		if code == exitOK || code == exitUsage {
+			t.Errorf("%s: exit code %d", name, code)
+		}
+	}
+	if code := report(io.Discard, "run", cases["other"]); code != exitFailure {
+		t.Errorf("other failure: %d, want %d", code, exitFailure)
 	}
 }

@@ -113,8 +113,8 @@ func TestDetectHybridAndMissing(t *testing.T) {
 		touch(t, filepath.Join(root, "unified", "cgroup.controllers"), "cpu\n")
 		_, err := Detect(root)
 		want := "no memory cgroup controller mounted under " + root + "; mount cgroup2 or the v1 memory controller"
-		if err == nil || err.Error() != want {
-			t.Errorf("err = %v, want %q", err, want)
+		if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, ErrNoController) {
+			t.Errorf("err = %v, want ErrNoController saying %q", err, want)
 		}
 	})
 	t.Run("missing root", func(t *testing.T) {

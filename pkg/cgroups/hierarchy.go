@@ -145,14 +145,14 @@ func Detect(root string) (Hierarchy, error) {
 			return Hierarchy{}, fmt.Errorf("detecting cgroup hierarchies under %s: %w", root, err)
 		}
 		if !ok {
-			return Hierarchy{}, fmt.Errorf("cgroup2 at %s does not offer the memory controller (see %s/cgroup.controllers); "+
-				"boot without cgroup_no_v1/cgroup_disable=memory or mount the v1 memory controller", root, root)
+			return Hierarchy{}, fmt.Errorf("%w: cgroup2 at %s does not offer the memory controller (see %s/cgroup.controllers); "+
+				"boot without cgroup_no_v1/cgroup_disable=memory or mount the v1 memory controller", ErrNoController, root, root)
 		}
 		return newHierarchy(root, V2, LayoutUnified), nil
 	case magic == unix.CGROUP_SUPER_MAGIC || (!isCgroupFS(magic) && exists(filepath.Join(root, v1MemoryMarker))):
 		// root is itself one v1 hierarchy, e.g. /sys/fs/cgroup/memory.
 		if !exists(filepath.Join(root, v1MemoryMarker)) {
-			return Hierarchy{}, fmt.Errorf("%s is a cgroup v1 hierarchy without the memory controller; pass the memory hierarchy (usually %s/memory)", root, DefaultRoot)
+			return Hierarchy{}, fmt.Errorf("%w: %s is a cgroup v1 hierarchy without the memory controller; pass the memory hierarchy (usually %s/memory)", ErrNoController, root, DefaultRoot)
 		}
 		return newHierarchy(root, V1, LayoutLegacy), nil
 	}
@@ -181,7 +181,7 @@ func Detect(root string) (Hierarchy, error) {
 			return newHierarchy(v2Dir, V2, LayoutHybrid), nil
 		}
 	}
-	return Hierarchy{}, fmt.Errorf("no memory cgroup controller mounted under %s; mount cgroup2 or the v1 memory controller", root)
+	return Hierarchy{}, fmt.Errorf("%w: no memory cgroup controller mounted under %s; mount cgroup2 or the v1 memory controller", ErrNoController, root)
 }
 
 func newHierarchy(dir string, v Version, l Layout) Hierarchy {

@@ -53,6 +53,13 @@ const (
 	capBPF      = 39
 )
 
+// Where the host says what it offers; variables so tests can point them at
+// fixtures of hosts this machine is not.
+var (
+	btfPath      = "/sys/kernel/btf/vmlinux"
+	lockdownPath = "/sys/kernel/security/lockdown"
+)
+
 // tracepointsNeeded are the classic tracepoints the programs attach to.
 var tracepointsNeeded = [][2]string{
 	{"syscalls", "sys_enter_mmap"}, {"syscalls", "sys_exit_mmap"},
@@ -68,21 +75,11 @@ func checkHost(procRoot string) (string, error) {
 	if err := checkPrivileges(); err != nil {
 		return "", err
 	}
-	if _, err := btf.LoadKernelSpec(); err != nil {
-		return "", &HostError{
-			Requirement: RequireBTF,
-			Problem:     "the kernel exposes no BTF type information (/sys/kernel/btf/vmlinux)",
-			Fix:         "run a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.8 or later; most distributions since 2021)",
-			Err:         err,
-		}
+	if err := checkBTF(); err != nil {
+		return "", err
 	}
-	if mode, err := os.ReadFile("/sys/kernel/security/lockdown"); err == nil &&
-		strings.Contains(string(mode), "[confidentiality]") {
-		return "", &HostError{
-			Requirement: RequireLockdown,
-			Problem:     "kernel lockdown is in confidentiality mode, which forbids BPF programs from reading kernel memory",
-			Fix:         "boot with lockdown=integrity or none (or disable Secure Boot's lockdown) on nodes that run leakwatch",
-		}
+	if err := checkLockdown(); err != nil {
+		return "", err
 	}
 	tracefs, err := ensureTracefs(procRoot)
 	if err != nil {
@@ -102,6 +99,40 @@ func checkHost(procRoot string) (string, error) {
 		}
 	}
 	return tracefs, nil
+}
+
+func checkBTF() error {
+	if _, err := os.Stat(btfPath); err != nil {
+		return &HostError{
+			Requirement: RequireBTF,
+			Problem:     "the kernel exposes no BTF type information (" + btfPath + ")",
+			Fix:         "run a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.8 or later; most distributions since 2021)",
+			Err:         err,
+		}
+	}
+	if _, err := btf.LoadKernelSpec(); err != nil {
+		return &HostError{
+			Requirement: RequireBTF,
+			Problem:     "the kernel's BTF type information (" + btfPath + ") cannot be read",
+			Fix:         "run a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.8 or later; most distributions since 2021)",
+			Err:         err,
+		}
+	}
+	return nil
+}
+
+// checkLockdown refuses confidentiality lockdown, which forbids BPF
+// programs from reading kernel memory; integrity mode is fine.
+func checkLockdown() error {
+	mode, err := os.ReadFile(lockdownPath)
+	if err != nil || !strings.Contains(string(mode), "[confidentiality]") {
+		return nil
+	}
+	return &HostError{
+		Requirement: RequireLockdown,
+		Problem:     "kernel lockdown is in confidentiality mode, which forbids BPF programs from reading kernel memory",
+		Fix:         "boot with lockdown=integrity or none (or disable Secure Boot's lockdown) on nodes that run leakwatch",
+	}
 }
 
 func checkPrivileges() error {
