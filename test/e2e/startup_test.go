@@ -38,8 +38,8 @@ func runOnce(t *testing.T, cmd *exec.Cmd) (int, string) {
 		return 0, stderr.String()
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("leakwatch kept running; stderr:\n%s", stderr.String())
+		err := <-done
+		t.Fatalf("leakwatch kept running (killed: %v); stderr:\n%s", err, stderr.String())
 	}
 	return 0, ""
 }
