@@ -40,6 +40,9 @@ type Config struct {
 	MaxStacks uint32
 	// MaxFaultKeys bounds the (cgroup, process, stack) fault counters.
 	MaxFaultKeys uint32
+	// RingBufferBytes sizes the events ring buffer (OOM kills, exits,
+	// execs, new processes): a power of two, at least a page.
+	RingBufferBytes uint32
 	// SweepInterval is how often state of vanished processes and
 	// unreferenced stacks is collected.
 	SweepInterval time.Duration
@@ -54,6 +57,7 @@ func DefaultConfig() Config {
 		MaxMappings:      65536,
 		MaxStacks:        16384,
 		MaxFaultKeys:     16384,
+		RingBufferBytes:  256 << 10,
 		SweepInterval:    30 * time.Second,
 		ProcRoot:         "/proc",
 	}
@@ -68,6 +72,8 @@ func (c Config) Validate() error {
 		return errors.New("map sizes too large: at most 4M mappings, 1M stacks, 4M fault keys")
 	case c.FaultSampleBytes != 0 && c.FaultSampleBytes < uint64(os.Getpagesize()):
 		return fmt.Errorf("fault sample bytes %d is below the page size %d", c.FaultSampleBytes, os.Getpagesize())
+	case c.RingBufferBytes < uint32(os.Getpagesize()) || c.RingBufferBytes&(c.RingBufferBytes-1) != 0 || c.RingBufferBytes > 1<<30:
+		return fmt.Errorf("ring buffer size %d must be a power of two from the page size to 1 GiB", c.RingBufferBytes)
 	case c.SweepInterval < time.Second:
 		return errors.New("sweep interval must be at least 1s")
 	case c.ProcRoot == "":
@@ -164,6 +170,7 @@ func (t *Tracer) load() error {
 	specs.MappingEnds.MaxEntries = t.cfg.MaxMappings
 	specs.StackTraces.MaxEntries = t.cfg.MaxStacks
 	specs.FaultSamples.MaxEntries = t.cfg.MaxFaultKeys
+	specs.Events.MaxEntries = t.cfg.RingBufferBytes
 
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
 		var verr *ebpf.VerifierError

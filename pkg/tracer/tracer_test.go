@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -400,6 +401,58 @@ func TestExitClearsState(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// A ring buffer nobody reads fills up: the kernel side counts what it
+// could not send and goes on; once read, events flow again.
+func TestFullRingBufferCountsDrops(t *testing.T) {
+	cgtest.RequirePrivileged(t)
+	cfg := tracer.DefaultConfig()
+	cfg.RingBufferBytes = uint32(os.Getpagesize()) // about 30 events
+	tr, err := tracer.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := tr.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	memwork, _ := cgtest.Workloads(t)
+	g := cgtest.New(t, 256*mib)
+	// Each workload is announced and exits: two events, nobody reading.
+	for range 40 {
+		p := g.Start(t, memwork)
+		p.Do(t, "map 64")
+		p.Send(t, "exit")
+		p.Wait(t, 10*time.Second)
+	}
+	s := snapshot(t, tr)
+	if s.Drops[tracer.DropEventsFull] == 0 {
+		t.Fatal("80 events into a one-page ring buffer nobody read: nothing counted as dropped")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	p := g.Start(t, memwork)
+	p.Do(t, "map 64")
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-tr.Events():
+			if ev.Type == tracer.EventTracked && ev.Process.PID == uint32(p.PID) && ev.Comm == "memwork" {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no event got through once the ring buffer was read again")
+		}
+	}
 }
 
 func TestFullMapsCountDropsAndRecover(t *testing.T) {
