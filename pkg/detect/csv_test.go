@@ -1,13 +1,17 @@
 package detect
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func readAll(in string) ([]Sample, error) {
@@ -136,4 +140,58 @@ func FuzzReadCSV(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A huge series streams through in bounded memory: a million points
+// (115 days at 10 s) are read without being kept.
+func TestAnalyzeHugeInputInBoundedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams a million lines")
+	}
+	const lines = 1_000_000
+	pr, pw := io.Pipe()
+	go func() {
+		w := bufio.NewWriter(pw)
+		fmt.Fprintln(w, "t,bytes,limit")
+		for i := range lines {
+			fmt.Fprintf(w, "%d,%d,%d\n", i*10, 100<<20+(i%7)<<10, 1<<30)
+		}
+		pw.CloseWithError(w.Flush())
+	}()
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	// The peak of the live heap while it runs, sampled: a reader that kept
+	// the points (24 MB at least) would show.
+	stop := make(chan struct{})
+	peak := make(chan uint64)
+	go func() {
+		var m runtime.MemStats
+		var hi uint64
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				peak <- hi
+				return
+			case <-tick.C:
+				runtime.ReadMemStats(&m)
+				hi = max(hi, m.HeapInuse)
+			}
+		}
+	}()
+	res, err := Analyze(pr, DefaultConfig())
+	close(stop)
+	hi := <-peak
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Leak {
+		t.Errorf("flat series judged leaking: %+v", res)
+	}
+	if grew := int64(hi) - int64(before.HeapInuse); grew > 16<<20 {
+		t.Errorf("heap peaked %d MiB above its start over a million lines; want it bounded", grew>>20)
+	}
+	t.Logf("heap peak %d KiB above start", (int64(hi)-int64(before.HeapInuse))>>10)
 }
