@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -137,6 +138,11 @@ func procStartTime(root string, pid uint32) (uint64, bool) {
 	if err != nil {
 		return 0, false
 	}
+	return parseStatStartTime(b)
+}
+
+// parseStatStartTime reads field 22 of a /proc/PID/stat line, in ns.
+func parseStatStartTime(b []byte) (uint64, bool) {
 	// The command (field 2) may hold spaces and parentheses; fields resume
 	// after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
@@ -149,6 +155,9 @@ func procStartTime(root string, pid uint32) (uint64, bool) {
 		return 0, false
 	}
 	ticks, err := strconv.ParseUint(fields[startTimeField], 10, 64)
-	const nsPerTick = 1e9 / 100
-	return ticks * nsPerTick, err == nil
+	const nsPerTick uint64 = 1e9 / 100
+	if err != nil || ticks > math.MaxUint64/nsPerTick {
+		return 0, false
+	}
+	return ticks * nsPerTick, true
 }
