@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 )
@@ -39,22 +43,64 @@ func (c apiContainer) name() string {
 
 // client talks to a running agent.
 type client struct {
-	base string
-	http *http.Client
+	base       string
+	http       *http.Client
+	user, pass string
 }
 
-func newClient(server string) (*client, error) {
-	server = strings.TrimRight(server, "/")
+// clientFlags are how the CLI reaches an agent, TLS and basic auth
+// included (an agent started with --web.config.file).
+type clientFlags struct {
+	server   string
+	user     string // USER:PASSWORD
+	caFile   string
+	insecure bool
+}
+
+func (f *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.server, "server", "http://127.0.0.1:9753", "URL of the agent")
+	fs.StringVar(&f.user, "user", "", "USER:PASSWORD for an agent that asks for basic auth")
+	fs.StringVar(&f.caFile, "ca-file", "", "CA certificate to trust for an https:// agent")
+	fs.BoolVar(&f.insecure, "insecure", false, "do not verify an https:// agent's certificate")
+}
+
+func (f *clientFlags) client() (*client, error) {
+	server := strings.TrimRight(f.server, "/")
 	if !strings.HasPrefix(server, "http://") && !strings.HasPrefix(server, "https://") {
 		return nil, fmt.Errorf("--server %q: must start with http:// or https://", server)
 	}
-	return &client{base: server, http: &http.Client{Timeout: 60 * time.Second}}, nil
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: f.insecure} //nolint:gosec // asked for with --insecure
+	if f.caFile != "" {
+		pem, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", f.caFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	c := &client{base: server, http: &http.Client{
+		Timeout:   60 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: http.ProxyFromEnvironment},
+	}}
+	if f.user != "" {
+		var ok bool
+		if c.user, c.pass, ok = strings.Cut(f.user, ":"); !ok {
+			return nil, errors.New("--user must be USER:PASSWORD")
+		}
+	}
+	return c, nil
 }
 
 func (c *client) get(ctx context.Context, path string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
 		return nil, err
+	}
+	if c.user != "" {
+		req.SetBasicAuth(c.user, c.pass)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

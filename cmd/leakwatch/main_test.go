@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,5 +134,33 @@ func TestExitCodesAreDistinctPerMissingPart(t *testing.T) {
 	}
 	if code := report(io.Discard, "run", cases["other"]); code != exitFailure {
 		t.Errorf("other failure: %d, want %d", code, exitFailure)
+	}
+}
+
+// The CLI reaches an agent behind TLS and basic auth (as the manifests
+// ship it). httptest's TLS server stands in for the agent's listener.
+func TestClientTLSAndBasicAuth(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "ops" || p != "s3cret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"error":"unauthorized"}`)
+			return
+		}
+		_, _ = io.WriteString(w, `[{"id":"7","cgroup":"/a","memory_bytes":1048576,"growth_bytes_per_second":10,"leaking":true}]`)
+	}))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCLI(t, "top", "--once", "--server", srv.URL, "--ca-file", ca, "--user", "ops:s3cret")
+	if code != exitOK || !strings.Contains(out, "LEAK") {
+		t.Errorf("top with TLS and auth: exit %d, out %q, err %q", code, out, stderr)
+	}
+	if code, _, stderr := runCLI(t, "top", "--once", "--server", srv.URL, "--ca-file", ca); code == exitOK || !strings.Contains(stderr, "unauthorized") {
+		t.Errorf("top without credentials: exit %d, err %q; want the agent's 401", code, stderr)
+	}
+	if code, _, stderr := runCLI(t, "top", "--once", "--server", srv.URL, "--user", "ops:s3cret"); code == exitOK || !strings.Contains(stderr, "certificate") {
+		t.Errorf("top without the CA: exit %d, err %q; want a certificate error", code, stderr)
 	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 type profileConfig struct {
-	Server    string
+	Client    clientFlags
 	Type      string
 	Seconds   int
 	Output    string
@@ -35,7 +35,7 @@ func (c profileConfig) Validate() error {
 func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg profileConfig
 	fs := newFlagSet("profile", "profile [flags] CONTAINER", stderr)
-	fs.StringVar(&cfg.Server, "server", "http://127.0.0.1:9753", "URL of the agent")
+	cfg.Client.register(fs)
 	fs.StringVar(&cfg.Type, "type", "inuse", "inuse (outstanding memory by allocating stack) or faults (memory faulted in, by stack)")
 	fs.IntVar(&cfg.Seconds, "seconds", 0, "growth over the last N seconds instead of the current state")
 	fs.StringVar(&cfg.Output, "o", "", "file to write (default: the name the agent gives, in this directory)")
@@ -49,7 +49,7 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	cl, err := newClient(cfg.Server)
+	cl, err := cfg.Client.client()
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 type topConfig struct {
-	Server   string
+	Client   clientFlags
 	Interval time.Duration
 	Limit    int
 	Once     bool
@@ -32,7 +32,7 @@ func (c topConfig) Validate() error {
 func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg topConfig
 	fs := newFlagSet("top", "top [flags]", stderr)
-	fs.StringVar(&cfg.Server, "server", "http://127.0.0.1:9753", "URL of the agent")
+	cfg.Client.register(fs)
 	fs.DurationVar(&cfg.Interval, "interval", 2*time.Second, "time between refreshes")
 	fs.IntVar(&cfg.Limit, "limit", 30, "containers shown")
 	fs.BoolVar(&cfg.Once, "once", false, "print one table and exit (the default when output is not a terminal)")
@@ -42,7 +42,7 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	cl, err := newClient(cfg.Server)
+	cl, err := cfg.Client.client()
 	if err != nil {
 		return err
 	}
