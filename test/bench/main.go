@@ -1,207 +1,465 @@
-// Command bench measures what leakwatch's tracer costs the programs it
-// watches: each micro-loop (test/bench/loops/loops.c) runs without and with the
-// tracer attached, interleaved A B A B … after a warm-up, and the table gives
-// median ns per iteration, the median of the per-round ratios and their
-// spread. A second pass with the kernel's BPF statistics on gives each
-// program's mean cost per run.
+// Command bench measures what leakwatch costs: the slowdown of the programs
+// it watches, its own footprint as the node grows, and its hot user-space
+// paths. It prints one table and writes every raw number, with the machine,
+// to a JSON file in the output directory (out/bench by default).
 //
-//	go run ./test/bench [-rounds 7] [-loops faults,faults2,mmap,getpid]
+//  1. Overhead: each workload runs without (A) and with (B) the real agent
+//     (`leakwatch run`, started for each B run and stopped after it),
+//     interleaved A B A B … after a warm-up round; where bpftrace is installed,
+//     the page-fault loop also runs under the classic stack one-liner (C) in
+//     the same rounds. Rows give median A and B, the median of the per-round
+//     ratios and their spread. The workloads: the micro-loops of
+//     test/bench/loops/loops.c, and redis-benchmark against a redis-server
+//     on loopback in a cgroup of its own.
 //
-// It must run as root on an otherwise quiet machine.
+//  2. Per-program cost with kernel.bpf_stats_enabled on.
+//
+//  3. Footprint: one agent through a sequence — start-up and idle, 10, 100
+//     and 500 cgroups each holding a small live workload, 20,000 distinct
+//     allocating stacks (and their profile downloaded), a sustained
+//     page-fault loop — with its CPU time and peak RSS from /proc and its BPF
+//     map memory from its /metrics.
+//
+//  4. Go benchmarks: a full read of the kernel maps (pkg/tracer
+//     BenchmarkSnapshot) and a /metrics collection and scrape (pkg/metrics).
+//
+//     go run ./test/bench [-rounds 7] [-sections overhead,programs,footprint,go] [-loops faults,…,redis] [-out DIR]
+//
+// It must run as root; `make bench` runs it.
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/leakwatch/leakwatch/pkg/tracer"
 )
 
-// loop is one workload: how to run it, and how many copies at once.
-type loop struct {
-	name   string
-	args   []string
-	copies int
-}
-
-var allLoops = []loop{
-	{name: "faults", args: []string{"faults", "256", "4"}, copies: 1},
-	{name: "faults2", args: []string{"faults", "256", "4"}, copies: 2},
-	{name: "mmap", args: []string{"mmap", "200000"}, copies: 1},
-	{name: "malloc", args: []string{"malloc", "20000000"}, copies: 1},
-	{name: "getpid", args: []string{"getpid", "3000000"}, copies: 1},
-}
-
 func main() {
-	rounds := flag.Int("rounds", 7, "measured rounds (each: one run without, one with the tracer)")
-	only := flag.String("loops", "faults,faults2,mmap,malloc,getpid", "loops to run, comma-separated")
+	var o options
+	flag.IntVar(&o.rounds, "rounds", 7, "measured rounds after the warm-up (each runs A, then B, then C where there is one)")
+	sections := flag.String("sections", "overhead,programs,footprint,go", "sections to run, comma-separated")
+	loops := flag.String("loops", "faults,faults2,mmap,malloc,redis,getpid", "overhead workloads, comma-separated")
+	flag.StringVar(&o.out, "out", filepath.Join(moduleRoot(), "out", "bench"), "directory for the raw numbers, logs and profiles")
+	flag.DurationVar(&o.window, "window", 10*time.Second, "length of one CPU measurement window of the footprint section (3 per step)")
 	flag.Parse()
-	if err := run(*rounds, strings.Split(*only, ","), os.Stdout); err != nil {
+	o.sections = strings.Split(*sections, ",")
+	o.loops = strings.Split(*loops, ",")
+	if err := run(o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(rounds int, only []string, out io.Writer) error {
+type options struct {
+	rounds   int
+	sections []string
+	loops    []string
+	out      string
+	window   time.Duration
+}
+
+// row is one line of the table. Overhead rows have A and B samples and their
+// per-round ratios; the others have values only.
+type row struct {
+	Section string    `json:"section"`
+	Measure string    `json:"measure"`
+	Unit    string    `json:"unit"`
+	A       []float64 `json:"a,omitempty"`
+	B       []float64 `json:"b,omitempty"`
+	Ratios  []float64 `json:"ratios,omitempty"`
+	Values  []float64 `json:"values,omitempty"`
+	Note    string    `json:"note,omitempty"`
+	// Limit is the target: the ratio (overhead rows) or the value must be at
+	// most Limit. 0: no target.
+	Limit  float64 `json:"limit,omitempty"`
+	Target string  `json:"target,omitempty"`
+}
+
+func (r row) result() float64 {
+	if len(r.Ratios) > 0 {
+		return median(r.Ratios)
+	}
+	return median(r.Values)
+}
+
+func (r row) verdict() string {
+	switch {
+	case r.Limit == 0:
+		return ""
+	case len(r.Ratios) == 0 && len(r.Values) == 0:
+		return "n/a"
+	case r.result() <= r.Limit:
+		return "met"
+	}
+	return "MISSED"
+}
+
+// report is what the raw file holds.
+type report struct {
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Command  string    `json:"command"`
+	Host     string    `json:"host"`
+	CPUs     int       `json:"cpus"`
+	CPUModel string    `json:"cpu_model"`
+	Kernel   string    `json:"kernel"`
+	Go       string    `json:"go"`
+	Rounds   int       `json:"rounds"`
+	Rows     []row     `json:"rows"`
+	// AgentCPU is the agent's CPU time during each B run of the overhead
+	// section, from ready to the end of the workload, per workload.
+	AgentCPU map[string][]float64 `json:"agent_cpu_percent_during_b"`
+}
+
+func run(o options, out io.Writer) error {
 	if os.Geteuid() != 0 {
-		return errors.New("needs root to load the tracer")
+		return errors.New("needs root to run the agent and make cgroups")
 	}
-	if rounds < 3 {
-		return errors.New("-rounds must be at least 3")
+	if o.rounds < 3 {
+		return errors.New("-rounds must be at least 3 (7 or more for figures to quote)")
 	}
-	bin, cleanup, err := buildLoops()
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	rep := &report{
+		Started: time.Now().UTC(), Command: strings.Join(os.Args, " "), Host: hostname(),
+		CPUs: runtime.NumCPU(), CPUModel: cpuModel(), Kernel: kernel(), Go: runtime.Version(),
+		Rounds: o.rounds, AgentCPU: map[string][]float64{},
+	}
+	dir, err := os.MkdirTemp("", "leakwatch-bench-")
 	if err != nil {
 		return err
 	}
-	defer cleanup()
+	defer func() { _ = os.RemoveAll(dir) }()
+	loopsBin, err := buildLoops(dir)
+	if err != nil {
+		return err
+	}
+	agentBin, err := buildAgent(dir)
+	if err != nil {
+		return err
+	}
+	h, err := ownMemoryCgroup()
+	if err != nil {
+		return err
+	}
+	b := &bench{o: o, rep: rep, loops: loopsBin, agent: agentBin, h: h, log: filepath.Join(o.out, "agent.log")}
+	_ = os.Remove(b.log)
 
-	var loops []loop
-	for _, l := range allLoops {
-		if slices.Contains(only, l.name) {
-			loops = append(loops, l)
+	steps := []struct {
+		name string
+		f    func() error
+	}{
+		{"overhead", b.overhead},
+		{"programs", b.programCosts},
+		{"footprint", b.footprint},
+		{"go", b.goBenchmarks},
+	}
+	var errs []error
+	for _, s := range steps {
+		if slices.Contains(o.sections, s.name) {
+			progress("== %s", s.name)
+			if err := s.f(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
+				progress("%s failed: %v", s.name, err)
+			}
 		}
 	}
-	fmt.Fprintf(out, "machine: %s, %d CPUs, kernel %s; %d rounds after a warm-up, A=without B=with tracer\n\n",
-		hostname(), runtime.NumCPU(), kernel(), rounds)
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "loop\tA ns/iter\tB ns/iter\tratio B/A (median)\tratio min..max\t")
-	for _, l := range loops {
-		if _, err := runLoop(bin, l); err != nil { // warm-up
+	rep.Finished = time.Now().UTC()
+
+	var table strings.Builder
+	printTable(&table, rep)
+	fmt.Fprint(out, table.String())
+	raw, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	stamp := rep.Started.Format("20060102T150405Z")
+	rawPath := filepath.Join(o.out, "raw-"+stamp+".json")
+	errs = append(errs,
+		os.WriteFile(rawPath, raw, 0o644),
+		os.WriteFile(filepath.Join(o.out, "table-"+stamp+".txt"), []byte(table.String()), 0o644))
+	fmt.Fprintf(out, "\nraw numbers: %s\n", rawPath)
+	return errors.Join(errs...)
+}
+
+type bench struct {
+	o     options
+	rep   *report
+	loops string // loops.c binary
+	agent string // leakwatch binary
+	h     memHierarchy
+	log   string // agent log
+}
+
+func (b *bench) add(r row) { b.rep.Rows = append(b.rep.Rows, r) }
+
+// variant is one arm of an overhead round.
+type variant struct {
+	name string
+	wrap func(name string, f func() error) error
+}
+
+func (b *bench) withAgent(name string, f func() error) error {
+	a, err := startAgent(b.agent, b.log)
+	if err != nil {
+		return err
+	}
+	time.Sleep(200 * time.Millisecond) // let the first collection's work end
+	s0, err0 := a.sample()
+	err = f()
+	s1, err1 := a.sample()
+	a.stop()
+	if err0 == nil && err1 == nil {
+		b.rep.AgentCPU[name] = append(b.rep.AgentCPU[name], cpuPercent(s0, s1))
+	}
+	return err
+}
+
+func (b *bench) overhead() error {
+	none := variant{"none", func(_ string, f func() error) error { return f() }}
+	lw := variant{"leakwatch", b.withAgent}
+	bt := variant{"bpftrace", func(_ string, f func() error) error { return withBpftrace(f) }}
+	for _, name := range b.o.loops {
+		if name == "redis" {
+			if err := b.overheadRedis(none, lw); err != nil {
+				return err
+			}
+			continue
+		}
+		i := slices.IndexFunc(allLoops, func(l loop) bool { return l.name == name })
+		if i < 0 {
+			return fmt.Errorf("unknown workload %q", name)
+		}
+		l := allLoops[i]
+		vs := []variant{none, lw}
+		if l.name == "faults" && haveBpftrace() {
+			vs = append(vs, bt)
+		}
+		samples, err := b.rounds(l.name, vs, func() (map[string]float64, error) {
+			v, err := runLoop(b.loops, l)
+			return map[string]float64{"": v}, err
+		})
+		if err != nil {
 			return err
 		}
-		var as, bs, ratios []float64
-		for range rounds {
-			a, err := runLoop(bin, l)
-			if err != nil {
-				return err
-			}
-			b, err := withTracer(func() (float64, error) { return runLoop(bin, l) })
-			if err != nil {
-				return err
-			}
-			as, bs, ratios = append(as, a), append(bs, b), append(ratios, b/a)
+		target := ""
+		if l.target > 0 {
+			target = fmt.Sprintf("≤%.2fx", l.target)
 		}
-		slices.Sort(ratios)
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.3f\t%.3f..%.3f\t\n", l.name, median(as), median(bs),
-			median(ratios), ratios[0], ratios[len(ratios)-1])
+		b.add(overheadRow(l.desc, "ns", samples, "none", "leakwatch", "", l.target, target))
+		if len(vs) == 3 {
+			b.add(overheadRow(l.desc+", bpftrace one-liner instead", "ns", samples, "none", "bpftrace", "", 0, "reference"))
+		}
 	}
-	tw.Flush()
-
-	fmt.Fprintln(out, "\nper-program cost (kernel.bpf_stats_enabled, one run of each loop with the tracer):")
-	return programCosts(bin, loops, out)
+	return nil
 }
 
-// withTracer runs f with a freshly loaded tracer attached.
-func withTracer(f func() (float64, error)) (float64, error) {
-	tr, err := tracer.New(tracer.DefaultConfig(), slog.New(slog.DiscardHandler))
+func (b *bench) overheadRedis(none, lw variant) error {
+	if !haveRedis() {
+		progress("redis-server/redis-benchmark not installed (make deps); skipping the service rows")
+		b.add(row{Section: "overhead", Measure: "redis: not installed", Limit: 1.01, Target: "≤1.01x"})
+		return nil
+	}
+	r, err := startRedis(b.h)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	v, err := f()
-	return v, errors.Join(err, tr.Close())
+	defer r.stop()
+	samples, err := b.rounds("redis", []variant{none, lw}, r.bench)
+	if err != nil {
+		return err
+	}
+	for _, t := range redisTests {
+		b.add(overheadRow(fmt.Sprintf("redis %s, %d req, 50 clients (ns/req)", t, redisRequests), "ns", samples, "none", "leakwatch", t+" ns/req", 1.01, "≤1.01x"))
+	}
+	for _, t := range redisTests {
+		b.add(overheadRow(fmt.Sprintf("redis %s p99 latency (µs)", t), "µs", samples, "none", "leakwatch", t+" p99", 0, ""))
+	}
+	return nil
 }
 
-func programCosts(bin string, loops []loop, out io.Writer) (err error) {
+// samples holds, per variant and metric, one value per measured round.
+type samples map[string]map[string][]float64
+
+// rounds runs a warm-up round and then o.rounds measured rounds, each
+// running the variants in order.
+func (b *bench) rounds(name string, vs []variant, f func() (map[string]float64, error)) (samples, error) {
+	s := samples{}
+	for round := 0; round <= b.o.rounds; round++ {
+		for _, v := range vs {
+			var res map[string]float64
+			err := v.wrap(name, func() error {
+				var err error
+				res, err = f()
+				return err
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%s with %s: %w", name, v.name, err)
+			}
+			if round == 0 {
+				continue // warm-up
+			}
+			if s[v.name] == nil {
+				s[v.name] = map[string][]float64{}
+			}
+			for k, x := range res {
+				s[v.name][k] = append(s[v.name][k], x)
+			}
+		}
+		if round == 0 {
+			delete(b.rep.AgentCPU, name)
+		}
+		progress("%s: round %d/%d", name, round, b.o.rounds)
+	}
+	return s, nil
+}
+
+func overheadRow(measure, unit string, s samples, a, bName, metric string, limit float64, target string) row {
+	r := row{Section: "overhead", Measure: measure, Unit: unit, A: s[a][metric], B: s[bName][metric], Limit: limit, Target: target}
+	for i := range r.A {
+		r.Ratios = append(r.Ratios, r.B[i]/r.A[i])
+	}
+	return r
+}
+
+// programCosts runs each loop once with the tracer loaded in-process and
+// the kernel's BPF statistics on, and adds each program's mean cost.
+func (b *bench) programCosts() (err error) {
 	stats, err := tracer.EnableStats()
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, stats.Close()) }()
-	tr, err := tracer.New(tracer.DefaultConfig(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, tr.Close()) }()
-	before, err := tr.ProgramStats()
-	if err != nil {
-		return err
-	}
-	for _, l := range loops {
-		if _, err := runLoop(bin, l); err != nil {
-			return err
-		}
-	}
-	after, err := tr.ProgramStats()
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "program\truns\tns/run\t")
-	for i, a := range after {
-		n := a.RunCount - before[i].RunCount
-		if n == 0 {
+	for _, l := range allLoops {
+		if !slices.Contains([]string{"faults", "mmap", "malloc", "getpid"}, l.name) {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t\n", a.Name, n, float64(a.RunTime-before[i].RunTime)/float64(n))
-	}
-	tw.Flush()
-	if mem, err := tr.MapMemory(); err == nil {
-		fmt.Fprintf(out, "\nBPF map memory (memlock): %.1f MiB\n", float64(mem)/(1<<20))
+		tr, err := tracer.New(tracer.DefaultConfig(), slog.New(slog.DiscardHandler))
+		if err != nil {
+			return err
+		}
+		before, err := tr.ProgramStats()
+		if err == nil {
+			_, err = runLoop(b.loops, l)
+		}
+		var after []tracer.ProgramStat
+		if err == nil {
+			after, err = tr.ProgramStats()
+		}
+		if l.name == "faults" {
+			if mem, err := tr.MapMemory(); err == nil {
+				b.add(row{Section: "programs", Measure: "BPF map memory, tracer in-process (MiB)", Unit: "MiB", Values: []float64{float64(mem) / (1 << 20)}, Limit: 32, Target: "≤32 MiB"})
+			}
+		}
+		err = errors.Join(err, tr.Close())
+		if err != nil {
+			return err
+		}
+		for i, a := range after {
+			n := a.RunCount - before[i].RunCount
+			if n < 100 { // stray runs from other processes
+				continue
+			}
+			b.add(row{
+				Section: "programs", Measure: fmt.Sprintf("%s: %s (ns/run)", l.name, a.Name), Unit: "ns",
+				Values: []float64{float64(a.RunTime-before[i].RunTime) / float64(n)},
+				Note:   fmt.Sprintf("%d runs", n),
+			})
+		}
 	}
 	return nil
 }
 
-// runLoop runs the loop's copies at once and returns their mean ns/iter.
-func runLoop(bin string, l loop) (float64, error) {
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		sum  float64
-		errs []error
-	)
-	for range l.copies {
-		wg.Go(func() {
-			outb, err := exec.Command(bin, l.args...).Output()
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", l.name, err))
-				return
+func printTable(w io.Writer, rep *report) {
+	fmt.Fprintf(w, "leakwatch bench — %s, %d CPUs (%s), kernel %s, %s; %d rounds after a warm-up, interleaved\n",
+		rep.Host, rep.CPUs, rep.CPUModel, rep.Kernel, rep.Go, rep.Rounds)
+	fmt.Fprintf(w, "A = without, B = with `leakwatch run` (defaults); result = median of per-round B/A ratios, or median value\n\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "section\tmeasure\tA median\tB median\tresult\tspread (min..max)\ttarget\tverdict\t")
+	for _, r := range rep.Rows {
+		var a, b, res, spread string
+		switch {
+		case len(r.Ratios) > 0:
+			a, b = num(median(r.A)), num(median(r.B))
+			res = fmt.Sprintf("%.3fx", median(r.Ratios))
+			spread = fmt.Sprintf("%.3f..%.3f", slices.Min(r.Ratios), slices.Max(r.Ratios))
+		case len(r.Values) > 0:
+			a, b = "", ""
+			res = num(median(r.Values))
+			if len(r.Values) > 1 {
+				spread = num(slices.Min(r.Values)) + ".." + num(slices.Max(r.Values))
 			}
-			v, err := strconv.ParseFloat(strings.TrimSpace(string(outb)), 64)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: output %q: %w", l.name, outb, err))
-				return
-			}
-			sum += v
-		})
+		default:
+			res = "-"
+		}
+		if r.Note != "" {
+			spread = strings.TrimPrefix(spread+"; "+r.Note, "; ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Section, r.Measure, a, b, res, spread, r.Target, r.verdict())
 	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return 0, errors.Join(errs...)
-	}
-	return sum / float64(l.copies), nil
+	tw.Flush()
 }
 
-func buildLoops() (string, func(), error) {
-	dir, err := os.MkdirTemp("", "leakwatch-bench-")
-	if err != nil {
-		return "", nil, err
+func num(v float64) string {
+	switch a := math.Abs(v); {
+	case math.IsNaN(v):
+		return "-"
+	case a >= 1e5:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 100:
+		return fmt.Sprintf("%.1f", v)
+	case a >= 1:
+		return fmt.Sprintf("%.2f", v)
 	}
-	cleanup := func() { _ = os.RemoveAll(dir) }
-	_, file, _, _ := runtime.Caller(0)
+	return fmt.Sprintf("%.3f", v)
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench %s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func buildLoops(dir string) (string, error) {
 	bin := filepath.Join(dir, "loops")
-	cmd := exec.Command("cc", "-O2", "-fno-omit-frame-pointer", "-Wall", "-o", bin, filepath.Join(filepath.Dir(file), "loops", "loops.c"))
+	cmd := exec.Command("cc", "-O2", "-fno-omit-frame-pointer", "-Wall", "-o", bin,
+		filepath.Join(moduleRoot(), "test", "bench", "loops", "loops.c"))
 	if outb, err := cmd.CombinedOutput(); err != nil {
-		cleanup()
-		return "", nil, fmt.Errorf("building loops: %w\n%s", err, outb)
+		return "", fmt.Errorf("building loops: %w\n%s", err, outb)
 	}
-	return bin, cleanup, nil
+	return bin, nil
+}
+
+func moduleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// goTool is the go command on PATH, or where the Go tarball installs it.
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "/usr/local/go/bin/go"
 }
 
 func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
 	s := slices.Clone(v)
 	slices.Sort(s)
 	if len(s)%2 == 1 {
@@ -218,4 +476,14 @@ func hostname() string {
 func kernel() string {
 	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	return strings.TrimSpace(string(b))
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
 }

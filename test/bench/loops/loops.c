@@ -8,6 +8,11 @@
 //   loops mmap N             N mmap+munmap pairs of 16 KiB; per iteration = one pair
 //   loops malloc N           N malloc+free pairs of sizes 16..4096 B
 //   loops getpid N           N getpid() system calls (the control)
+//   loops hold KIB           wait for a line on stdin (the caller moves the process
+//                            into its cgroup meanwhile), map and touch KIB anonymous
+//                            KiB, print "ready", then sleep until stdin closes
+//   loops stacks N           as hold, but map N 4 KiB regions, each from a distinct
+//                            call path (N < 65536), and keep them
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,10 +35,82 @@ __attribute__((noinline)) static void touch(volatile char *p, size_t len, long p
 		p[i] = 1;
 }
 
+/* The path to each mapping of `stacks` spells its number in binary: bit d
+ * picks path0 or path1 at depth d, so every number has its own user stack. */
+static volatile long sink;
+#define STACK_BITS 16
+__attribute__((noinline)) static void *path0(unsigned n, int d);
+__attribute__((noinline)) static void *path1(unsigned n, int d);
+
+__attribute__((noinline)) static void *leaf(void)
+{
+	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	sink += (long)p;
+	return p;
+}
+
+static void *step(unsigned n, int d)
+{
+	if (d == 0)
+		return leaf();
+	return ((n >> (d - 1)) & 1) ? path1(n, d - 1) : path0(n, d - 1);
+}
+
+__attribute__((noinline)) static void *path0(unsigned n, int d)
+{
+	void *p = step(n, d);
+	sink++; /* no tail call: keep this frame on the stack */
+	return p;
+}
+
+__attribute__((noinline)) static void *path1(unsigned n, int d)
+{
+	void *p = step(n, d);
+	sink--;
+	return p;
+}
+
+/* wait_line reads stdin up to a newline; it returns 0 at end of file. */
+static int wait_line(void)
+{
+	char c;
+	while (read(0, &c, 1) == 1)
+		if (c == '\n')
+			return 1;
+	return 0;
+}
+
+static int hold(long n, int stacks)
+{
+	if (!wait_line())
+		return 1;
+	if (stacks) {
+		for (long i = 0; i < n; i++)
+			if (path0((unsigned)i, STACK_BITS) == MAP_FAILED) {
+				perror("mmap");
+				return 1;
+			}
+	} else {
+		size_t len = (size_t)n << 10;
+		char *p =
+		    mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) {
+			perror("mmap");
+			return 1;
+		}
+		memset(p, 1, len);
+	}
+	printf("ready\n");
+	fflush(stdout);
+	while (wait_line())
+		;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: loops faults|mmap|malloc|getpid N [ROUNDS]\n");
+		fprintf(stderr, "usage: loops faults|mmap|malloc|getpid|hold|stacks N [ROUNDS]\n");
 		return 2;
 	}
 	long page = sysconf(_SC_PAGESIZE);
@@ -83,6 +160,14 @@ int main(int argc, char **argv)
 		elapsed = now_ns() - start;
 		for (int i = 0; i < 64; i++)
 			free(keep[i]);
+	} else if (!strcmp(argv[1], "hold")) {
+		return hold(n, 0);
+	} else if (!strcmp(argv[1], "stacks")) {
+		if (n < 1 || n >= 1L << STACK_BITS) {
+			fprintf(stderr, "stacks: N must be 1..%ld\n", (1L << STACK_BITS) - 1);
+			return 2;
+		}
+		return hold(n, 1);
 	} else if (!strcmp(argv[1], "getpid")) {
 		start = now_ns();
 		for (long i = 0; i < n; i++)
