@@ -2,6 +2,7 @@ package symbolize
 
 import (
 	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -13,6 +14,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -61,7 +63,8 @@ type Mapping struct {
 	Deleted bool
 
 	// What this package could resolve for addresses in the mapping, as
-	// pprof's flags of the same names mean it.
+	// pprof's flags of the same names mean it; known once the file's
+	// symbol table has loaded (the first Symbolize that needs it).
 	HasFunctions, HasFilenames, HasLineNumbers, HasInlineFrames bool
 }
 
@@ -124,6 +127,10 @@ type Symbolizer struct {
 	procs   *lru[procKey, *process]
 	objects *lru[string, *object]   // by content key (build id, else file identity)
 	idents  *lru[fileIdent, string] // file identity -> content key
+	// files keeps mapped files open, by content key, from capture until
+	// their symbols are first needed: symbol tables load lazily (they cost
+	// megabytes each), yet a process that exited meanwhile still resolves.
+	files *lru[string, *os.File]
 	closed  bool
 
 	st struct {
@@ -201,6 +208,7 @@ func New(cfg Config, logger *slog.Logger) (*Symbolizer, error) {
 	})
 	// Identities are small; keep enough for every file of every process.
 	s.idents = newLRU[fileIdent, string](16*cfg.MaxProcesses, nil)
+	s.files = newLRU(maxOpenFiles, func(_ string, f *os.File) { _ = f.Close() })
 	return s, nil
 }
 
@@ -218,12 +226,18 @@ func (s *Symbolizer) Close() error {
 	for _, k := range keys {
 		s.objects.remove(k)
 	}
+	keys = keys[:0]
+	s.files.each(func(k string, _ *os.File) { keys = append(keys, k) })
+	for _, k := range keys {
+		s.files.remove(k)
+	}
 	return nil
 }
 
-// Capture records the executable mappings of a live process, and loads the
-// symbol tables of their files, so that its addresses can be symbolized
-// after it exits. It is cheap when the process was captured and its
+// Capture records the executable mappings of a live process and keeps
+// their files reachable (identified by build id, held open until their
+// symbols are first needed), so that its addresses can be symbolized after
+// it exits. Symbol tables load lazily, when Symbolize first needs them. It is cheap when the process was captured and its
 // executable mappings have not changed; call it again after an exec. A
 // startTime of 0 skips the check that pid is still that process.
 func (s *Symbolizer) Capture(pid uint32, startTime uint64) error {
@@ -412,6 +426,25 @@ func (s *Symbolizer) safeFrames(o *object, fileOff uint64) (fr []Frame) {
 // object returns the acquired symbol table of a mapping, reloading it if
 // the cache dropped it and the file can still be reached, or nil.
 func (s *Symbolizer) object(key procKey, pm *procMapping) *object {
+	o := s.objectOf(key, pm)
+	if o != nil {
+		s.mu.Lock()
+		describe(pm, o)
+		s.mu.Unlock()
+	}
+	return o
+}
+
+// describe sets what a mapping's file offers, once its table is loaded.
+func describe(pm *procMapping, o *object) {
+	pm.HasFunctions = len(o.syms) > 0 || o.goTab != nil
+	if g := o.goTab; g != nil && g.legacy == nil {
+		pm.HasFilenames, pm.HasLineNumbers = true, true
+		pm.HasInlineFrames = g.version >= 120 && g.gofunc != nil
+	}
+}
+
+func (s *Symbolizer) objectOf(key procKey, pm *procMapping) *object {
 	if pm.contentKey == "" {
 		return nil
 	}
@@ -426,8 +459,16 @@ func (s *Symbolizer) object(key procKey, pm *procMapping) *object {
 		return o
 	}
 	s.st.fileMisses.Add(1)
-	// Evicted since capture: the process must still live for its file to
-	// be reachable, and the file must be the one captured.
+	// Not loaded yet (or evicted): from the file held open since capture,
+	// else from the live process's view of it.
+	s.mu.Lock()
+	f, held := s.files.get(pm.contentKey)
+	s.mu.Unlock()
+	if held {
+		if o, err := s.loadHeld(pm.contentKey, f); err == nil {
+			return o
+		}
+	}
 	if s.checkIdentity(key) != nil {
 		return nil
 	}
@@ -459,19 +500,13 @@ func (s *Symbolizer) resolve(pid uint32, e mapsEntry, pm *procMapping) {
 		if !ok || id.ino != e.Inode || !st.Mode().IsRegular() {
 			continue
 		}
-		o, ck, err := s.load(path, id)
+		ck, buildID, err := s.identify(path, id)
 		if err != nil {
 			s.log.Debug("cannot read mapped file", logKeyPID, pid, logKeyFile, e.Path, logKeyErr, err)
 			return
 		}
 		pm.contentKey, pm.ident, pm.openPath = ck, id, path
-		pm.BuildID = o.buildID
-		pm.HasFunctions = len(o.syms) > 0 || o.goTab != nil
-		if g := o.goTab; g != nil && g.legacy == nil {
-			pm.HasFilenames, pm.HasLineNumbers = true, true
-			pm.HasInlineFrames = g.version >= 120 && g.gofunc != nil
-		}
-		o.release()
+		pm.BuildID = buildID
 		return
 	}
 	s.st.errors.Add(1)
@@ -529,6 +564,104 @@ func (s *Symbolizer) load(path string, id fileIdent) (*object, string, error) {
 	o.acquire()
 	s.objects.add(ck, o)
 	return o, ck, nil
+}
+
+// maxOpenFiles bounds the files held open between capture and first use.
+const maxOpenFiles = 256
+
+// identify names a mapped file's content (its build id, else its identity)
+// without loading its symbols, and holds it open for when they are needed.
+// A file whose content is known or loaded already is not opened again.
+func (s *Symbolizer) identify(path string, id fileIdent) (contentKey, buildID string, err error) {
+	s.mu.Lock()
+	if ck, ok := s.idents.get(id); ok {
+		_, loaded := s.objects.get(ck)
+		_, held := s.files.get(ck)
+		s.mu.Unlock()
+		if loaded || held {
+			return ck, strings.TrimPrefix(ck, "build-id:"), nil
+		}
+	} else {
+		s.mu.Unlock()
+	}
+
+	f, err := os.Open(path)
+	if err != nil {
+		return "", "", err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return "", "", err
+	}
+	if got, ok := identOf(st); !ok || got != id {
+		_ = f.Close()
+		return "", "", fmt.Errorf("%s changed while opening it", path)
+	}
+	s.st.filesOpened.Add(1)
+	buildID, err = elfBuildID(f, st.Size())
+	if err != nil {
+		_ = f.Close()
+		s.st.errors.Add(1)
+		return "", "", err
+	}
+	contentKey = "file:" + id.String()
+	if buildID != "" {
+		contentKey = "build-id:" + buildID
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.idents.add(id, contentKey)
+	if _, loaded := s.objects.get(contentKey); loaded {
+		_ = f.Close()
+		return contentKey, buildID, nil
+	}
+	if _, held := s.files.get(contentKey); held {
+		_ = f.Close()
+		return contentKey, buildID, nil
+	}
+	s.files.add(contentKey, f)
+	return contentKey, buildID, nil
+}
+
+// elfBuildID reads an ELF file's build id from its notes only.
+func elfBuildID(f *os.File, size int64) (id string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("reading %s: %v", f.Name(), r)
+		}
+	}()
+	ef, err := elf.NewFile(f)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", errNotELF, err)
+	}
+	fits := func(off, n uint64) bool { return off <= uint64(size) && n <= uint64(size)-off }
+	return readBuildID(ef, fits), nil
+}
+
+// loadHeld loads the symbols of a file held open since capture, and lets
+// the file go: from now on the loaded table serves it.
+func (s *Symbolizer) loadHeld(contentKey string, f *os.File) (*object, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.loadFile(f, st.Size())
+	if err != nil {
+		s.st.errors.Add(1)
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.files.remove(contentKey)
+	if have, ok := s.objects.get(contentKey); ok {
+		o.evict()
+		have.acquire()
+		return have, nil
+	}
+	o.acquire()
+	s.objects.add(contentKey, o)
+	return o, nil
 }
 
 func (s *Symbolizer) loadFile(f *os.File, size int64) (o *object, err error) {
