@@ -130,8 +130,8 @@ type Symbolizer struct {
 	// files keeps mapped files open, by content key, from capture until
 	// their symbols are first needed: symbol tables load lazily (they cost
 	// megabytes each), yet a process that exited meanwhile still resolves.
-	files *lru[string, *os.File]
-	closed  bool
+	files  *lru[string, *os.File]
+	closed bool
 
 	st struct {
 		processHits, processMisses, processEvictions atomic.Uint64
