@@ -134,9 +134,21 @@ type Group struct {
 func New(t testing.TB, limit int64) *Group {
 	t.Helper()
 	RequirePrivileged(t)
+	g, err := Make(t, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// Make is New for goroutines other than the test's (a churn of many groups
+// at once): it returns an error instead of failing the test. The caller
+// must have called RequirePrivileged. The group is removed when the test
+// ends, or earlier by Remove.
+func Make(t testing.TB, limit int64) (*Group, error) {
 	h, err := OwnHierarchy()
 	if err != nil {
-		t.Fatalf("cgtest: %v", err)
+		return nil, fmt.Errorf("cgtest: %w", err)
 	}
 	if h.Version == 2 {
 		// The parent must hand the memory controller down; a cgroup with
@@ -144,42 +156,54 @@ func New(t testing.TB, limit int64) *Group {
 		sub := filepath.Join(h.Dir(), "cgroup.subtree_control")
 		if b, _ := os.ReadFile(sub); !strings.Contains(string(b), "memory") {
 			if err := os.WriteFile(sub, []byte("+memory"), 0o644); err != nil {
-				t.Fatalf("cgtest: enabling the memory controller below %s: %v (run the tests from a cgroup that delegates memory, e.g. `systemd-run --scope -p Delegate=yes`)", h.Dir(), err)
+				return nil, fmt.Errorf("cgtest: enabling the memory controller below %s: %w (run the tests from a cgroup that delegates memory, e.g. `systemd-run --scope -p Delegate=yes`)", h.Dir(), err)
 			}
 		}
 	}
 	dir, err := os.MkdirTemp(h.Dir(), ownPrefix())
 	if err != nil {
-		t.Fatalf("cgtest: making a cgroup beneath %s: %v", h.Dir(), err)
+		return nil, fmt.Errorf("cgtest: making a cgroup beneath %s: %w", h.Dir(), err)
 	}
 	var st syscall.Stat_t
 	if err := syscall.Stat(dir, &st); err != nil {
-		t.Fatalf("cgtest: %v", err)
+		_ = os.Remove(dir)
+		return nil, fmt.Errorf("cgtest: %w", err)
 	}
 	g := &Group{Dir: dir, Rel: filepath.Join("/", h.Own, filepath.Base(dir)), ID: st.Ino, Version: h.Version}
 	t.Cleanup(func() { g.remove(t) })
 	if limit > 0 {
+		l := strconv.FormatInt(limit, 10)
 		if h.Version == 1 {
-			g.write(t, "memory.limit_in_bytes", strconv.FormatInt(limit, 10))
-			g.writeIfExists("memory.memsw.limit_in_bytes", strconv.FormatInt(limit, 10))
+			err = g.writeErr("memory.limit_in_bytes", l)
+			g.writeIfExists("memory.memsw.limit_in_bytes", l)
 		} else {
-			g.write(t, "memory.max", strconv.FormatInt(limit, 10))
+			err = g.writeErr("memory.max", l)
 			g.writeIfExists("memory.swap.max", "0")
 		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	return g
+	return g, nil
 }
 
-func (g *Group) write(t testing.TB, file, value string) {
-	t.Helper()
+func (g *Group) writeErr(file, value string) error {
 	if err := os.WriteFile(filepath.Join(g.Dir, file), []byte(value), 0o644); err != nil {
-		t.Fatalf("cgtest: writing %s to %s: %v", value, file, err)
+		return fmt.Errorf("cgtest: writing %s to %s: %w", value, file, err)
 	}
+	return nil
 }
 
 func (g *Group) writeIfExists(file, value string) {
 	_ = os.WriteFile(filepath.Join(g.Dir, file), []byte(value), 0o644)
 }
+
+// Remove ends the group's processes by their pids and removes the group now,
+// rather than when the test ends (a churn of short-lived groups); the
+// cleanup's removal after it is harmless. It reports a failure with
+// t.Errorf, so any goroutine of the test may call it, but only one at a
+// time for a given group.
+func (g *Group) Remove(t testing.TB) { g.remove(t) }
 
 // remove ends the group's processes and removes it, within a bound.
 func (g *Group) remove(t testing.TB) {
@@ -217,18 +241,29 @@ type Proc struct {
 // Its stderr goes to the test log.
 func (g *Group) Start(t testing.TB, path string, args ...string) *Proc {
 	t.Helper()
+	p, err := g.Launch(t, path, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Launch is Start for goroutines other than the test's: it returns an error
+// instead of failing the test. The process is ended by the group's Remove
+// or when the test ends.
+func (g *Group) Launch(t testing.TB, path string, args ...string) (*Proc, error) {
 	cmd := exec.Command("/bin/sh", append([]string{"-c", `read _ && exec "$0" "$@"`, path}, args...)...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cmd.Stderr = testWriter{t}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("cgtest: starting %s: %v", path, err)
+		return nil, fmt.Errorf("cgtest: starting %s: %w", path, err)
 	}
 	p := &Proc{Cmd: cmd, PID: cmd.Process.Pid, stdin: stdin, lines: make(chan string, 16), done: make(chan struct{})}
 	g.procs = append(g.procs, p)
@@ -244,10 +279,12 @@ func (g *Group) Start(t testing.TB, path string, args ...string) *Proc {
 	}()
 	if err := os.WriteFile(filepath.Join(g.Dir, "cgroup.procs"), []byte(strconv.Itoa(p.PID)), 0o644); err != nil {
 		p.Kill()
-		t.Fatalf("cgtest: moving pid %d into %s: %v", p.PID, g.Dir, err)
+		return nil, fmt.Errorf("cgtest: moving pid %d into %s: %w", p.PID, g.Dir, err)
 	}
-	p.Send(t, "")
-	return p
+	if _, err := fmt.Fprintln(p.stdin, ""); err != nil {
+		return nil, fmt.Errorf("cgtest: sending %q to pid %d: %w", "", p.PID, err)
+	}
+	return p, nil
 }
 
 // Do sends one command and returns the workload's answer, failing the test
