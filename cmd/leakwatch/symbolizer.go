@@ -25,6 +25,8 @@ type resolver struct{ s *symbolize.Symbolizer }
 
 func (r resolver) Capture(pid uint32, startTime uint64) error { return r.s.Capture(pid, startTime) }
 
+func (r resolver) Forget(pid uint32, startTime uint64) { r.s.Forget(pid, startTime) }
+
 func (r resolver) Resolve(pid uint32, startTime uint64, addrs []uint64) ([]profile.Location, error) {
 	out := make([]profile.Location, len(addrs))
 	maps := make(map[*symbolize.Mapping]*profile.Mapping)

@@ -106,6 +106,7 @@ const (
 type Symbolizer interface {
 	profile.Resolver
 	Capture(pid uint32, startTime uint64) error
+	Forget(pid uint32, startTime uint64)
 }
 
 // Parts are the optional pieces the agent works with; any may be nil.
@@ -481,7 +482,11 @@ func (a *Agent) expire(seen map[uint64]bool, now time.Time) {
 		delete(a.ooms, memcg)
 		a.oomsMu.Unlock()
 		if a.prof != nil {
-			a.prof.Forget(memcg)
+			for _, p := range a.prof.Forget(memcg) {
+				if a.sym != nil {
+					a.sym.Forget(p.PID, p.StartTime)
+				}
+			}
 		}
 	}
 }

@@ -195,3 +195,17 @@ func TestBoundsEvictExitedProcessesFirst(t *testing.T) {
 		}
 	}
 }
+
+func TestForgetReturnsProcessesWithNothingLeft(t *testing.T) {
+	s := NewStore(DefaultConfig())
+	t0 := time.Now()
+	a := func(memcg uint64, pid uint32) tracer.Allocation {
+		return tracer.Allocation{Memcg: memcg, PID: pid, StackID: 1, Kind: tracer.KindMmap, Bytes: 1, Count: 1}
+	}
+	// pid 1 only in cgroup 10; pid 2 in 10 and 11 (it moved).
+	s.Update(t0, snap([]tracer.Allocation{a(10, 1), a(10, 2), a(11, 2)}, nil, nil), procInfo)
+	gone := s.Forget(10)
+	if len(gone) != 1 || gone[0].PID != 1 || gone[0].StartTime != 1000 {
+		t.Errorf("Forget(10) = %+v, want only pid 1 (start 1000): pid 2 still has data in cgroup 11", gone)
+	}
+}

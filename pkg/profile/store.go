@@ -262,15 +262,36 @@ func (s *Store) evictKeys(n int) {
 	}
 }
 
-// Forget drops everything of a memory cgroup that is no longer tracked.
-func (s *Store) Forget(memcg uint64) {
+// Process identifies a process in the store: pid and start time.
+type Process struct {
+	PID       uint32
+	StartTime uint64
+}
+
+// Forget drops everything of a memory cgroup that is no longer tracked, and
+// returns the processes of which nothing is left, so that what else is kept
+// of them (their captured memory maps) can go too.
+func (s *Store) Forget(memcg uint64) []Process {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	gone := make(map[Process]bool)
 	for k := range s.keys {
 		if k.memcg == memcg {
 			delete(s.keys, k)
+			gone[Process{k.pid, k.starts}] = true
 		}
 	}
+	for k := range s.keys {
+		delete(gone, Process{k.pid, k.starts})
+	}
+	out := make([]Process, 0, len(gone))
+	for p := range gone {
+		out = append(out, p)
+		if pr, ok := s.procs[p.PID]; ok && pr.startTime == p.StartTime {
+			delete(s.procs, p.PID)
+		}
+	}
+	return out
 }
 
 // Evicted counts keys and stacks dropped to stay within the bounds.
