@@ -1,8 +1,10 @@
 package server
 
 import (
+	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -24,6 +26,10 @@ const profileRetryAfter = 5 * time.Second
 // get ServeMux's bare 400.
 func guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/symbolz") {
+			symbolz(w, r)
+			return
+		}
 		if r.ContentLength != 0 {
 			// The connection is not reused: the unread body would be parsed
 			// as the next request.
@@ -38,6 +44,23 @@ func guard(next http.Handler) http.Handler {
 		r.Body = http.MaxBytesReader(w, r.Body, 0)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// symbolz answers pprof's remote symbolization, which `go tool pprof URL`
+// asks for next to a profile that has addresses without functions: the
+// agent symbolizes what it can before serving, so it has nothing to add.
+// "num_symbols: 0" (GET) and an empty answer (POST, the addresses; at most
+// 1 MiB read) tell pprof so, where an error would make it give up.
+func symbolz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		_, _ = io.WriteString(w, "num_symbols: 0\n")
+	case http.MethodPost:
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+	default:
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+	}
 }
 
 // acquireProfileSlot takes one of the profile slots without waiting, or

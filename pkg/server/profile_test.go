@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,20 @@ func TestProfileEndpoint(t *testing.T) {
 				t.Errorf("%s: error not JSON: %s %q", target, ct, rec.Body.String())
 			}
 		}
+	}
+}
+
+// go tool pprof URL asks the server to symbolize addresses the profile left
+// unresolved; an error there makes pprof give up on the whole profile.
+func TestSymbolzTellsPprofThereIsNothingToAdd(t *testing.T) {
+	h := newTestServer(t, newTestSource()).Handler()
+	if rec := do(t, h, http.MethodGet, "/api/v1/containers/100/symbolz"); rec.Code != http.StatusOK || rec.Body.String() != "num_symbols: 0\n" {
+		t.Errorf("GET symbolz: %d %q", rec.Code, rec.Body.String())
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/v1/oomkills/1/symbolz", strings.NewReader("0x7f278fa079b3+0x55ae94cf730e")))
+	if rec.Code != http.StatusOK || rec.Body.Len() != 0 {
+		t.Errorf("POST symbolz: %d %q, want 200 and nothing", rec.Code, rec.Body.String())
 	}
 }
 
