@@ -245,8 +245,8 @@ func isAllocator(l *profile.Location) bool {
 	if len(l.Line) == 0 {
 		return false
 	}
-	// The innermost function at the address decides (inlined frames come
-	// first in Line... pprof orders Line callee first).
+	// The innermost function at the address decides: pprof lists a
+	// location's inlined frames callee first.
 	return allocatorFrames.MatchString(l.Line[0].Function.Name)
 }
 

@@ -71,7 +71,6 @@ type series struct {
 type proc struct {
 	comm      string
 	startTime uint64
-	exited    bool
 }
 
 // Store accumulates tracer snapshots into per-container profile data. The
@@ -162,7 +161,6 @@ func (s *Store) ProcessExited(pid uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p, ok := s.procs[pid]; ok {
-		p.exited = true
 		// A new process may reuse the pid; it will be looked up afresh.
 		delete(s.procs, pid)
 		for k, sr := range s.keys {
