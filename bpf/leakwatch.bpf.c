@@ -7,6 +7,8 @@
  *     mappings and heap growth, remembered by (tgid, start) with their length,
  *     memory cgroup and allocating user stack until unmapped, moved or the
  *     process exits or execs (user space sweeps those on the events below).
+ *     Mappings shorter than mmap_sample_bytes are sampled by size at entry,
+ *     so a loop of small mappings mostly runs two short programs.
  *   perf software event page-faults (a perf_event program, sampled every
  *     fault_sample_period faults per CPU by the kernel's perf counter, so an
  *     unsampled fault runs no BPF at all): user stack and byte weight of
@@ -35,6 +37,18 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 /* Set by the loader before load. */
 volatile const __u64 page_size = 4096;
+/* Private anonymous mappings shorter than this are tracked with probability
+ * len / mmap_sample_bytes (see struct mapping's sampled_len); 0 tracks every
+ * one. At most 1 GiB, so a sampled length fits 32 bits. */
+volatile const __u64 mmap_sample_bytes = 0;
+/* Exit and exec events wake the reader only once this much is queued; the
+ * reader also drains the ring buffer on a timer. OOM kills and new tracked
+ * processes wake it at once. */
+volatile const __u64 ringbuf_wakeup_bytes = 0;
+
+/* Set once tracked_procs overflowed: a process may then hold mappings without
+ * an entry there, so munmap can no longer skip processes without one. */
+volatile __u32 procs_overflowed = 0;
 
 #define MAP_SHARED	 0x01
 #define MAP_PRIVATE	 0x02
@@ -57,7 +71,9 @@ volatile const __u64 page_size = 4096;
 /* Arguments stashed at syscall entry for the exit handler. */
 struct pending {
 	__u64 args[4];
-	__u64 vma_start; /* start of the VMA holding args[0] at entry, or 0 */
+	__u64 vma_start;   /* start of the VMA holding args[0] at entry, or 0 */
+	__u32 sampled_len; /* mmap: see struct mapping */
+	__u32 untracked;   /* mmap: sampled out; only what MAP_FIXED replaces counts */
 };
 
 struct {
@@ -140,6 +156,15 @@ const enum drop_reason *unused_drop_reason __attribute__((unused));
 const enum mapping_kind *unused_mapping_kind __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
 
+/* Submit flags for an event the reader may pick up late: wake it only when
+ * enough has queued that its timer might not come soon enough. */
+static __always_inline __u64 lazy_wakeup(void)
+{
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ringbuf_wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void count_drop(__u32 reason)
 {
 	__u64 *v = bpf_map_lookup_elem(&drops, &reason);
@@ -199,8 +224,10 @@ static __always_inline void mark_tracked(__u32 tgid, __u64 now)
 	if (bpf_map_lookup_elem(&tracked_procs, &tgid))
 		return;
 	if (bpf_map_update_elem(&tracked_procs, &tgid, &now, BPF_NOEXIST)) {
-		if (!bpf_map_lookup_elem(&tracked_procs, &tgid))
+		if (!bpf_map_lookup_elem(&tracked_procs, &tgid)) {
 			count_drop(DROP_PROCS_FULL);
+			procs_overflowed = 1;
+		}
 		return;
 	}
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -269,9 +296,19 @@ static __always_inline bool is_err(long ret)
 	return (unsigned long)ret >= (unsigned long)-MAX_ERRNO;
 }
 
+/* The bytes that bytes of mapping m stand for: more than bytes when m was
+ * sampled (computed in two parts so that it cannot overflow). */
+static __always_inline __u64 weigh(const struct mapping *m, __u64 bytes)
+{
+	__u64 sl = m->sampled_len;
+	if (!sl)
+		return bytes;
+	return bytes / sl * mmap_sample_bytes + bytes % sl * mmap_sample_bytes / sl;
+}
+
 /* Records [start, start+len) as a live mapping. */
 static __always_inline void track(__u32 tgid, __u64 start, __u64 len, __u64 memcg, __u64 stack_id,
-				  __u32 kind, __u64 now)
+				  __u32 kind, __u32 sampled_len, __u64 now)
 {
 	struct mapping_key key = {.tgid = tgid, .start = start};
 	struct mapping m = {
@@ -280,6 +317,7 @@ static __always_inline void track(__u32 tgid, __u64 start, __u64 len, __u64 memc
 	    .stack_id = stack_id,
 	    .ts = now,
 	    .kind = kind,
+	    .sampled_len = sampled_len,
 	};
 	if (bpf_map_update_elem(&live_mappings, &key, &m, BPF_ANY)) {
 		count_drop(DROP_MAPPINGS_FULL);
@@ -334,7 +372,7 @@ static __always_inline __u64 split_inner(__u32 tgid, __u64 *start, __u64 end, __
 			freed = mend - *start;
 			*start = mend;
 		}
-		return freed;
+		return weigh(&tail, freed);
 	}
 	return 0;
 }
@@ -342,7 +380,7 @@ static __always_inline __u64 split_inner(__u32 tgid, __u64 *start, __u64 end, __
 /* Forgets the tracked bytes in [start, end) of process tgid: a mapping the
  * range starts inside of (from hint, see split_inner), then whole mappings,
  * heads (found by their start) and tails (found by their end), working in
- * from both sides. Returns the bytes forgotten. */
+ * from both sides. Returns the bytes forgotten, weighed (see weigh). */
 static __always_inline __u64 untrack_range(__u32 tgid, __u64 start, __u64 end, __u64 hint)
 {
 	__u64 freed = split_inner(tgid, &start, end, hint);
@@ -358,7 +396,7 @@ static __always_inline __u64 untrack_range(__u32 tgid, __u64 start, __u64 end, _
 			struct mapping_key ek = {.tgid = tgid, .start = mend};
 			if (mend <= end) {
 				/* The whole mapping goes. */
-				freed += m->len;
+				freed += weigh(m, m->len);
 				bpf_map_delete_elem(&mapping_ends, &ek);
 				bpf_map_delete_elem(&live_mappings, &k);
 				start = mend;
@@ -375,7 +413,7 @@ static __always_inline __u64 untrack_range(__u32 tgid, __u64 start, __u64 end, _
 			} else {
 				bpf_map_update_elem(&mapping_ends, &ek, &end, BPF_ANY);
 			}
-			return freed + (end - start);
+			return freed + weigh(&rest, end - start);
 		}
 
 		struct mapping_key ek = {.tgid = tgid, .start = end};
@@ -392,7 +430,7 @@ static __always_inline __u64 untrack_range(__u32 tgid, __u64 start, __u64 end, _
 		bpf_map_delete_elem(&mapping_ends, &ek);
 		if (s >= start) {
 			/* The whole mapping goes, from the back. */
-			freed += m->len;
+			freed += weigh(m, m->len);
 			bpf_map_delete_elem(&live_mappings, &sk);
 			end = s;
 			continue;
@@ -401,7 +439,7 @@ static __always_inline __u64 untrack_range(__u32 tgid, __u64 start, __u64 end, _
 		m->len = start - s;
 		struct mapping_key nek = {.tgid = tgid, .start = start};
 		bpf_map_update_elem(&mapping_ends, &nek, &s, BPF_ANY);
-		return freed + (end - start);
+		return freed + weigh(m, end - start);
 	}
 
 	/* Nothing found at all is memory never tracked (file mappings, mappings
@@ -426,12 +464,17 @@ static __always_inline __u64 vma_start_of(__u64 addr)
 	return start < addr ? start : 0;
 }
 
-static __always_inline void stash(__u64 a0, __u64 a1, __u64 a2, __u64 a3, __u64 vma_start)
+static __always_inline void stash_pending(struct pending *p)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct pending p = {.args = {a0, a1, a2, a3}, .vma_start = vma_start};
-	if (bpf_map_update_elem(&pending_calls, &id, &p, BPF_ANY))
+	if (bpf_map_update_elem(&pending_calls, &id, p, BPF_ANY))
 		count_drop(DROP_PENDING_FULL);
+}
+
+static __always_inline void stash(__u64 a0, __u64 a1, __u64 a2, __u64 a3, __u64 vma_start)
+{
+	struct pending p = {.args = {a0, a1, a2, a3}, .vma_start = vma_start};
+	stash_pending(&p);
 }
 
 /* Takes the stash of this thread's syscall, if any. */
@@ -462,9 +505,25 @@ int handle_sys_enter_mmap(struct trace_event_raw_sys_enter *ctx)
 	 * replaces what was there and so must be seen. */
 	bool anon_private =
 	    (flags & MAP_ANONYMOUS) && (flags & MAP_TYPE) == MAP_PRIVATE && prot != PROT_NONE;
-	if (!anon_private && !(flags & MAP_FIXED))
+	struct pending p = {.args = {addr, len, prot, flags}, .untracked = !anon_private};
+	if (anon_private && mmap_sample_bytes) {
+		/* Sample by size: a mapping of len bytes is tracked with
+		 * probability len / mmap_sample_bytes and then stands for
+		 * mmap_sample_bytes / len like it, so outstanding bytes per
+		 * stack stay unbiased. */
+		__u64 rlen = page_round_up(len);
+		if (rlen < mmap_sample_bytes) {
+			if (bpf_get_prandom_u32() % mmap_sample_bytes >= rlen)
+				p.untracked = 1;
+			else
+				p.sampled_len = rlen;
+		}
+	}
+	if (p.untracked && !(flags & MAP_FIXED))
 		return 0;
-	stash(addr, len, prot, flags, (flags & MAP_FIXED) ? vma_start_of(addr) : 0);
+	if (flags & MAP_FIXED)
+		p.vma_start = vma_start_of(addr);
+	stash_pending(&p);
 	return 0;
 }
 
@@ -492,38 +551,40 @@ int handle_sys_exit_mmap(struct trace_event_raw_sys_exit *ctx)
 				c->munmap_bytes += freed;
 		}
 	}
-	bool anon_private =
-	    (flags & MAP_ANONYMOUS) && (flags & MAP_TYPE) == MAP_PRIVATE && p.args[2] != PROT_NONE;
-	if (!anon_private)
+	if (p.untracked)
 		return 0;
 
 	__u64 now = bpf_ktime_get_ns();
-	track(tgid, start, len, memcg, user_stack_id(ctx), MAPPING_MMAP, now);
+	track(tgid, start, len, memcg, user_stack_id(ctx), MAPPING_MMAP, p.sampled_len, now);
 	struct counters *c = counters_for(memcg);
 	if (c) {
-		c->mmap_calls++;
-		c->mmap_bytes += len;
+		/* A sampled mapping stands for mmap_sample_bytes of mappings. */
+		if (p.sampled_len) {
+			c->mmap_calls += (mmap_sample_bytes + p.sampled_len / 2) / p.sampled_len;
+			c->mmap_bytes += mmap_sample_bytes;
+		} else {
+			c->mmap_calls++;
+			c->mmap_bytes += len;
+		}
 	}
 	return 0;
 }
 
+/* An unmap is resolved at entry, while the VMAs it ends still exist: there
+ * is no exit handler, no stash, and a process with nothing tracked costs one
+ * lookup. munmap fails only on arguments checked here, on sealed mappings and
+ * when a split would pass vm.max_map_count; such a failure untracks memory
+ * that stays mapped. */
 SEC("tracepoint/syscalls/sys_enter_munmap")
 int handle_sys_enter_munmap(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 addr = ctx->args[0], len = ctx->args[1];
-	stash(addr, len, 0, 0, vma_start_of(addr));
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_munmap")
-int handle_sys_exit_munmap(struct trace_event_raw_sys_exit *ctx)
-{
-	struct pending p;
-	if (!unstash(&p) || ctx->ret != 0)
+	if (!len || (addr & (page_size - 1)))
 		return 0;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 freed =
-	    untrack_range(tgid, p.args[0], p.args[0] + page_round_up(p.args[1]), p.vma_start);
+	if (!procs_overflowed && !bpf_map_lookup_elem(&tracked_procs, &tgid))
+		return 0;
+	__u64 freed = untrack_range(tgid, addr, addr + page_round_up(len), vma_start_of(addr));
 	if (!freed)
 		return 0;
 	struct counters *c = counters_for(current_memcg());
@@ -572,15 +633,16 @@ int handle_sys_exit_mremap(struct trace_event_raw_sys_exit *ctx)
 	bpf_map_delete_elem(&mapping_ends, &ek);
 	bpf_map_delete_elem(&live_mappings, &k);
 	/* MREMAP_DONTUNMAP leaves an empty mapping behind; its pages moved. */
-	track(tgid, new, new_len, moved.memcg, moved.stack_id, moved.kind, moved.ts);
+	track(tgid, new, new_len, moved.memcg, moved.stack_id, moved.kind, moved.sampled_len,
+	      moved.ts);
 
 	struct counters *c = counters_for(moved.memcg);
 	if (c) {
 		c->mremap_calls++;
 		if (new_len > old_len)
-			c->mmap_bytes += new_len - old_len;
+			c->mmap_bytes += weigh(&moved, new_len - old_len);
 		else
-			c->munmap_bytes += old_len - new_len;
+			c->munmap_bytes += weigh(&moved, old_len - new_len);
 	}
 	return 0;
 }
@@ -642,7 +704,7 @@ int handle_sys_exit_brk(struct trace_event_raw_sys_exit *ctx)
 			return 0;
 		}
 	}
-	track(tgid, old, grow, memcg, stack_id, MAPPING_BRK, now);
+	track(tgid, old, grow, memcg, stack_id, MAPPING_BRK, 0, now);
 	return 0;
 }
 
@@ -772,7 +834,7 @@ static __always_inline void report_process(__u32 type)
 	e->type = type;
 	e->ts = bpf_ktime_get_ns();
 	fill_task(e, (struct task_struct *)bpf_get_current_task());
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, lazy_wakeup());
 }
 
 SEC("tracepoint/sched/sched_process_exit")

@@ -56,7 +56,11 @@ struct mapping {
 	__u64 stack_id; /* key of stack_traces; 0 when unknown */
 	__u64 ts;	/* bpf_ktime_get_ns() at creation */
 	__u32 kind;	/* enum mapping_kind */
-	__u32 _pad;
+	/* 0 when every mapping of this size is tracked. Otherwise the
+	 * page-rounded length the mapping had when it was sampled, with
+	 * probability sampled_len / mmap_sample_bytes: it stands for
+	 * mmap_sample_bytes / sampled_len mappings like it. */
+	__u32 sampled_len;
 };
 
 /* A user stack. ips come from the frame-pointer walk, innermost first.

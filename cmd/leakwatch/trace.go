@@ -38,6 +38,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.Interval, "interval", 2*time.Second, "time between two tables")
 	fs.IntVar(&cfg.Top, "top", 20, "cgroups shown, by outstanding bytes")
 	fs.Uint64Var(&cfg.Tracer.FaultSampleBytes, "fault-sample-bytes", cfg.Tracer.FaultSampleBytes, "faulted bytes between two page-fault samples (0: off)")
+	fs.Uint64Var(&cfg.Tracer.MmapSampleBytes, "mmap-sample-bytes", cfg.Tracer.MmapSampleBytes, "private anonymous mappings shorter than this are sampled by size, the rest tracked exactly (0: track all)")
 	fs.StringVar(&cfg.CgroupRoot, "cgroup-root", "/sys/fs/cgroup", "where the host's cgroup hierarchies are mounted")
 	fs.StringVar(&cfg.Tracer.ProcRoot, "proc-root", cfg.Tracer.ProcRoot, "where the host's /proc is mounted")
 	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")

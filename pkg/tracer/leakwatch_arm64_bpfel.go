@@ -87,13 +87,13 @@ type leakwatchFaultValue struct {
 }
 
 type leakwatchMapping struct {
-	_       structs.HostLayout
-	Len     uint64
-	Memcg   uint64
-	StackId uint64
-	Ts      uint64
-	Kind    uint32
-	Pad     uint32
+	_          structs.HostLayout
+	Len        uint64
+	Memcg      uint64
+	StackId    uint64
+	Ts         uint64
+	Kind       uint32
+	SampledLen uint32
 }
 
 type leakwatchMappingKey struct {
@@ -111,9 +111,11 @@ const (
 )
 
 type leakwatchPending struct {
-	_        structs.HostLayout
-	Args     [4]uint64
-	VmaStart uint64
+	_          structs.HostLayout
+	Args       [4]uint64
+	VmaStart   uint64
+	SampledLen uint32
+	Untracked  uint32
 }
 
 type leakwatchStackTrace struct {
@@ -147,8 +149,10 @@ const (
 	leakwatchProgHandleSysExitBrk       = "handle_sys_exit_brk"
 	leakwatchProgHandleSysExitMmap      = "handle_sys_exit_mmap"
 	leakwatchProgHandleSysExitMremap    = "handle_sys_exit_mremap"
-	leakwatchProgHandleSysExitMunmap    = "handle_sys_exit_munmap"
+	leakwatchVarMmapSampleBytes         = "mmap_sample_bytes"
 	leakwatchVarPageSize                = "page_size"
+	leakwatchVarProcsOverflowed         = "procs_overflowed"
+	leakwatchVarRingbufWakeupBytes      = "ringbuf_wakeup_bytes"
 	leakwatchVarUnusedDropReason        = "unused_drop_reason"
 	leakwatchVarUnusedEvent             = "unused_event"
 	leakwatchVarUnusedEventType         = "unused_event_type"
@@ -208,7 +212,6 @@ type leakwatchProgramSpecs struct {
 	HandleSysExitBrk       *ebpf.ProgramSpec `ebpf:"handle_sys_exit_brk"`
 	HandleSysExitMmap      *ebpf.ProgramSpec `ebpf:"handle_sys_exit_mmap"`
 	HandleSysExitMremap    *ebpf.ProgramSpec `ebpf:"handle_sys_exit_mremap"`
-	HandleSysExitMunmap    *ebpf.ProgramSpec `ebpf:"handle_sys_exit_munmap"`
 }
 
 // leakwatchMapSpecs contains maps before they are loaded into the kernel.
@@ -231,11 +234,14 @@ type leakwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type leakwatchVariableSpecs struct {
-	PageSize          *ebpf.VariableSpec `ebpf:"page_size"`
-	UnusedDropReason  *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
-	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedEventType   *ebpf.VariableSpec `ebpf:"unused_event_type"`
-	UnusedMappingKind *ebpf.VariableSpec `ebpf:"unused_mapping_kind"`
+	MmapSampleBytes    *ebpf.VariableSpec `ebpf:"mmap_sample_bytes"`
+	PageSize           *ebpf.VariableSpec `ebpf:"page_size"`
+	ProcsOverflowed    *ebpf.VariableSpec `ebpf:"procs_overflowed"`
+	RingbufWakeupBytes *ebpf.VariableSpec `ebpf:"ringbuf_wakeup_bytes"`
+	UnusedDropReason   *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
+	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventType    *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	UnusedMappingKind  *ebpf.VariableSpec `ebpf:"unused_mapping_kind"`
 }
 
 // leakwatchObjects contains all objects after they have been loaded into the kernel.
@@ -289,11 +295,14 @@ func (m *leakwatchMaps) Close() error {
 //
 // It can be passed to loadLeakwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type leakwatchVariables struct {
-	PageSize          *ebpf.Variable `ebpf:"page_size"`
-	UnusedDropReason  *ebpf.Variable `ebpf:"unused_drop_reason"`
-	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
-	UnusedEventType   *ebpf.Variable `ebpf:"unused_event_type"`
-	UnusedMappingKind *ebpf.Variable `ebpf:"unused_mapping_kind"`
+	MmapSampleBytes    *ebpf.Variable `ebpf:"mmap_sample_bytes"`
+	PageSize           *ebpf.Variable `ebpf:"page_size"`
+	ProcsOverflowed    *ebpf.Variable `ebpf:"procs_overflowed"`
+	RingbufWakeupBytes *ebpf.Variable `ebpf:"ringbuf_wakeup_bytes"`
+	UnusedDropReason   *ebpf.Variable `ebpf:"unused_drop_reason"`
+	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventType    *ebpf.Variable `ebpf:"unused_event_type"`
+	UnusedMappingKind  *ebpf.Variable `ebpf:"unused_mapping_kind"`
 }
 
 // leakwatchPrograms contains all programs after they have been loaded into the kernel.
@@ -311,7 +320,6 @@ type leakwatchPrograms struct {
 	HandleSysExitBrk       *ebpf.Program `ebpf:"handle_sys_exit_brk"`
 	HandleSysExitMmap      *ebpf.Program `ebpf:"handle_sys_exit_mmap"`
 	HandleSysExitMremap    *ebpf.Program `ebpf:"handle_sys_exit_mremap"`
-	HandleSysExitMunmap    *ebpf.Program `ebpf:"handle_sys_exit_munmap"`
 }
 
 func (p *leakwatchPrograms) Close() error {
@@ -327,7 +335,6 @@ func (p *leakwatchPrograms) Close() error {
 		p.HandleSysExitBrk,
 		p.HandleSysExitMmap,
 		p.HandleSysExitMremap,
-		p.HandleSysExitMunmap,
 	)
 }
 

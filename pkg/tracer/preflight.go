@@ -63,7 +63,7 @@ var (
 // tracepointsNeeded are the classic tracepoints the programs attach to.
 var tracepointsNeeded = [][2]string{
 	{"syscalls", "sys_enter_mmap"}, {"syscalls", "sys_exit_mmap"},
-	{"syscalls", "sys_enter_munmap"}, {"syscalls", "sys_exit_munmap"},
+	{"syscalls", "sys_enter_munmap"},
 	{"syscalls", "sys_enter_mremap"}, {"syscalls", "sys_exit_mremap"},
 	{"syscalls", "sys_enter_brk"}, {"syscalls", "sys_exit_brk"},
 	{"sched", "sched_process_exit"}, {"sched", "sched_process_exec"},

@@ -3,8 +3,10 @@ package tracer
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -14,17 +16,16 @@ import (
 // batchChunk is how many entries one BPF_MAP_LOOKUP_BATCH call asks for.
 const batchChunk = 4096
 
-// readAll reads every entry of a hash map in batches. The slices are reused
-// when their capacity allows.
+// readAll reads every entry of a hash map in batches, straight into keys and
+// vals, which are reused and grow only when the map holds more than they
+// can.
 func readAll[K, V any](m *ebpf.Map, keys []K, vals []V) ([]K, []V, error) {
 	keys, vals = keys[:0], vals[:0]
-	kbuf := make([]K, batchChunk)
-	vbuf := make([]V, batchChunk)
 	var cursor ebpf.MapBatchCursor
 	for {
-		n, err := m.BatchLookup(&cursor, kbuf, vbuf, nil)
-		keys = append(keys, kbuf[:n]...)
-		vals = append(vals, vbuf[:n]...)
+		keys, vals = slices.Grow(keys, batchChunk), slices.Grow(vals, batchChunk)
+		n, err := m.BatchLookup(&cursor, keys[len(keys):len(keys)+batchChunk], vals[len(vals):len(vals)+batchChunk], nil)
+		keys, vals = keys[:len(keys)+n], vals[:len(vals)+n]
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return keys, vals, nil
 		}
@@ -34,16 +35,47 @@ func readAll[K, V any](m *ebpf.Map, keys []K, vals []V) ([]K, []V, error) {
 	}
 }
 
-// Snapshot reads every map once. It also hands out the frames of stacks that
-// no earlier snapshot handed out, and then forgets the fault counters of
-// processes that exited before the read (their last values are in this
-// snapshot).
-func (t *Tracer) Snapshot() (*Snapshot, error) {
-	t.mu.Lock()
-	faultsToDrop := make(map[uint32]uint64, len(t.deadFault))
-	for pid, ts := range t.deadFault {
-		faultsToDrop[pid] = ts
+// allocKey groups live mappings into Allocations.
+type allocKey struct {
+	memcg, stack uint64
+	pid          uint32
+	kind         Kind
+}
+
+// readBuffers are the reused buffers of the full map reads, which Snapshot
+// and the sweeps take turns with (readMu): a read of 20,000 mappings then
+// allocates little beyond the Snapshot it returns.
+type readBuffers struct {
+	mkeys  []leakwatchMappingKey
+	mvals  []leakwatchMapping
+	fkeys  []leakwatchFaultKey
+	fvals  []leakwatchFaultValue
+	allocs map[allocKey]int // index into Snapshot.Allocations
+}
+
+// weigh is the bytes a tracked mapping stands for (see struct mapping's
+// sampled_len in bpf/leakwatch.h), and how many mappings.
+func (t *Tracer) weigh(v *leakwatchMapping) (bytes, count uint64) {
+	if v.SampledLen == 0 {
+		return v.Len, 1
 	}
+	sl, s := uint64(v.SampledLen), t.cfg.MmapSampleBytes
+	return v.Len/sl*s + v.Len%sl*s/sl, (s + sl/2) / sl
+}
+
+// Snapshot reads every map once. It also hands out the frames of stacks that
+// no earlier snapshot handed out, removes the mappings of processes that the
+// kernel reported gone (exit or exec) since the last one, and then forgets
+// the fault counters of processes that exited before the read (their last
+// values are in this snapshot).
+func (t *Tracer) Snapshot() (*Snapshot, error) {
+	t.readMu.Lock()
+	defer t.readMu.Unlock()
+	b := &t.buf
+
+	t.mu.Lock()
+	faultsToDrop := maps.Clone(t.deadFault)
+	dead := maps.Clone(t.dead)
 	t.mu.Unlock()
 
 	snap := &Snapshot{
@@ -54,49 +86,60 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 	}
 	nowMono := uint64(time.Now().Add(-t.monoToWall).UnixNano())
 
-	mkeys, mvals, err := readAll[leakwatchMappingKey, leakwatchMapping](t.objs.LiveMappings, nil, nil)
+	var err error
+	b.mkeys, b.mvals, err = readAll(t.objs.LiveMappings, b.mkeys, b.mvals)
 	if err != nil {
 		return nil, err
 	}
-	type allocKey struct {
-		memcg, stack uint64
-		pid          uint32
-		kind         Kind
+	if b.allocs == nil {
+		b.allocs = make(map[allocKey]int)
 	}
-	allocs := make(map[allocKey]*Allocation)
-	for i, k := range mkeys {
-		v := mvals[i]
-		ak := allocKey{memcg: v.Memcg, stack: v.StackId, pid: k.Tgid, kind: Kind(v.Kind)}
-		a := allocs[ak]
-		if a == nil {
-			a = &Allocation{Memcg: v.Memcg, PID: k.Tgid, StackID: v.StackId, Kind: Kind(v.Kind)}
-			allocs[ak] = a
+	snap.Allocations = make([]Allocation, 0, len(b.allocs)) // last time's count
+	clear(b.allocs)
+	var gone, goneEnds []leakwatchMappingKey
+	for i, k := range b.mkeys {
+		v := &b.mvals[i]
+		if stamp, ok := dead[k.Tgid]; ok && v.Ts <= stamp {
+			gone = append(gone, k)
+			goneEnds = append(goneEnds, leakwatchMappingKey{Tgid: k.Tgid, Start: k.Start + v.Len})
+			continue
 		}
-		a.Bytes += v.Len
-		a.Count++
+		bytes, count := t.weigh(v)
+		ak := allocKey{memcg: v.Memcg, stack: v.StackId, pid: k.Tgid, kind: Kind(v.Kind)}
+		j, ok := b.allocs[ak]
+		if !ok {
+			j = len(snap.Allocations)
+			b.allocs[ak] = j
+			snap.Allocations = append(snap.Allocations, Allocation{Memcg: v.Memcg, PID: k.Tgid, StackID: v.StackId, Kind: Kind(v.Kind)})
+		}
+		a := &snap.Allocations[j]
+		a.Bytes += bytes
+		a.Count += count
 		if nowMono > v.Ts {
 			a.Oldest = max(a.Oldest, time.Duration(nowMono-v.Ts))
 		}
-		c := snap.Cgroups[v.Memcg]
-		if Kind(v.Kind) == KindBrk {
-			c.BrkBytes += v.Len
-		} else {
-			c.MappedBytes += v.Len
-		}
-		snap.Cgroups[v.Memcg] = c
 	}
-	snap.Allocations = make([]Allocation, 0, len(allocs))
-	for _, a := range allocs {
-		snap.Allocations = append(snap.Allocations, *a)
+	for i := range snap.Allocations {
+		a := &snap.Allocations[i]
+		c := snap.Cgroups[a.Memcg]
+		if a.Kind == KindBrk {
+			c.BrkBytes += a.Bytes
+		} else {
+			c.MappedBytes += a.Bytes
+		}
+		snap.Cgroups[a.Memcg] = c
+	}
+	if err := t.forgetDead(gone, goneEnds, dead); err != nil {
+		return nil, err
 	}
 
-	fkeys, fvals, err := readAll[leakwatchFaultKey, leakwatchFaultValue](t.objs.FaultSamples, nil, nil)
+	b.fkeys, b.fvals, err = readAll(t.objs.FaultSamples, b.fkeys, b.fvals)
 	if err != nil {
 		return nil, err
 	}
-	snap.Faults = make([]FaultSample, 0, len(fkeys))
-	for i, k := range fkeys {
-		v := fvals[i]
+	snap.Faults = make([]FaultSample, 0, len(b.fkeys))
+	for i, k := range b.fkeys {
+		v := b.fvals[i]
 		anon, file := splitFaultBytes(v.Bytes, v.Checked, v.CheckedFile)
 		snap.Faults = append(snap.Faults, FaultSample{
 			Memcg: k.Memcg, PID: k.Tgid, StackID: k.StackId,
@@ -111,11 +154,11 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 		return nil, err
 	}
 	t.handOutStacks(snap)
-	snap.Maps = t.mapUsage(len(mkeys), len(fkeys), len(snap.Cgroups))
+	snap.Maps = t.mapUsage(len(b.mkeys)-len(gone), len(b.fkeys), len(snap.Cgroups))
 
 	// The exited processes' final fault counts are in snap; drop their keys.
 	var drop []leakwatchFaultKey
-	for _, k := range fkeys {
+	for _, k := range b.fkeys {
 		if _, ok := faultsToDrop[k.Tgid]; ok {
 			drop = append(drop, k)
 		}
@@ -131,6 +174,26 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 	}
 	t.mu.Unlock()
 	return snap, nil
+}
+
+// forgetDead deletes the mappings (and their end-index entries) of processes
+// reported gone, found by the read that preceded it, and then forgets those
+// reports. A process reported during the read keeps its report for the next.
+func (t *Tracer) forgetDead(mappings, ends []leakwatchMappingKey, dead map[uint32]uint64) error {
+	if err := deleteKeys(t.objs.LiveMappings, mappings); err != nil {
+		return err
+	}
+	if err := deleteKeys(t.objs.MappingEnds, ends); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	for pid, ts := range dead {
+		if t.dead[pid] == ts {
+			delete(t.dead, pid)
+		}
+	}
+	t.mu.Unlock()
+	return nil
 }
 
 func (t *Tracer) readCounters(snap *Snapshot) error {
@@ -193,33 +256,41 @@ func splitFaultBytes(total, checked, checkedFile uint64) (anon, file uint64) {
 // handOutStacks adds to snap the frames of every referenced stack that was
 // not handed out before.
 func (t *Tracer) handOutStacks(snap *Snapshot) {
-	want := func(id uint64) {
+	var want []uint64
+	t.mu.Lock()
+	add := func(id uint64) {
 		if id == 0 {
 			return
 		}
-		if _, ok := snap.Stacks[id]; ok {
+		if _, ok := t.handed[id]; ok {
 			return
 		}
-		t.mu.Lock()
-		_, done := t.handed[id]
-		t.mu.Unlock()
-		if done {
-			return
-		}
-		var st leakwatchStackTrace
-		if err := t.objs.StackTraces.Lookup(id, &st); err != nil {
-			return // collected meanwhile; the allocation shows stack id only
-		}
-		snap.Stacks[id] = toStack(&st)
-		t.mu.Lock()
-		t.handed[id] = struct{}{}
-		t.mu.Unlock()
+		t.handed[id] = struct{}{} // undone below if the lookup fails
+		want = append(want, id)
 	}
 	for _, a := range snap.Allocations {
-		want(a.StackID)
+		add(a.StackID)
 	}
 	for _, f := range snap.Faults {
-		want(f.StackID)
+		add(f.StackID)
+	}
+	t.mu.Unlock()
+
+	var st leakwatchStackTrace
+	var missing []uint64
+	for _, id := range want {
+		if err := t.objs.StackTraces.Lookup(id, &st); err != nil {
+			missing = append(missing, id) // collected meanwhile; the allocation shows stack id only
+			continue
+		}
+		snap.Stacks[id] = toStack(&st)
+	}
+	if len(missing) > 0 {
+		t.mu.Lock()
+		for _, id := range missing {
+			delete(t.handed, id)
+		}
+		t.mu.Unlock()
 	}
 }
 
@@ -264,30 +335,16 @@ func (t *Tracer) ForgetCgroup(memcg uint64) error {
 	return nil
 }
 
-// sweepDead removes the mappings of processes reported dead (or exec'd) by
-// the kernel, in one pass over the map for all of them.
-func (t *Tracer) sweepDead() error {
-	t.mu.Lock()
-	if len(t.dead) == 0 {
-		t.mu.Unlock()
-		return nil
-	}
-	dead := t.dead
-	t.dead = make(map[uint32]uint64)
-	t.mu.Unlock()
-	return t.removeMappings(func(pid uint32, ts uint64) bool {
-		stamp, ok := dead[pid]
-		return ok && ts <= stamp
-	})
-}
-
 // removeMappings deletes the live mappings for which gone(tgid, created) is
 // true, and the end-index entries that pointed at them.
 func (t *Tracer) removeMappings(gone func(pid uint32, created uint64) bool) error {
-	mkeys, mvals, err := readAll[leakwatchMappingKey, leakwatchMapping](t.objs.LiveMappings, nil, nil)
+	b := &t.buf
+	var err error
+	b.mkeys, b.mvals, err = readAll(t.objs.LiveMappings, b.mkeys, b.mvals)
 	if err != nil {
 		return err
 	}
+	mkeys, mvals := b.mkeys, b.mvals
 	var del []leakwatchMappingKey
 	removed := make(map[uint32]bool)
 	for i, k := range mkeys {
@@ -326,16 +383,20 @@ func (t *Tracer) removeMappings(gone func(pid uint32, created uint64) bool) erro
 // moment before the mapping that references it.) Run calls it every
 // SweepInterval.
 func (t *Tracer) Sweep() error {
+	t.readMu.Lock()
+	defer t.readMu.Unlock()
 	alive := t.aliveCache()
 	if err := t.removeMappings(func(pid uint32, _ uint64) bool { return !alive(pid) }); err != nil {
 		return err
 	}
-	fkeys, _, err := readAll[leakwatchFaultKey, leakwatchFaultValue](t.objs.FaultSamples, nil, nil)
+	b := &t.buf
+	var err error
+	b.fkeys, b.fvals, err = readAll(t.objs.FaultSamples, b.fkeys, b.fvals)
 	if err != nil {
 		return err
 	}
 	t.mu.Lock()
-	for _, k := range fkeys {
+	for _, k := range b.fkeys {
 		if !alive(k.Tgid) {
 			if _, ok := t.deadFault[k.Tgid]; !ok {
 				t.deadFault[k.Tgid] = 0 // dropped after the next snapshot reads it
@@ -359,20 +420,19 @@ func (t *Tracer) aliveCache() func(uint32) bool {
 	}
 }
 
+// collectStacks runs under readMu, right after Sweep read both maps.
 func (t *Tracer) collectStacks() error {
-	_, mvals, err := readAll[leakwatchMappingKey, leakwatchMapping](t.objs.LiveMappings, nil, nil)
+	b := &t.buf
+	var err error
+	b.mkeys, b.mvals, err = readAll(t.objs.LiveMappings, b.mkeys, b.mvals)
 	if err != nil {
 		return err
 	}
-	fkeys, _, err := readAll[leakwatchFaultKey, leakwatchFaultValue](t.objs.FaultSamples, nil, nil)
-	if err != nil {
-		return err
-	}
-	used := make(map[uint64]struct{}, len(mvals)+len(fkeys))
-	for _, v := range mvals {
+	used := make(map[uint64]struct{}, len(b.mvals)+len(b.fkeys))
+	for _, v := range b.mvals {
 		used[v.StackId] = struct{}{}
 	}
-	for _, k := range fkeys {
+	for _, k := range b.fkeys {
 		used[k.StackId] = struct{}{}
 	}
 

@@ -40,7 +40,6 @@ func (t *Tracer) programs() []struct {
 		{leakwatchProgHandleSysEnterMmap, o.HandleSysEnterMmap},
 		{leakwatchProgHandleSysExitMmap, o.HandleSysExitMmap},
 		{leakwatchProgHandleSysEnterMunmap, o.HandleSysEnterMunmap},
-		{leakwatchProgHandleSysExitMunmap, o.HandleSysExitMunmap},
 		{leakwatchProgHandleSysEnterMremap, o.HandleSysEnterMremap},
 		{leakwatchProgHandleSysExitMremap, o.HandleSysExitMremap},
 		{leakwatchProgHandleSysEnterBrk, o.HandleSysEnterBrk},

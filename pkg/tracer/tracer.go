@@ -29,11 +29,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// eventPoll is how often the events reader drains the ring buffer without
+// being woken: exits and execs do not wake it (see ringbuf_wakeup_bytes in
+// the BPF program), since the mappings they end are removed at the next
+// Snapshot anyway, and a wake-up per event cost more CPU than the events.
+const eventPoll = time.Second
+
 // Config sets the tracer's sampling and its bounds.
 type Config struct {
 	// FaultSampleBytes is the mean number of faulted bytes between two
 	// page-fault samples; 0 turns fault sampling off.
 	FaultSampleBytes uint64
+	// MmapSampleBytes samples private anonymous mappings by size: one of
+	// len bytes, if shorter, is tracked with probability
+	// len/MmapSampleBytes and counted as MmapSampleBytes bytes, so
+	// outstanding bytes per stack stay unbiased and longer mappings stay
+	// exact. 0 tracks every mapping. At most 1 GiB.
+	MmapSampleBytes uint64
 	// MaxMappings bounds the live mappings tracked across the node.
 	MaxMappings uint32
 	// MaxStacks bounds the distinct user stacks kept.
@@ -54,6 +66,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		FaultSampleBytes: 512 << 10,
+		MmapSampleBytes:  512 << 10,
 		MaxMappings:      65536,
 		MaxStacks:        16384,
 		MaxFaultKeys:     16384,
@@ -74,6 +87,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("fault sample bytes %d is below the page size %d", c.FaultSampleBytes, os.Getpagesize())
 	case c.RingBufferBytes < uint32(os.Getpagesize()) || c.RingBufferBytes&(c.RingBufferBytes-1) != 0 || c.RingBufferBytes > 1<<30:
 		return fmt.Errorf("ring buffer size %d must be a power of two from the page size to 1 GiB", c.RingBufferBytes)
+	case c.MmapSampleBytes > 1<<30:
+		return fmt.Errorf("mmap sample bytes %d is above 1 GiB", c.MmapSampleBytes)
 	case c.SweepInterval < time.Second:
 		return errors.New("sweep interval must be at least 1s")
 	case c.ProcRoot == "":
@@ -95,8 +110,11 @@ type Tracer struct {
 	// monoToWall turns the kernel's CLOCK_MONOTONIC stamps into wall time.
 	monoToWall time.Duration
 
+	readMu sync.Mutex // one full map read at a time, sharing buf
+	buf    readBuffers
+
 	mu           sync.Mutex
-	dead         map[uint32]uint64   // tgid -> exit/exec stamp: mappings to sweep
+	dead         map[uint32]uint64   // tgid -> exit/exec stamp: mappings the next Snapshot removes
 	deadFault    map[uint32]uint64   // tgid -> exit stamp: fault keys to drop once read
 	handed       map[uint64]struct{} // stack ids whose frames a snapshot handed out
 	unrefOnce    map[uint64]struct{} // stack ids unreferenced at the last sweep
@@ -150,6 +168,7 @@ func New(cfg Config, logger *slog.Logger) (*Tracer, error) {
 		"tracefs", tracefs,
 		"fault_sampling", t.features.FaultSampling,
 		"fault_sample_bytes", cfg.FaultSampleBytes,
+		"mmap_sample_bytes", cfg.MmapSampleBytes,
 	)
 	return t, nil
 }
@@ -163,8 +182,17 @@ func (t *Tracer) load() error {
 	if err := spec.Assign(&specs); err != nil {
 		return fmt.Errorf("assigning BPF specs: %w", err)
 	}
-	if err := specs.PageSize.Set(uint64(os.Getpagesize())); err != nil {
-		return fmt.Errorf("setting page size: %w", err)
+	for name, v := range map[string]struct {
+		c *ebpf.VariableSpec
+		v uint64
+	}{
+		"page size":           {specs.PageSize, uint64(os.Getpagesize())},
+		"mmap sample bytes":   {specs.MmapSampleBytes, t.cfg.MmapSampleBytes},
+		"ring buffer wake-up": {specs.RingbufWakeupBytes, uint64(t.cfg.RingBufferBytes / 4)},
+	} {
+		if err := v.c.Set(v.v); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
 	}
 	specs.LiveMappings.MaxEntries = t.cfg.MaxMappings
 	specs.MappingEnds.MaxEntries = t.cfg.MaxMappings
@@ -196,7 +224,6 @@ func (t *Tracer) attach() error {
 		{"syscalls", "sys_enter_mmap", o.HandleSysEnterMmap},
 		{"syscalls", "sys_exit_mmap", o.HandleSysExitMmap},
 		{"syscalls", "sys_enter_munmap", o.HandleSysEnterMunmap},
-		{"syscalls", "sys_exit_munmap", o.HandleSysExitMunmap},
 		{"syscalls", "sys_enter_mremap", o.HandleSysEnterMremap},
 		{"syscalls", "sys_exit_mremap", o.HandleSysExitMremap},
 		{"syscalls", "sys_enter_brk", o.HandleSysEnterBrk},
@@ -258,8 +285,6 @@ func (t *Tracer) Run(ctx context.Context) error {
 	readErr := make(chan error, 1)
 	go func() { readErr <- t.readEvents() }()
 
-	sweepDead := time.NewTicker(time.Second)
-	defer sweepDead.Stop()
 	sweepAll := time.NewTicker(t.cfg.SweepInterval)
 	defer sweepAll.Stop()
 	for {
@@ -277,10 +302,6 @@ func (t *Tracer) Run(ctx context.Context) error {
 				return nil
 			}
 			return err
-		case <-sweepDead.C:
-			if err := t.sweepDead(); err != nil {
-				t.log.Warn("sweeping exited processes", logKeyErr, err)
-			}
 		case <-sweepAll.C:
 			if err := t.Sweep(); err != nil {
 				t.log.Warn("sweeping tracer state", logKeyErr, err)
@@ -290,9 +311,17 @@ func (t *Tracer) Run(ctx context.Context) error {
 }
 
 func (t *Tracer) readEvents() error {
-	var raw leakwatchEvent
+	var (
+		raw leakwatchEvent
+		rec ringbuf.Record
+	)
+	t.ring.SetDeadline(time.Now().Add(eventPoll))
 	for {
-		rec, err := t.ring.Read()
+		err := t.ring.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.ring.SetDeadline(time.Now().Add(eventPoll))
+			continue
+		}
 		if err != nil {
 			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return errClosed
