@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"slices"
@@ -597,3 +598,41 @@ func retainedChurned(log *churnLog) string {
 }
 
 func mibs(b uint64) float64 { return float64(b) / mib }
+
+// The churn's leak check can fail: fed the agent's RSS as the churn samples
+// it (a point a second, after churnSettle, for the churn's remaining two
+// minutes), the detector flags an agent that keeps 2 KiB per churned
+// container (about 15 KB/s at the churn's pace) and stays quiet on the same
+// RSS without the growth. The RSS is shaped like a Go process's: a floor
+// with steps of a few MiB up and back as the heap goal moves, and page-level
+// noise. No privileges needed: it runs the detector on a synthetic series.
+func TestChurnDetectorFlagsAGrowingAgent(t *testing.T) {
+	const perSecond = float64(2<<10*churnPlanned) / float64(churnDuration/time.Second) // bytes
+	rng := rand.New(rand.NewPCG(1, 2))
+	feed := func(slope float64) (flagged bool, growth float64) {
+		det, err := detect.New(churnDetectConfig(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		n := int((churnDuration - churnSettle) / churnInterval)
+		for i := range n {
+			rss := 40 * float64(mib)
+			if i/7%3 == 1 { // the heap goal's steps
+				rss += float64(rng.IntN(6)) * mib
+			}
+			rss += float64(rng.IntN(64)) * 4096
+			rss += slope * float64(i) * churnInterval.Seconds()
+			v := det.Observe(detect.Point{T: t0.Add(time.Duration(i) * churnInterval), Bytes: rss})
+			flagged = flagged || v.Leaking
+			growth = max(growth, v.GrowthBytesPerSecond)
+		}
+		return flagged, growth
+	}
+	if flagged, g := feed(perSecond); !flagged {
+		t.Errorf("an agent growing %.0f B/s during the churn was not flagged (max growth seen %.0f B/s): the churn's leak check cannot fail", perSecond, g)
+	}
+	if flagged, g := feed(0); flagged {
+		t.Errorf("a flat agent was flagged (max growth seen %.0f B/s)", g)
+	}
+}
