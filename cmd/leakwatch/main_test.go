@@ -110,6 +110,24 @@ func TestEnvironmentSetsFlagsAndTheCommandLineWins(t *testing.T) {
 	}
 }
 
+// The agent's own pprof endpoint is off unless asked for, by flag or by
+// LEAKWATCH_WEB_ENABLE_PPROF.
+func TestEnablePprofFlag(t *testing.T) {
+	if cfg, err := parseRunConfig(nil, &bytes.Buffer{}); err != nil || cfg.EnablePprof {
+		t.Errorf("default: EnablePprof %v, %v; want off", cfg.EnablePprof, err)
+	}
+	if cfg, err := parseRunConfig([]string{"--web.enable-pprof"}, &bytes.Buffer{}); err != nil || !cfg.EnablePprof {
+		t.Errorf("--web.enable-pprof: EnablePprof %v, %v; want on", cfg.EnablePprof, err)
+	}
+	t.Setenv("LEAKWATCH_WEB_ENABLE_PPROF", "true")
+	if cfg, err := parseRunConfig(nil, &bytes.Buffer{}); err != nil || !cfg.EnablePprof {
+		t.Errorf("LEAKWATCH_WEB_ENABLE_PPROF=true: EnablePprof %v, %v; want on", cfg.EnablePprof, err)
+	}
+	if cfg, err := parseRunConfig([]string{"--web.enable-pprof=false"}, &bytes.Buffer{}); err != nil || cfg.EnablePprof {
+		t.Errorf("the command line does not win over the environment: EnablePprof %v, %v", cfg.EnablePprof, err)
+	}
+}
+
 func TestExitCodesAreDistinctPerMissingPart(t *testing.T) {
 	cases := map[string]error{
 		"privileges": &tracer.HostError{Requirement: tracer.RequirePrivileges},

@@ -27,6 +27,7 @@ import (
 type runConfig struct {
 	Listen       string
 	WebConfig    string
+	EnablePprof  bool
 	CgroupRoot   string
 	CRIEndpoints []string
 	NoTracer     bool
@@ -76,6 +77,7 @@ func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
 	fs := newFlagSet("run", "run [flags]", stderr)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:9753", "address of the HTTP server (metrics, API); in Kubernetes the pod IP and port")
 	fs.StringVar(&cfg.WebConfig, "web.config.file", "", "web configuration file (Prometheus exporter toolkit format) that turns on TLS, client certificates and basic auth for every endpoint")
+	fs.BoolVar(&cfg.EnablePprof, "web.enable-pprof", false, "serve the agent's own Go profiles under /debug/pprof/, behind the same web config")
 	fs.DurationVar(&cfg.Agent.Interval, "interval", cfg.Agent.Interval, "time between two collections of every cgroup")
 	fs.DurationVar(&cfg.Agent.Retention, "retention", cfg.Agent.Retention, "how long a removed container stays in the view (series, verdict)")
 	fs.IntVar(&cfg.Agent.MaxContainers, "max-containers", cfg.Agent.MaxContainers, "most containers tracked; more are counted and left out")
@@ -192,7 +194,7 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	if d.server, err = server.New(server.Config{Listen: cfg.Listen, WebConfigFile: cfg.WebConfig}, d.agent, reg, log); err != nil {
+	if d.server, err = server.New(server.Config{Listen: cfg.Listen, WebConfigFile: cfg.WebConfig, EnablePprof: cfg.EnablePprof}, d.agent, reg, log); err != nil {
 		return nil, err
 	}
 	d.closers = append(d.closers, func() { closeLogged(log, "HTTP server", d.server) })

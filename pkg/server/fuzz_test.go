@@ -28,6 +28,8 @@ func FuzzHandler(f *testing.F) {
 		{"OPTIONS", "*", ""},
 		{"CONNECT", "/metrics", ""},
 		{"GET", "//api/v1/../containers/./100", "a=%zz;b"},
+		{"GET", "/debug/pprof/heap", ""},
+		{"GET", "/debug/pprof/profile", "seconds=1"},
 	} {
 		f.Add(seed.method, seed.path, seed.query)
 	}

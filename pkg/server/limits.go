@@ -18,19 +18,29 @@ const maxConcurrentProfiles = 2
 // told to wait: about the time one profile takes to build.
 const profileRetryAfter = 5 * time.Second
 
+// maxSymbolRequestBytes bounds the program addresses pprof posts to be
+// symbolized, the only request body the agent reads.
+const maxSymbolRequestBytes = 1 << 20
+
 // guard answers the requests no route should see, with the same JSON
 // errors as the routes. A body is refused: no endpoint reads one, so it is
 // either a mistake or an attempt to hold the agent's memory or connections;
-// one of unknown length (chunked) is refused too. The target "*" (which only
-// OPTIONS may use, and which the HTTP server answers itself) would otherwise
-// get ServeMux's bare 400.
-func guard(next http.Handler) http.Handler {
+// one of unknown length (chunked) is refused too. The exception is a POST
+// to symbolPath, when set: pprof's symbol lookup, at most
+// maxSymbolRequestBytes. The target "*" (which only OPTIONS may use, and
+// which the HTTP server answers itself) would otherwise get ServeMux's bare
+// 400.
+func guard(next http.Handler, symbolPath string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/symbolz") {
 			symbolz(w, r)
 			return
 		}
-		if r.ContentLength != 0 {
+		var maxBody int64
+		if symbolPath != "" && r.Method == http.MethodPost && r.URL.Path == symbolPath {
+			maxBody = maxSymbolRequestBytes
+		}
+		if (r.ContentLength < 0 && maxBody == 0) || r.ContentLength > maxBody {
 			// The connection is not reused: the unread body would be parsed
 			// as the next request.
 			w.Header().Set("Connection", "close")
@@ -41,7 +51,7 @@ func guard(next http.Handler) http.Handler {
 			writeError(w, http.StatusBadRequest, "request target * is not served")
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, 0)
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -57,24 +67,36 @@ func symbolz(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodHead:
 		_, _ = io.WriteString(w, "num_symbols: 0\n")
 	case http.MethodPost:
-		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxSymbolRequestBytes))
 	default:
 		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
 	}
 }
 
-// acquireProfileSlot takes one of the profile slots without waiting, or
-// answers 429 and returns false when all are taken. The caller releases a
-// slot it got with releaseProfileSlot.
-func (s *Server) acquireProfileSlot(w http.ResponseWriter) bool {
+// limiter hands out a fixed number of slots for costly requests, without
+// waiting: a client asking when all are taken is told with a JSON 429 and
+// Retry-After to come back, so that no request queues up behind another.
+type limiter struct {
+	slots      chan struct{}
+	retryAfter time.Duration
+	busy       string
+}
+
+func newLimiter(n int, retryAfter time.Duration, busy string) *limiter {
+	return &limiter{slots: make(chan struct{}, n), retryAfter: retryAfter, busy: busy}
+}
+
+// acquire takes a slot, or answers 429 and returns false when all are
+// taken. The caller releases a slot it got.
+func (l *limiter) acquire(w http.ResponseWriter) bool {
 	select {
-	case s.profileSlots <- struct{}{}:
+	case l.slots <- struct{}{}:
 		return true
 	default:
-		w.Header().Set("Retry-After", strconv.Itoa(int(profileRetryAfter/time.Second)))
-		writeError(w, http.StatusTooManyRequests, "too many profiles are being built; retry later")
+		w.Header().Set("Retry-After", strconv.Itoa(int(l.retryAfter/time.Second)))
+		writeError(w, http.StatusTooManyRequests, l.busy)
 		return false
 	}
 }
 
-func (s *Server) releaseProfileSlot() { <-s.profileSlots }
+func (l *limiter) release() { <-l.slots }

@@ -52,10 +52,10 @@ func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	if !s.acquireProfileSlot(w) {
+	if !s.profiles.acquire(w) {
 		return
 	}
-	defer s.releaseProfileSlot()
+	defer s.profiles.release()
 	ctx, cancel := context.WithTimeout(r.Context(), profileTimeout)
 	defer cancel()
 	data, err := profiles.Profile(ctx, id, kind, window)

@@ -24,7 +24,10 @@ func (p *profileSource) Profile(_ context.Context, id, kind string, window time.
 	if id != "100" && id != "300" {
 		return nil, fmt.Errorf("container %q: %w", id, view.ErrNotFound)
 	}
+	// Concurrent in the limit tests.
+	p.mu.Lock()
 	p.kind, p.window = kind, window
+	p.mu.Unlock()
 	return []byte("\x1f\x8bprofile"), nil
 }
 

@@ -59,6 +59,10 @@ type Config struct {
 	// endpoint; it is read again on each request and connection, so that
 	// rotated certificates and passwords apply without a restart.
 	WebConfigFile string
+	// EnablePprof serves the agent's own profiles (net/http/pprof) under
+	// /debug/pprof/, for profiling the agent itself. Off, those paths are
+	// unknown like any other.
+	EnablePprof bool
 }
 
 // Validate reports whether the configuration can be served.
@@ -89,8 +93,10 @@ type Server struct {
 	handler   http.Handler
 	http      *http.Server
 	listening chan struct{}
-	// profileSlots holds one token per profile being built.
-	profileSlots chan struct{}
+	// profiles bounds the container profiles built at once, pprofRuns the
+	// agent's own profiles and traces that last seconds.
+	profiles  *limiter
+	pprofRuns *limiter
 
 	mu      sync.Mutex
 	addr    string
@@ -125,7 +131,8 @@ func New(cfg Config, src view.Source, reg prometheus.Gatherer, logger *slog.Logg
 		logger:    logger,
 		listening: make(chan struct{}),
 
-		profileSlots: make(chan struct{}, maxConcurrentProfiles),
+		profiles:  newLimiter(maxConcurrentProfiles, profileRetryAfter, "too many profiles are being built; retry later"),
+		pprofRuns: newLimiter(maxConcurrentPprofRuns, pprofRetryAfter, "the agent is already profiling itself; retry later"),
 	}
 	s.handler = s.routes(reg)
 	s.http = &http.Server{
@@ -261,10 +268,16 @@ func (s *Server) routes(reg prometheus.Gatherer) http.Handler {
 	get("/api/v1/containers/{id}/profile", http.HandlerFunc(s.getProfile))
 	get("/api/v1/oomkills", http.HandlerFunc(s.listOOMKills))
 	get("/api/v1/oomkills/{seq}/profile", http.HandlerFunc(s.getOOMProfile))
+	var symbolPath string
+	if s.cfg.EnablePprof {
+		// Not through get: s.pprof checks the method, as symbol takes POST too.
+		mux.HandleFunc(pprofPrefix, s.pprof)
+		symbolPath = pprofSymbolPath
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %q", r.URL.Path))
 	})
-	return guard(mux)
+	return guard(mux, symbolPath)
 }
 
 // promLogger passes promhttp's gathering errors to the agent's logger.

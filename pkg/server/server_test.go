@@ -343,8 +343,10 @@ func TestGetContainerUnknown(t *testing.T) {
 	}
 }
 
+// Bad requests get JSON errors, those of the agent's own profiles too
+// (on here), which net/http/pprof would answer in plain text.
 func TestErrors(t *testing.T) {
-	h := newTestServer(t, newTestSource()).Handler()
+	h := newPprofServer(t).Handler()
 	tests := []struct {
 		method, target string
 		status         int
@@ -357,6 +359,18 @@ func TestErrors(t *testing.T) {
 		{http.MethodPut, "/readyz", http.StatusMethodNotAllowed},
 		{http.MethodPost, "/api/v1/containers", http.StatusMethodNotAllowed},
 		{http.MethodDelete, "/api/v1/containers/100", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/debug/pprof/nope", http.StatusNotFound},
+		{http.MethodGet, "/debug/pprof/heap/x", http.StatusNotFound},
+		{http.MethodGet, "/debug/pprof/profile?seconds=61", http.StatusBadRequest},
+		{http.MethodGet, "/debug/pprof/profile?seconds=0", http.StatusBadRequest},
+		{http.MethodGet, "/debug/pprof/profile?seconds=1.5", http.StatusBadRequest},
+		{http.MethodGet, "/debug/pprof/trace?seconds=-1", http.StatusBadRequest},
+		{http.MethodGet, "/debug/pprof/trace?seconds=NaN", http.StatusBadRequest},
+		{http.MethodGet, "/debug/pprof/heap?seconds=3600", http.StatusBadRequest},
+		// Refused by net/http/pprof itself, before it waits.
+		{http.MethodGet, "/debug/pprof/heap?seconds=1&debug=1", http.StatusBadRequest},
+		{http.MethodDelete, "/debug/pprof/heap", http.StatusMethodNotAllowed},
+		{http.MethodPost, "/debug/pprof/", http.StatusMethodNotAllowed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
@@ -367,6 +381,9 @@ func TestErrors(t *testing.T) {
 			}
 			if tt.status == http.StatusMethodNotAllowed && rec.Header().Get("Allow") == "" {
 				t.Error("405 without an Allow header")
+			}
+			if rec.Header().Get("X-Go-Pprof") != "" || rec.Header().Get("Content-Disposition") != "" {
+				t.Errorf("pprof's headers left on a JSON error: %v", rec.Header())
 			}
 		})
 	}

@@ -150,6 +150,13 @@ func startServer(t *testing.T, cfg Config, src view.Source) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	runServer(t, s)
+	return s
+}
+
+// runServer runs s until the test ends, once it listens.
+func runServer(t *testing.T, s *Server) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -160,7 +167,6 @@ func startServer(t *testing.T, cfg Config, src view.Source) *Server {
 		}
 	})
 	waitListening(t, s, done)
-	return s
 }
 
 // tlsClient trusts pool and presents certs, if any.
