@@ -181,7 +181,12 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 	// Closed after the parts made later (the server first): the agent has
 	// saved its state when Run ended, Close only releases the store.
 	d.closers = append(d.closers, func() { closeLogged(log, "agent state store", d.agent) })
-	if d.events, err = events.New(events.Config{BaseURL: events.BaseURL(cfg.Listen), Version: bi.Version}, d.agent, log); err != nil {
+	srvCfg := server.Config{Listen: cfg.Listen, WebConfigFile: cfg.WebConfig, EnablePprof: cfg.EnablePprof}
+	scheme, err := srvCfg.Scheme()
+	if err != nil {
+		return nil, err
+	}
+	if d.events, err = events.New(events.Config{BaseURL: events.BaseURL(scheme, cfg.Listen), Version: bi.Version}, d.agent, log); err != nil {
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
@@ -194,7 +199,7 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	if d.server, err = server.New(server.Config{Listen: cfg.Listen, WebConfigFile: cfg.WebConfig, EnablePprof: cfg.EnablePprof}, d.agent, reg, log); err != nil {
+	if d.server, err = server.New(srvCfg, d.agent, reg, log); err != nil {
 		return nil, err
 	}
 	d.closers = append(d.closers, func() { closeLogged(log, "HTTP server", d.server) })

@@ -51,7 +51,8 @@
 // process's memory when the kernel chose it (leakwatch.process.rss.anon_bytes,
 // .file_bytes, .shmem_bytes and leakwatch.process.virtual_memory_bytes),
 // leakwatch.oom.top_stacks (the stacks that grew most before the kill) and
-// leakwatch.profile.url (the profile retained for the kill on this agent).
+// leakwatch.profile.url (the profile retained for the kill on this agent,
+// https when --web.config.file turns on TLS).
 // The victim's memory figures are not semantic conventions, so they carry
 // leakwatch's prefix rather than squatting in the reserved process.*
 // namespace.

@@ -40,7 +40,8 @@ const (
 // configured by the OTEL_EXPORTER_OTLP_* environment variables only.
 type Config struct {
 	// BaseURL is where others reach this agent's HTTP API, e.g.
-	// "http://10.0.0.5:9753" (see BaseURL). OOM kill events link the profile
+	// "http://10.0.0.5:9753" or, with TLS, "https://10.0.0.5:9753" (see
+	// BaseURL). OOM kill events link the profile
 	// retained for the kill under it; empty means no link.
 	BaseURL string
 	// Version is the agent's version, sent as service.version.
@@ -88,7 +89,7 @@ func New(cfg Config, src view.Source, log *slog.Logger) (*Exporter, error) {
 		_ = exp.Shutdown(context.Background())
 		return nil, err
 	}
-	log.Info("OpenTelemetry events on", "protocol", proto, "endpoint", redacted(endpoint()))
+	log.Info("OpenTelemetry events on", "protocol", proto, "endpoint", redacted(endpoint()), "profile_links", cfg.BaseURL)
 	return e, nil
 }
 
@@ -217,10 +218,12 @@ func (e *Exporter) emit(ctx context.Context, r otellog.Record) {
 	e.logger.Emit(ctx, r)
 }
 
-// BaseURL is the URL of the HTTP API served on listen (host:port). An
-// unspecified host (":9753", "0.0.0.0:9753") is replaced with the host name,
-// the best guess at an address others can reach.
-func BaseURL(listen string) string {
+// BaseURL is the URL of the HTTP API served on listen (host:port) with
+// scheme, "https" when the web config turns on TLS. An unspecified host
+// (":9753", "0.0.0.0:9753", "[::]:9753") is replaced with the host name,
+// the best guess at an address others can reach; in Kubernetes the agent
+// listens on its pod IP, which is used as it is.
+func BaseURL(scheme, listen string) string {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return ""
@@ -230,7 +233,7 @@ func BaseURL(listen string) string {
 			return ""
 		}
 	}
-	return (&url.URL{Scheme: "http", Host: net.JoinHostPort(host, port)}).String()
+	return (&url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port)}).String()
 }
 
 // redacted hides a password in an endpoint URL before it is logged.

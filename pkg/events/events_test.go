@@ -459,18 +459,25 @@ func TestBaseURL(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	for listen, want := range map[string]string{
-		"127.0.0.1:9753":  "http://127.0.0.1:9753",
-		"10.1.2.3:9753":   "http://10.1.2.3:9753",
-		"[fd00::5]:9753":  "http://[fd00::5]:9753",
-		":9753":           "http://" + host + ":9753",
-		"0.0.0.0:9753":    "http://" + host + ":9753",
-		"[::]:9753":       "http://" + host + ":9753",
-		"node-a.lan:9753": "http://node-a.lan:9753",
+	// The host and port each listen address is reached at.
+	for listen, hostPort := range map[string]string{
+		"127.0.0.1:9753":  "127.0.0.1:9753",
+		"10.1.2.3:9753":   "10.1.2.3:9753",
+		"[fd00::5]:9753":  "[fd00::5]:9753",
+		":9753":           host + ":9753",
+		"0.0.0.0:9753":    host + ":9753",
+		"[::]:9753":       host + ":9753",
+		"node-a.lan:9753": "node-a.lan:9753",
 		"no-port":         "",
 	} {
-		if got := BaseURL(listen); got != want {
-			t.Errorf("BaseURL(%q) = %q, want %q", listen, got, want)
+		for _, scheme := range []string{"http", "https"} {
+			want := ""
+			if hostPort != "" {
+				want = scheme + "://" + hostPort
+			}
+			if got := BaseURL(scheme, listen); got != want {
+				t.Errorf("BaseURL(%q, %q) = %q, want %q", scheme, listen, got, want)
+			}
 		}
 	}
 }

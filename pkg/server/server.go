@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
+	"go.yaml.in/yaml/v2"
 
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
@@ -83,6 +85,32 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Scheme is the scheme of the server's URLs: "https" when the web config
+// file has a tls_server_config, as the exporter toolkit decides to serve
+// TLS, else "http". Like the toolkit it reads the file once, so a TLS
+// section added while running applies at the next start. A configuration
+// that Validate refuses has no scheme.
+func (c Config) Scheme() (string, error) {
+	if err := c.Validate(); err != nil {
+		return "", err
+	}
+	if c.WebConfigFile == "" {
+		return "http", nil
+	}
+	content, err := os.ReadFile(c.WebConfigFile)
+	if err != nil {
+		return "", fmt.Errorf("web config file %s: %w", c.WebConfigFile, err)
+	}
+	var wc web.Config
+	if err := yaml.Unmarshal(content, &wc); err != nil {
+		return "", fmt.Errorf("web config file %s: %w", c.WebConfigFile, err)
+	}
+	if wc.TLSConfig.IsEnabled() {
+		return "https", nil
+	}
+	return "http", nil
 }
 
 // Server serves the HTTP endpoints of one agent.

@@ -325,3 +325,38 @@ func TestWebConfigInvalid(t *testing.T) {
 		t.Errorf("missing web config: %v, want not exist", err)
 	}
 }
+
+// The scheme of the agent's URLs (the profile links of its events) is
+// https exactly when the web config has the toolkit serve TLS.
+func TestConfigScheme(t *testing.T) {
+	pki := newTestPKI(t)
+	users := "basic_auth_users:\n  " + testUser + ": " + bcryptHash(t, testPassword) + "\n"
+	for name, tc := range map[string]struct {
+		content string // of the web config; "" for none
+		want    string
+	}{
+		"no web config":   {"", "http"},
+		"basic auth":      {users, "http"},
+		"empty TLS":       {"tls_server_config: {}\n" + users, "http"},
+		"TLS":             {"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n", "https"},
+		"TLS and auth":    {"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n" + users, "https"},
+		"client certs":    {"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n", "https"},
+		"rate limit only": {"rate_limit:\n  interval: 1s\n  burst: 5\n", "http"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var cfg Config
+			if tc.content != "" {
+				cfg.WebConfigFile = writeWebConfig(t, pki.dir, tc.content)
+			}
+			got, err := cfg.Scheme()
+			if err != nil || got != tc.want {
+				t.Errorf("Scheme() = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+	// A config the server would refuse has no scheme, and the error names it.
+	path := writeWebConfig(t, t.TempDir(), "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n")
+	if got, err := (Config{WebConfigFile: path}).Scheme(); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("invalid web config: %q, %v; want an error naming the file", got, err)
+	}
+}
