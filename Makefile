@@ -35,7 +35,7 @@ verify-generated: generate ## fail when the committed BPF output is stale
 
 .PHONY: build
 build: ## build bin/leakwatch
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/leakwatch ./cmd/leakwatch
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/leakwatch ./cmd/leakwatch
 
 .PHONY: run
 run: build ## build and run the agent on this host (as root) on 127.0.0.1:9753; LEAKWATCH_FLAGS adds flags
