@@ -299,12 +299,15 @@ func (a *Agent) collect(now time.Time) {
 
 	children := childrenOf(groups)
 	seen := make(map[uint64]bool, len(groups))
+	// One reader a round: it reads each ancestor's limit once for all the
+	// cgroups below it, and limits can change between rounds.
+	mem := a.hier.NewMemoryReader()
 	a.mu.Lock()
 	for _, g := range groups {
 		if !a.tracks(g, children[g.Path]) {
 			continue
 		}
-		stats, err := a.hier.ReadMemory(g.Path)
+		stats, err := mem.Read(g.Path)
 		if err != nil {
 			if errors.Is(err, cgroups.ErrGone) {
 				a.errs[errCgroupGone]++

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/leakwatch/leakwatch/test/cgtest"
 )
 
 // skipUnprivileged skips, or fails when LEAKWATCH_REQUIRE_PRIVILEGED=1 as
@@ -136,5 +138,27 @@ func TestHostChild(t *testing.T) {
 	removed = true
 	if _, err := h.ReadMemory(child); !errors.Is(err, ErrGone) {
 		t.Errorf("ReadMemory of a removed cgroup: err = %v, want ErrGone", err)
+	}
+}
+
+// TestHostRemovedMidRead removes a cgroup while the reader holds its
+// directory open, as the agent may meet it: the next file is gone.
+func TestHostRemovedMidRead(t *testing.T) {
+	h, _ := hostHierarchy(t)
+	g := cgtest.New(t, 0)
+	r := h.NewMemoryReader()
+	og, err := r.open(g.Rel, g.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer og.close()
+	if _, err := readFile(og, "memory.stat", parseMemoryKeys); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(g.Dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readFile(og, "memory.stat", parseMemoryKeys); !errors.Is(err, ErrGone) {
+		t.Errorf("reading a file of a cgroup removed after its directory was opened: err = %v, want ErrGone", err)
 	}
 }

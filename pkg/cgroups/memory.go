@@ -8,9 +8,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/containerd/cgroups/v3/cgroup1"
-	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
-	"github.com/containerd/cgroups/v3/cgroup2"
 	"golang.org/x/sys/unix"
 )
 
@@ -76,35 +73,69 @@ func (s MemoryStats) LeakSignal() uint64 {
 	return s.Anon + s.Kernel
 }
 
-// ReadMemory reads the memory statistics of the cgroup at path (relative to
-// the hierarchy root, as in Group.Path). The error matches ErrGone when the
-// cgroup is removed before or during the read, and ErrNoController for a v2
-// cgroup without memory files. The v2 root cgroup has no memory.current or
-// memory.max: its Usage, WorkingSet and limits read 0.
-//
-// The containerd cgroups library does the reading; it works on any
-// directory, so fixture trees go through the same code as real hosts. It
-// drops a few keys of memory.stat that leakwatch needs (v1 total_shmem; v2
-// pagetables, sec_pagetables and percpu), so memory.stat is read once more
-// for those. That second read comes last on purpose: on v2 the library
-// turns missing files into zeros, and the second read is what notices a
-// cgroup that vanished meanwhile.
+// MemoryReader reads the memory statistics of cgroups of one hierarchy,
+// one collection round's worth: it reuses one buffer for all the files it
+// reads, and reads the limit of each ancestor once, however many cgroups
+// below it are read. Limits change at runtime, so take a new reader for
+// each round. A MemoryReader is not safe for concurrent use.
+type MemoryReader struct {
+	h   Hierarchy
+	buf []byte
+	// limits maps a cgroup path to the smallest limit of that cgroup and
+	// its ancestors below the root (0: none), as read by this reader.
+	limits map[string]uint64
+	// noKmem is set once the v1 root turned out to have no
+	// memory.kmem.usage_in_bytes (kernel memory accounting off or gone).
+	noKmem bool
+}
+
+// readBufSize holds any memory file in one read: v2 memory.stat, the
+// largest, is about 2 KiB.
+const readBufSize = 8 << 10
+
+// maxFileSize bounds what a reader reads of one file.
+const maxFileSize = 1 << 20
+
+// NewMemoryReader returns a reader for one collection round.
+func (h Hierarchy) NewMemoryReader() *MemoryReader {
+	return &MemoryReader{h: h, buf: make([]byte, readBufSize)}
+}
+
+// ReadMemory reads the memory statistics of the cgroup at path, as
+// [MemoryReader.Read] does with a reader of its own. To read many cgroups,
+// use one [MemoryReader].
 func (h Hierarchy) ReadMemory(path string) (MemoryStats, error) {
-	path, dir, err := h.abs(path)
+	return h.NewMemoryReader().Read(path)
+}
+
+// Read reads the memory statistics of the cgroup at path (relative to the
+// hierarchy root, as in Group.Path). The error matches ErrGone when the
+// cgroup is removed before or during the read, and ErrNoController for a v2
+// cgroup without memory files. The v2 root cgroup has no memory.current,
+// memory.max or memory.events: its Usage, WorkingSet, limits and OOM counts
+// read 0.
+//
+// It reads memory.stat, memory.usage_in_bytes, memory.limit_in_bytes,
+// memory.kmem.usage_in_bytes and memory.oom_control on v1; memory.stat,
+// memory.current, memory.max and memory.events on v2, plus the limit file
+// of ancestors the reader has not read yet where the kernel does not give
+// the effective limit (v2, and v1 kernels older than 2.6.31).
+func (r *MemoryReader) Read(path string) (MemoryStats, error) {
+	path, dir, err := r.h.abs(path)
 	if err != nil {
 		return MemoryStats{}, err
 	}
 	var s MemoryStats
-	switch h.Version {
+	switch r.h.Version {
 	case V1:
-		s, err = h.readV1(path, dir)
+		s, err = r.readV1(path, dir)
 	case V2:
-		s, err = h.readV2(path, dir)
+		s, err = r.readV2(path, dir)
 	default:
-		err = fmt.Errorf("unsupported cgroup version %d", int(h.Version))
+		err = fmt.Errorf("unsupported cgroup version %d", int(r.h.Version))
 	}
 	if err != nil {
-		if errors.Is(err, ErrGone) && h.Version == V2 && exists(dir) {
+		if errors.Is(err, ErrGone) && r.h.Version == V2 && exists(dir) {
 			err = fmt.Errorf("%w: no memory files in %s", ErrNoController, dir)
 		}
 		return MemoryStats{}, fmt.Errorf("reading memory of cgroup %s: %w", path, err)
@@ -112,117 +143,241 @@ func (h Hierarchy) ReadMemory(path string) (MemoryStats, error) {
 	return s, nil
 }
 
-func (h Hierarchy) readV1(path, dir string) (MemoryStats, error) {
-	// cgroup1.NewMemory appends "memory" to the root it is given, expecting
-	// /sys/fs/cgroup/memory. Our hierarchy may sit elsewhere (a combined
-	// "cpu,memory" mount, a fixture), so hand it h.Dir and step back out of
-	// the "memory" it appends: the join is lexical.
-	mc := cgroup1.NewMemory(h.Dir, cgroup1.IgnoreModules(h.v1MissingModules()...))
-	var m v1stats.Metrics
-	if err := mc.Stat(filepath.Join("..", path), &m); err != nil {
-		return MemoryStats{}, wrapGone(path, err)
-	}
-	extra, err := readFlatKeyed(filepath.Join(dir, "memory.stat"))
+func (r *MemoryReader) readV1(path, dir string) (MemoryStats, error) {
+	g, err := r.open(path, dir)
 	if err != nil {
-		return MemoryStats{}, wrapGone(path, err)
+		return MemoryStats{}, err
 	}
-	mem := m.GetMemory()
+	defer g.close()
+	st, err := readFile(g, "memory.stat", parseMemoryKeys)
+	if err != nil {
+		return MemoryStats{}, err
+	}
 	s := MemoryStats{
-		Usage:           mem.GetUsage().GetUsage(),
-		Anon:            mem.GetTotalRSS(),
-		File:            mem.GetTotalCache(),
-		Kernel:          mem.GetKernel().GetUsage(),
-		Shmem:           extra["total_shmem"],
-		Limit:           v1Limit(mem.GetUsage().GetLimit()),
-		EffectiveLimit:  v1Limit(mem.GetHierarchicalMemoryLimit()),
-		PageFaults:      mem.GetTotalPgFault(),
-		MajorPageFaults: mem.GetTotalPgMajFault(),
-		OOMKills:        m.GetMemoryOomControl().GetOomKill(),
+		Anon:            st.totalRSS,
+		File:            st.totalCache,
+		Shmem:           st.totalShmem,
+		PageFaults:      st.totalPgfault,
+		MajorPageFaults: st.totalPgmajfault,
 	}
+	if s.Usage, err = readFile(g, "memory.usage_in_bytes", parseValue); err != nil {
+		return MemoryStats{}, err
+	}
+	limit, err := readFile(g, "memory.limit_in_bytes", parseValue)
+	if err != nil {
+		return MemoryStats{}, err
+	}
+	s.Limit = v1Limit(limit)
+	if s.Kernel, err = r.v1Kernel(g); err != nil {
+		return MemoryStats{}, err
+	}
+	oom, err := readFile(g, "memory.oom_control", parseMemoryKeys)
+	if err != nil {
+		return MemoryStats{}, err
+	}
+	s.OOMKills = oom.oomKill
 	s.OOMEvents = s.OOMKills
-	s.WorkingSet = subFloor(s.Usage, mem.GetTotalInactiveFile())
-	if _, ok := extra["hierarchical_memory_limit"]; !ok {
-		// Very old kernels: no hierarchical limit in memory.stat.
-		if s.EffectiveLimit, err = h.effectiveLimit(path, s.Limit, "memory.limit_in_bytes"); err != nil {
+	s.WorkingSet = subFloor(s.Usage, st.totalInactiveFile)
+	s.EffectiveLimit = v1Limit(st.hierLimit)
+	if !st.hasHierLimit {
+		if s.EffectiveLimit, err = r.effectiveLimit(path, s.Limit, "memory.limit_in_bytes"); err != nil {
 			return MemoryStats{}, err
 		}
 	}
 	return s, nil
 }
 
-// v1MissingModules names the optional v1 file groups this kernel lacks
-// (memsw without swap accounting, kmem on kernels that dropped it), which
-// the library must not try to read.
-func (h Hierarchy) v1MissingModules() []string {
-	var missing []string
-	for _, mod := range []string{"memsw", "kmem", "kmem.tcp"} {
-		if !exists(filepath.Join(h.Dir, "memory."+mod+".usage_in_bytes")) {
-			missing = append(missing, mod)
-		}
+// v1Kernel reads memory.kmem.usage_in_bytes, 0 on kernels without it.
+func (r *MemoryReader) v1Kernel(g openGroup) (uint64, error) {
+	const file = "memory.kmem.usage_in_bytes"
+	if r.noKmem {
+		return 0, nil
 	}
-	return missing
+	v, err := readFile(g, file, parseValue)
+	if errors.Is(err, fs.ErrNotExist) && !exists(filepath.Join(r.h.Dir, file)) {
+		r.noKmem = true
+		return 0, nil
+	}
+	return v, err
 }
 
-func (h Hierarchy) readV2(path, dir string) (MemoryStats, error) {
-	mgr, err := cgroup2.Load(path, cgroup2.WithMountpoint(h.Dir))
+func (r *MemoryReader) readV2(path, dir string) (MemoryStats, error) {
+	g, err := r.open(path, dir)
 	if err != nil {
 		return MemoryStats{}, err
 	}
-	m, err := mgr.StatFiltered(cgroup2.StatMemory | cgroup2.StatMemoryEvents)
+	defer g.close()
+	// memory.stat first: where it is missing, so is the controller (or
+	// the cgroup), and the caller is told which.
+	st, err := readFile(g, "memory.stat", parseMemoryKeys)
 	if err != nil {
-		return MemoryStats{}, wrapGone(path, err)
+		return MemoryStats{}, err
 	}
-	extra, err := readFlatKeyed(filepath.Join(dir, "memory.stat"))
-	if err != nil {
-		return MemoryStats{}, wrapGone(path, err)
-	}
-	mem := m.GetMemory()
 	s := MemoryStats{
-		Usage: mem.GetUsage(),
-		Anon:  mem.GetAnon(),
-		File:  mem.GetFile(),
-		Kernel: mem.GetSlabUnreclaimable() + mem.GetKernelStack() +
-			extra["pagetables"] + extra["sec_pagetables"] + extra["percpu"],
-		Shmem:           mem.GetShmem(),
-		Limit:           v2Limit(mem.GetUsageLimit()),
-		PageFaults:      mem.GetPgfault(),
-		MajorPageFaults: mem.GetPgmajfault(),
-		OOMEvents:       m.GetMemoryEvents().GetOom(),
-		OOMKills:        m.GetMemoryEvents().GetOomKill(),
+		Anon:            st.anon,
+		File:            st.file,
+		Kernel:          st.slabUnreclaimable + st.kernelStack + st.pagetables + st.secPagetables + st.percpu,
+		Shmem:           st.shmem,
+		PageFaults:      st.pgfault,
+		MajorPageFaults: st.pgmajfault,
 	}
-	s.WorkingSet = subFloor(s.Usage, mem.GetInactiveFile())
-	if s.EffectiveLimit, err = h.effectiveLimit(path, s.Limit, "memory.max"); err != nil {
+	// The root has none of the other files; below it, a missing file means
+	// the cgroup went away after memory.stat was read.
+	rootOnly := func(err error) error {
+		if path == "/" && errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if s.Usage, err = readFile(g, "memory.current", parseValue); rootOnly(err) != nil {
+		return MemoryStats{}, err
+	}
+	limit, err := readFile(g, "memory.max", parseValue)
+	if rootOnly(err) != nil {
+		return MemoryStats{}, err
+	}
+	s.Limit = v2Limit(limit)
+	oom, err := readFile(g, "memory.events", parseMemoryKeys)
+	if rootOnly(err) != nil {
+		return MemoryStats{}, err
+	}
+	s.OOMEvents, s.OOMKills = oom.oom, oom.oomKill
+	s.WorkingSet = subFloor(s.Usage, st.inactiveFile)
+	if s.EffectiveLimit, err = r.effectiveLimit(path, s.Limit, "memory.max"); err != nil {
 		return MemoryStats{}, err
 	}
 	return s, nil
 }
 
-// effectiveLimit folds the limits of path's ancestors into own. The root
-// cgroup has no limit file, and neither has a v2 cgroup whose parent does
-// not enable the memory controller for it; both count as unlimited.
-func (h Hierarchy) effectiveLimit(path string, own uint64, file string) (uint64, error) {
-	limit := own
-	for p := filepath.Dir(path); p != "/" && p != "."; p = filepath.Dir(p) {
-		b, err := os.ReadFile(filepath.Join(h.Dir, p, file))
-		if errors.Is(err, fs.ErrNotExist) && exists(filepath.Join(h.Dir, p)) {
+// effectiveLimit folds into own (0: none) the limits of path's ancestors
+// below the root.
+func (r *MemoryReader) effectiveLimit(path string, own uint64, file string) (uint64, error) {
+	if path == "/" {
+		return own, nil
+	}
+	up, err := r.chainLimit(filepath.Dir(path), file)
+	if err != nil {
+		return 0, err
+	}
+	return minLimit(own, up), nil
+}
+
+// chainLimit is the smallest limit of cgroup p and its ancestors below the
+// root (0: none). Each cgroup's limit file is read once per reader, so the
+// siblings of a round share their ancestors' reads. The root has no limit
+// file, and neither has a v2 cgroup whose parent does not enable the memory
+// controller for it; both count as unlimited.
+func (r *MemoryReader) chainLimit(p, file string) (uint64, error) {
+	if p == "/" {
+		return 0, nil
+	}
+	if v, ok := r.limits[p]; ok {
+		return v, nil
+	}
+	dir := filepath.Join(r.h.Dir, p)
+	g, err := r.open(p, dir)
+	if err != nil {
+		return 0, err
+	}
+	own, err := readFile(g, file, parseValue)
+	g.close()
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && exists(dir):
+		own = 0
+	case err != nil:
+		return 0, err
+	case own >= v1Unlimited:
+		own = 0
+	}
+	up, err := r.chainLimit(filepath.Dir(p), file)
+	if err != nil {
+		return 0, err
+	}
+	v := minLimit(own, up)
+	if r.limits == nil {
+		r.limits = make(map[string]uint64)
+	}
+	r.limits[p] = v
+	return v, nil
+}
+
+// openGroup is a cgroup directory held open while its files are read: the
+// kernel then finds each file in it rather than walking the whole path.
+type openGroup struct {
+	r    *MemoryReader
+	fd   int
+	path string // cgroup path, for ErrGone
+	dir  string // directory, for messages
+}
+
+func (r *MemoryReader) open(path, dir string) (openGroup, error) {
+	fd, err := openat(unix.AT_FDCWD, dir, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return openGroup{}, wrapGone(path, &os.PathError{Op: "open", Path: dir, Err: err})
+	}
+	return openGroup{r: r, fd: fd, path: path, dir: dir}, nil
+}
+
+func (g openGroup) close() { closeFD(g.fd) }
+
+// readFile reads the file name of g and parses it. Errors name the file,
+// and match ErrGone when the file (and so, mostly, the cgroup) is gone.
+func readFile[T any](g openGroup, name string, parse func([]byte) (T, error)) (T, error) {
+	b, err := g.read(name)
+	if err != nil {
+		var zero T
+		return zero, wrapGone(g.path, err)
+	}
+	v, err := parse(b)
+	if err != nil {
+		return v, fmt.Errorf("parsing %s: %w", filepath.Join(g.dir, name), err)
+	}
+	return v, nil
+}
+
+// read returns the content of the file name of g in the reader's buffer,
+// valid until the next read. A cgroup file gives all it has to the first
+// read that has room for it, so a file takes one read: a short read is the
+// end (as it is for the regular files of fixture trees).
+func (g openGroup) read(name string) ([]byte, error) {
+	fd, err := openat(g.fd, name, unix.O_RDONLY)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: filepath.Join(g.dir, name), Err: err}
+	}
+	defer closeFD(fd)
+	buf := g.r.buf
+	n := 0
+	for {
+		m, err := unix.Read(fd, buf[n:])
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
-			return 0, wrapGone(path, err)
+			return nil, &os.PathError{Op: "read", Path: filepath.Join(g.dir, name), Err: err}
 		}
-		v, err := parseValue(b)
-		if err != nil {
-			return 0, fmt.Errorf("parsing %s of %s: %w", file, p, err)
+		n += m
+		if m == 0 || n < len(buf) {
+			return buf[:n], nil
 		}
-		if v >= v1Unlimited {
-			continue
+		if len(buf) >= maxFileSize {
+			return nil, fmt.Errorf("reading %s: larger than %d bytes", filepath.Join(g.dir, name), maxFileSize)
 		}
-		if limit == 0 || v < limit {
-			limit = v
+		buf = append(buf, make([]byte, len(buf))...)
+		g.r.buf = buf
+	}
+}
+
+func openat(dirfd int, name string, flags int) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, name, flags|unix.O_CLOEXEC, 0)
+		if !errors.Is(err, unix.EINTR) {
+			return fd, err
 		}
 	}
-	return limit, nil
 }
+
+// closeFD closes a descriptor only read from, which cannot lose data.
+func closeFD(fd int) { _ = unix.Close(fd) }
 
 func v1Limit(v uint64) uint64 {
 	if v >= v1Unlimited {
@@ -231,13 +386,20 @@ func v1Limit(v uint64) uint64 {
 	return v
 }
 
-// v2Limit maps "max" (the library's math.MaxUint64) and a missing file (0)
-// to 0.
+// v2Limit maps "max" (math.MaxUint64) to 0.
 func v2Limit(v uint64) uint64 {
 	if v == math.MaxUint64 {
 		return 0
 	}
 	return v
+}
+
+// minLimit is the smaller of two limits, where 0 means none.
+func minLimit(a, b uint64) uint64 {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 func subFloor(a, b uint64) uint64 {
