@@ -17,13 +17,18 @@
 //     the funcdata base is located by checking the candidate positions
 //     against the inline trees). debug/gosym cannot expand inlining, so it
 //     only serves Go 1.2 to 1.17 binaries, with the outermost function
-//     name and no line.
-//   - Other ELF files through .symtab, or .dynsym when stripped: the
-//     function name only (no DWARF lines; the mapping's build id lets
-//     pprof or debuginfod add them). C++ and Rust names are demangled
-//     without parameter and template lists, as pprof does by default; the
-//     mangled name is Frame.SystemName. A symbol without a size is not
-//     used, so an address in a gap of a stripped file stays unknown.
+//     name and no line. Of a Go binary's symbol tables only the functions
+//     outside the pclntab's range are kept (cgo's C code, linked in by
+//     the external linker): none, for a binary without cgo.
+//   - Other ELF files through .symtab and .dynsym: the function name only
+//     (no DWARF lines; the mapping's build id lets pprof or debuginfod add
+//     them). The tables are read in place, not through debug/elf, into 16
+//     bytes a function (address, size, name offset); names stay in the
+//     file's string tables, mapped, and are copied out and demangled only
+//     when a lookup returns them. C++ and Rust names are demangled without
+//     parameter and template lists, as pprof does by default; the mangled
+//     name is Frame.SystemName. A symbol without a size is not used, so an
+//     address in a gap of a stripped file stays unknown.
 //   - JIT code through the process's perf map, /tmp/perf-<pid in its
 //     namespace>.map inside the process's root, reread when it changes.
 //
@@ -38,8 +43,14 @@
 // or CAP_CHECKPOINT_RESTORE. Symbol tables are cached by build id (the GNU
 // build id, else the Go build id), else by device, inode, size and mtime,
 // so a thousand processes of one image cost one table. Both caches are LRU:
-// Config.MaxFiles tables (default 64) and Config.MaxProcesses captured maps
-// (default 4096). A Go pclntab is memory-mapped, not copied; a table
+// Config.MaxProcesses captured maps (default 4096), and Config.MaxFiles
+// tables (default 64) holding at most Config.MaxTableBytes of heap
+// (default 16 MiB; a table larger than that alone is kept alone). The
+// bytes bound counts what a table allocates (Stats.TableBytes), not the
+// file data it maps, a Go pclntab or a string table (Stats.MappedBytes):
+// that is page cache, shared with the processes that run the file, and
+// counts in the agent's RSS only as the file pages that loads and lookups
+// touched (RssFile), which the kernel can drop at any time. A table
 // evicted while a process is still alive is reloaded from its file, but
 // one evicted after its last process exited leaves that process's
 // addresses unsymbolized (Stats.Unsymbolized).

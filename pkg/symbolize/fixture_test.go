@@ -59,11 +59,20 @@ var (
 	built   = map[string]error{}
 )
 
-// build compiles a fixture once per test run; tool is "cc", "g++" or "go".
+// build compiles a fixture once per test run; tool is "cc", "g++", "go"
+// (testdata/gofixture, without cgo, for GOARCH after a colon: "go:386") or
+// "cgo" (testdata/cgofixture).
 func build(t *testing.T, tool, name string, args ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		t.Skipf("%s not found: the fixture binaries cannot be built", tool)
+	tool, goarch, _ := strings.Cut(tool, ":")
+	needs := []string{tool}
+	if tool == "cgo" {
+		needs = []string{"go", "cc"}
+	}
+	for _, n := range needs {
+		if _, err := exec.LookPath(n); err != nil {
+			t.Skipf("%s not found: the fixture binaries cannot be built", n)
+		}
 	}
 	out := filepath.Join(fixtureDir, name)
 	buildMu.Lock()
@@ -75,7 +84,7 @@ func build(t *testing.T, tool, name string, args ...string) string {
 		return out
 	}
 	var cmd *exec.Cmd
-	if tool == "go" {
+	if tool == "go" || tool == "cgo" {
 		// A module of its own, so the build does not depend on this
 		// repository's go.mod.
 		src := filepath.Join(fixtureDir, name+"-src")
@@ -85,7 +94,7 @@ func build(t *testing.T, tool, name string, args ...string) string {
 		}
 		if err == nil {
 			var data []byte
-			if data, err = os.ReadFile("testdata/gofixture/main.go"); err == nil {
+			if data, err = os.ReadFile("testdata/" + tool + "fixture/main.go"); err == nil {
 				err = os.WriteFile(filepath.Join(src, "main.go"), data, 0o644)
 			}
 		}
@@ -94,7 +103,14 @@ func build(t *testing.T, tool, name string, args ...string) string {
 		}
 		cmd = exec.Command("go", append(append([]string{"build", "-o", out}, args...), ".")...)
 		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
+		cgo := "CGO_ENABLED=0"
+		if tool == "cgo" {
+			cgo = "CGO_ENABLED=1"
+		}
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-buildvcs=false", cgo)
+		if goarch != "" {
+			cmd.Env = append(cmd.Env, "GOARCH="+goarch)
+		}
 	} else {
 		cmd = exec.Command(tool, append(args, "-o", out)...)
 	}
@@ -537,4 +553,55 @@ func TestConcurrentEviction(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// In a cgo binary, Go code resolves through the pclntab and C code through
+// the ELF symbols outside it.
+func TestCgoBinary(t *testing.T) {
+	bin := build(t, "cgo", "cgo")
+	f := start(t, bin, "addr", "goaddr")
+	s := newTestSymbolizer(t, Config{})
+	locs := symbolize(t, s, f, f.vals["addr"], f.vals["goaddr"]+1)
+	if fr := locs[0].Frames; len(fr) != 1 || fr[0].Function != "leakwatch_c_grow" || fr[0].File != "" {
+		t.Errorf("C function: frames %+v, want leakwatch_c_grow", fr)
+	}
+	if fr := locs[1].Frames; len(fr) != 1 || fr[0].Function != "main.goGrow" || !strings.HasSuffix(fr[0].File, "/main.go") {
+		t.Errorf("Go function: frames %+v, want main.goGrow in main.go", fr)
+	}
+}
+
+// With room for one table's bytes, two binaries take turns however many
+// files MaxFiles allows; a live process still symbolizes by reloading its
+// file. With room for both, both stay.
+func TestTableBytesBound(t *testing.T) {
+	a := start(t, buildC(t, "c-pie", "-fPIE", "-pie"), "addr")
+	b := start(t, build(t, "g++", "cxx", "-O1", "-g0", "testdata/fixture.cc"), "addr")
+	for _, tt := range []struct {
+		maxBytes  int64
+		files     int
+		evictions bool
+	}{
+		{maxBytes: 1, files: 1, evictions: true},
+		{maxBytes: 1 << 20, files: 2},
+	} {
+		s := newTestSymbolizer(t, Config{MaxTableBytes: tt.maxBytes})
+		for range 3 {
+			if got := funcName(symbolize(t, s, a, a.vals["addr"])[0]); got != "leakwatch_grow" {
+				t.Errorf("c: %q", got)
+			}
+			if got := funcName(symbolize(t, s, b, b.vals["addr"])[0]); got != "lw::Widget::grow" {
+				t.Errorf("c++: %q", got)
+			}
+		}
+		st := s.Stats()
+		if st.Files != tt.files || (st.FileEvictions > 0) != tt.evictions {
+			t.Errorf("MaxTableBytes %d: stats %+v: want %d files, evictions %t", tt.maxBytes, st, tt.files, tt.evictions)
+		}
+		if st.TableBytes <= 0 || st.MappedBytes <= 0 || (tt.maxBytes > 1 && st.TableBytes > tt.maxBytes) {
+			t.Errorf("MaxTableBytes %d: %d table bytes, %d mapped", tt.maxBytes, st.TableBytes, st.MappedBytes)
+		}
+	}
+	if _, err := New(Config{MaxTableBytes: -1}, nil); err == nil {
+		t.Error("negative MaxTableBytes accepted")
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"debug/elf"
 	"debug/gosym"
 	"encoding/binary"
-	"slices"
 )
 
 // goTable reads a Go binary's pclntab the way the runtime does, for Go
@@ -45,30 +44,26 @@ const (
 	maxInlineDepth     = 64
 )
 
+// goSymbols are the addresses of the runtime's symbols that locate a Go
+// binary's tables, 0 when absent (stripped binaries).
+type goSymbols struct {
+	pclntab, text, funcdata uint64 // runtime.pclntab, runtime.text, go:func.*
+}
+
 // loadGoTable finds and reads the pclntab of f, or returns nil when f is
 // not a Go binary or its table is unusable.
-func loadGoTable(f *elf.File, syms []elf.Symbol, fits func(off, n uint64) bool, m mapper) (*goTable, []func()) {
-	symAddr := func(names ...string) (uint64, bool) {
-		for _, s := range syms {
-			if slices.Contains(names, s.Name) && s.Value != 0 {
-				return s.Value, true
-			}
-		}
-		return 0, false
-	}
+func loadGoTable(f *elf.File, gs goSymbols, fits func(off, n uint64) bool, m mapper) (*goTable, []func()) {
 	sect := f.Section(".gopclntab")
-	if sect == nil {
+	if sect == nil && gs.pclntab != 0 {
 		// External linking may fold the table into another section; the
 		// runtime's own symbols say where it is.
-		if addr, ok := symAddr("runtime.pclntab"); ok {
-			sect = sectionAt(f, addr)
-		}
+		sect = sectionAt(f, gs.pclntab)
 	}
 	if sect == nil || sect.Type == elf.SHT_NOBITS || sect.Size < 64 || sect.Size > maxPclntabBytes || !fits(sect.Offset, sect.Size) {
 		return nil, nil
 	}
 	start := uint64(0)
-	if addr, ok := symAddr("runtime.pclntab"); ok && addr >= sect.Addr && addr-sect.Addr < sect.Size {
+	if addr := gs.pclntab; addr != 0 && addr >= sect.Addr && addr-sect.Addr < sect.Size {
 		start = addr - sect.Addr
 	}
 	data, rel, err := m(int64(sect.Offset+start), int64(sect.Size-start))
@@ -83,8 +78,8 @@ func loadGoTable(f *elf.File, syms []elf.Symbol, fits func(off, n uint64) bool, 
 		return nil
 	}
 
-	textStart, ok := symAddr("runtime.text")
-	if !ok {
+	textStart := gs.text
+	if textStart == 0 {
 		if t := f.Section(".text"); t != nil {
 			textStart = t.Addr
 		}
@@ -98,7 +93,7 @@ func loadGoTable(f *elf.File, syms []elf.Symbol, fits func(off, n uint64) bool, 
 	}
 
 	if t.version >= 120 {
-		if addr, ok := symAddr("go:func.*", "go.func.*"); ok {
+		if addr := gs.funcdata; addr != 0 {
 			pclnAddr := sect.Addr + start
 			if addr >= pclnAddr && addr-pclnAddr < uint64(len(data)) {
 				t.gofunc = data[addr-pclnAddr:]
@@ -114,6 +109,34 @@ func loadGoTable(f *elf.File, syms []elf.Symbol, fits func(off, n uint64) bool, 
 		}
 	}
 	return t, release
+}
+
+// covered is the range of addresses t resolves: the binary's Go code,
+// from its first function to the end of its last. It is empty when t does
+// not resolve its own first function, so that a table that cannot serve
+// does not hide the ELF symbols of that range.
+func (t *goTable) covered() pcRange {
+	if t.legacy != nil {
+		var r pcRange
+		for i, fn := range t.legacy.Funcs {
+			if i == 0 || fn.Entry < r.lo {
+				r.lo = fn.Entry
+			}
+			r.hi = max(r.hi, fn.End)
+		}
+		if r.lo < r.hi && len(t.frames(r.lo)) > 0 {
+			return r
+		}
+		return pcRange{}
+	}
+	first, _ := t.functabEntry(0)
+	end, _ := t.functabEntry(t.nfunc)
+	// Check the first function directly: a lookup's binary search would
+	// fault in pages all over the mapped table.
+	if f, ok := t.funcAt(0); !ok || first >= end || t.name(f.field(1)) == "" {
+		return pcRange{}
+	}
+	return pcRange{lo: t.textStart + uint64(first), hi: t.textStart + uint64(end)}
 }
 
 func sectionAt(f *elf.File, addr uint64) *elf.Section {
@@ -317,17 +340,7 @@ func (t *goTable) name(off uint32) string { return cString(t.funcnametab, off) }
 
 // cString returns the NUL-terminated string at off, copied so that it
 // outlives mapped memory.
-func cString(b []byte, off uint32) string {
-	if uint64(off) >= uint64(len(b)) {
-		return ""
-	}
-	b = b[off:]
-	n := slices.Index(b, 0)
-	if n < 0 || n > 1<<16 {
-		return ""
-	}
-	return string(b[:n])
-}
+func cString(b []byte, off uint32) string { return string(cBytes(b, off)) }
 
 // pcvalue decodes the pc-value table at off for targetPC, as the runtime
 // does: pairs of zig-zag value deltas and pc deltas. It returns -1 when the

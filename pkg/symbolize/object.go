@@ -3,15 +3,15 @@ package symbolize
 import (
 	"bytes"
 	"debug/elf"
+	"debug/gosym"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // object is what the Symbolizer keeps of one ELF file: how file offsets
@@ -21,8 +21,15 @@ import (
 type object struct {
 	buildID string // GNU build id in hex, else the Go build id, else ""
 	loads   []segment
-	syms    []symbol // sorted by addr, one per address
-	goTab   *goTable // nil unless the file is a Go binary
+	// funcs are the ELF function symbols; of a Go binary only those its
+	// pclntab does not cover (cgo and assembly outside the Go text).
+	funcs funcTable
+	goTab *goTable // nil unless the file is a Go binary
+
+	// heapBytes is what the object holds on the heap, which
+	// Config.MaxTableBytes bounds; mappedBytes is what it maps of its
+	// file, page cache the kernel can reclaim, which it does not.
+	heapBytes, mappedBytes int64
 
 	refs    atomic.Int64
 	evicted atomic.Bool
@@ -33,11 +40,6 @@ type object struct {
 type segment struct {
 	off, filesz, vaddr uint64
 	exec               bool
-}
-
-type symbol struct {
-	addr, size uint64
-	name       string
 }
 
 // mapper returns length bytes of the file from off, and how to give them
@@ -57,6 +59,11 @@ var errNotELF = errors.New("not an ELF file")
 // loadObject reads an ELF file of size bytes. Every section it reads is
 // checked against size first, so a corrupt header cannot make it allocate
 // more than the file holds.
+//
+// The symbol tables are read in place, mapped for the load only. A Go
+// binary is symbolized through its pclntab; of its symbol tables it keeps
+// only the functions outside the pclntab's range, which is none for a
+// binary without cgo or linked-in assembly of its own.
 func loadObject(r io.ReaderAt, size int64, m mapper) (*object, error) {
 	f, err := elf.NewFile(r)
 	if err != nil {
@@ -73,42 +80,60 @@ func loadObject(r io.ReaderAt, size int64, m mapper) (*object, error) {
 	}
 	o.buildID = readBuildID(f, fits)
 
-	readable := func(s *elf.Section) bool {
-		return s != nil && s.Type != elf.SHT_NOBITS && s.Flags&elf.SHF_COMPRESSED == 0 && fits(s.Offset, s.Size)
-	}
-	// debug/elf reads a symbol table and the string table it links to;
-	// check both before letting it.
-	symsOK := func(typ elf.SectionType) bool {
-		s := f.SectionByType(typ)
-		if !readable(s) || s.Entsize == 0 || s.Size/s.Entsize > maxSymbols || int(s.Link) >= len(f.Sections) {
-			return false
+	// What the object keeps mapped is counted, and uncounted when given
+	// back while loading.
+	var mapped int64
+	keep := func(off, length int64) ([]byte, func(), error) {
+		b, rel, err := m(off, length)
+		if err != nil {
+			return nil, nil, err
 		}
-		return readable(f.Sections[s.Link])
+		mapped += int64(len(b))
+		return b, func() { mapped -= int64(len(b)); rel() }, nil
 	}
-	var all []elf.Symbol
-	if symsOK(elf.SHT_SYMTAB) {
-		if s, err := f.Symbols(); err == nil {
-			all = append(all, s...)
-		}
+	tabs, err := mapSymtabs(f, fits, m)
+	if err != nil {
+		return nil, err
 	}
-	if symsOK(elf.SHT_DYNSYM) {
-		if s, err := f.DynamicSymbols(); err == nil {
-			all = append(all, s...)
-		}
-	}
-	o.syms = compactSymbols(f, all)
-
+	defer tabs.close()
 	var release []func()
-	if gt, rel := loadGoTable(f, all, fits, m); gt != nil {
-		o.goTab = gt
-		release = rel
-	}
-	o.unmap = func() {
+	unmap := func() {
 		for _, r := range release {
 			r()
 		}
 	}
+	var covered pcRange
+	if gt, rel := loadGoTable(f, tabs.goSymbols(), fits, keep); gt != nil {
+		o.goTab, release = gt, rel
+		covered = gt.covered()
+	}
+	funcs, rel, err := tabs.functions(f, covered, keep)
+	if err != nil {
+		unmap()
+		return nil, err
+	}
+	o.funcs, release = funcs, append(release, rel...)
+	o.unmap = unmap
+	o.heapBytes, o.mappedBytes = o.heapSize(), mapped
 	return o, nil
+}
+
+// heapSize estimates the heap an object retains: its own tables, not the
+// mapped file data they point into.
+func (o *object) heapSize() int64 {
+	n := unsafe.Sizeof(*o) + uintptr(len(o.buildID)) +
+		uintptr(cap(o.loads))*unsafe.Sizeof(segment{}) + uintptr(cap(o.funcs.syms))*unsafe.Sizeof(funcSym{})
+	if g := o.goTab; g != nil {
+		n += unsafe.Sizeof(*g)
+		if g.legacy != nil {
+			// debug/gosym keeps a Func, a Sym and the name for every
+			// function, and its line table caches the names again.
+			for _, fn := range g.legacy.Funcs {
+				n += unsafe.Sizeof(gosym.Func{}) + unsafe.Sizeof(gosym.Sym{}) + 2*uintptr(len(fn.Name)) + 64
+			}
+		}
+	}
+	return int64(n)
 }
 
 // acquire marks o in use; callers hold the Symbolizer's mutex and got o
@@ -163,75 +188,10 @@ func (o *object) frames(vaddr uint64) []Frame {
 			return fr
 		}
 	}
-	if s, ok := o.symbol(vaddr); ok {
-		return []Frame{newFrame(s.name)}
+	if name, ok := o.funcs.lookup(vaddr); ok {
+		return []Frame{newFrame(name)}
 	}
 	return nil
-}
-
-func (o *object) symbol(addr uint64) (symbol, bool) {
-	i, _ := slices.BinarySearchFunc(o.syms, addr, func(s symbol, a uint64) int {
-		if s.addr <= a {
-			return -1
-		}
-		return 1
-	})
-	// Symbols may nest (a local label inside a function); look back a few
-	// for one whose extent holds addr. A symbol without a size is never
-	// trusted: attributing the gap after it would make a name up.
-	for j := i - 1; j >= 0 && j >= i-8; j-- {
-		if s := o.syms[j]; addr-s.addr < s.size {
-			return s, true
-		}
-	}
-	return symbol{}, false
-}
-
-// compactSymbols keeps the function symbols with an address and a size,
-// one per address, preferring global over weak over local names.
-func compactSymbols(f *elf.File, all []elf.Symbol) []symbol {
-	type cand struct {
-		symbol
-		rank int
-	}
-	cands := make([]cand, 0, len(all))
-	for _, s := range all {
-		t := elf.ST_TYPE(s.Info)
-		if (t != elf.STT_FUNC && t != elf.STT_GNU_IFUNC) || s.Value == 0 || s.Size == 0 || s.Name == "" {
-			continue
-		}
-		if s.Section == elf.SHN_UNDEF || (int(s.Section) < len(f.Sections) && f.Sections[s.Section].Flags&elf.SHF_EXECINSTR == 0) {
-			continue
-		}
-		rank := 2
-		switch elf.ST_BIND(s.Info) {
-		case elf.STB_GLOBAL:
-			rank = 0
-		case elf.STB_WEAK:
-			rank = 1
-		}
-		cands = append(cands, cand{symbol{addr: s.Value, size: s.Size, name: s.Name}, rank})
-	}
-	slices.SortFunc(cands, func(a, b cand) int {
-		switch {
-		case a.addr != b.addr:
-			if a.addr < b.addr {
-				return -1
-			}
-			return 1
-		case a.rank != b.rank:
-			return a.rank - b.rank
-		}
-		return strings.Compare(a.name, b.name)
-	})
-	out := make([]symbol, 0, len(cands))
-	for _, c := range cands {
-		if n := len(out); n > 0 && out[n-1].addr == c.addr {
-			continue
-		}
-		out = append(out, c.symbol)
-	}
-	return out
 }
 
 // readBuildID returns the GNU build id in hex, or else the Go build id.

@@ -2,6 +2,7 @@ package symbolize
 
 import (
 	"bytes"
+	"cmp"
 	"debug/elf"
 	"errors"
 	"fmt"
@@ -27,6 +28,12 @@ type Config struct {
 	// MaxFiles bounds the symbol tables kept, one per distinct file
 	// content (build id). Default 64.
 	MaxFiles int
+	// MaxTableBytes bounds the heap the kept symbol tables hold, as
+	// Stats.TableBytes counts it; the least recently used go first, but
+	// one table is kept even when it alone is larger. File data that
+	// tables map (a Go pclntab, string tables) is page cache, reclaimable,
+	// and not counted. Default 16 MiB.
+	MaxTableBytes int64
 	// MaxProcesses bounds the captured memory maps. Default 4096.
 	MaxProcesses int
 	// ProcRoot is where procfs is mounted. Default /proc.
@@ -35,15 +42,16 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultMaxFiles     = 64
-	DefaultMaxProcesses = 4096
-	DefaultProcRoot     = "/proc"
+	DefaultMaxFiles      = 64
+	DefaultMaxTableBytes = 16 << 20
+	DefaultMaxProcesses  = 4096
+	DefaultProcRoot      = "/proc"
 )
 
 // Validate reports a Config that cannot work.
 func (c Config) Validate() error {
-	if c.MaxFiles < 0 || c.MaxProcesses < 0 {
-		return fmt.Errorf("negative cache bound: MaxFiles %d, MaxProcesses %d", c.MaxFiles, c.MaxProcesses)
+	if c.MaxFiles < 0 || c.MaxTableBytes < 0 || c.MaxProcesses < 0 {
+		return fmt.Errorf("negative cache bound: MaxFiles %d, MaxTableBytes %d, MaxProcesses %d", c.MaxFiles, c.MaxTableBytes, c.MaxProcesses)
 	}
 	return nil
 }
@@ -97,6 +105,10 @@ type Location struct {
 // of its caches.
 type Stats struct {
 	Processes, Files int // cached now
+	// TableBytes is the heap the cached symbol tables hold, which
+	// Config.MaxTableBytes bounds; MappedBytes is the file data they map,
+	// which it does not. Tables evicted while in use are in neither.
+	TableBytes, MappedBytes int64
 
 	ProcessHits, ProcessMisses, ProcessEvictions uint64
 	FileHits, FileMisses, FileEvictions          uint64
@@ -130,13 +142,36 @@ type Symbolizer struct {
 	// files keeps mapped files open, by content key, from capture until
 	// their symbols are first needed: symbol tables load lazily (they cost
 	// megabytes each), yet a process that exited meanwhile still resolves.
-	files  *lru[string, *os.File]
+	files  *lru[string, *heldFile]
 	closed bool
 
 	st struct {
 		processHits, processMisses, processEvictions atomic.Uint64
 		fileHits, fileMisses, fileEvictions          atomic.Uint64
 		filesOpened, errors, unsymbolized            atomic.Uint64
+	}
+}
+
+// heldFile is a mapped file held open from capture until its table
+// loads. Goroutines may load from it at once; it is closed when the cache
+// has dropped it and no load uses it. The Symbolizer's mutex guards it.
+type heldFile struct {
+	f       *os.File
+	users   int
+	dropped bool
+}
+
+func (h *heldFile) drop() {
+	h.dropped = true
+	if h.users == 0 {
+		_ = h.f.Close()
+	}
+}
+
+func (h *heldFile) done() {
+	h.users--
+	if h.users == 0 && h.dropped {
+		_ = h.f.Close()
 	}
 }
 
@@ -191,6 +226,9 @@ func New(cfg Config, logger *slog.Logger) (*Symbolizer, error) {
 	if cfg.MaxFiles == 0 {
 		cfg.MaxFiles = DefaultMaxFiles
 	}
+	if cfg.MaxTableBytes == 0 {
+		cfg.MaxTableBytes = DefaultMaxTableBytes
+	}
 	if cfg.MaxProcesses == 0 {
 		cfg.MaxProcesses = DefaultMaxProcesses
 	}
@@ -205,10 +243,10 @@ func New(cfg Config, logger *slog.Logger) (*Symbolizer, error) {
 	s.objects = newLRU(cfg.MaxFiles, func(_ string, o *object) {
 		s.st.fileEvictions.Add(1)
 		o.evict()
-	})
+	}).limitWeight(cfg.MaxTableBytes, func(o *object) int64 { return o.heapBytes })
 	// Identities are small; keep enough for every file of every process.
 	s.idents = newLRU[fileIdent, string](16*cfg.MaxProcesses, nil)
-	s.files = newLRU(maxOpenFiles, func(_ string, f *os.File) { _ = f.Close() })
+	s.files = newLRU(maxOpenFiles, func(_ string, h *heldFile) { h.drop() })
 	return s, nil
 }
 
@@ -227,7 +265,7 @@ func (s *Symbolizer) Close() error {
 		s.objects.remove(k)
 	}
 	keys = keys[:0]
-	s.files.each(func(k string, _ *os.File) { keys = append(keys, k) })
+	s.files.each(func(k string, _ *heldFile) { keys = append(keys, k) })
 	for _, k := range keys {
 		s.files.remove(k)
 	}
@@ -237,22 +275,30 @@ func (s *Symbolizer) Close() error {
 // Capture records the executable mappings of a live process and keeps
 // their files reachable (identified by build id, held open until their
 // symbols are first needed), so that its addresses can be symbolized after
-// it exits. Symbol tables load lazily, when Symbolize first needs them. It is cheap when the process was captured and its
-// executable mappings have not changed; call it again after an exec. A
-// startTime of 0 skips the check that pid is still that process.
+// it exits. Symbol tables load lazily, when Symbolize first needs them.
+// It is cheap when the process was captured and its executable mappings
+// have not changed; call it again after an exec. A startTime of 0 skips
+// the check that pid is still that process.
 func (s *Symbolizer) Capture(pid uint32, startTime uint64) error {
-	key := procKey{pid, startTime}
+	_, err := s.capture(procKey{pid, startTime})
+	return err
+}
+
+// capture is Capture, returning the captured map: with a small cache,
+// other captures may evict it before the caller could look it up.
+func (s *Symbolizer) capture(key procKey) (*process, error) {
+	pid := key.pid
 	if err := s.checkIdentity(key); err != nil {
-		return err
+		return nil, err
 	}
 	data, err := readFileLimit(s.procPath(pid, "maps"), maxMapsBytes)
 	if err != nil {
-		return s.procErr(pid, "reading maps", err)
+		return nil, s.procErr(pid, "reading maps", err)
 	}
 	entries, err := parseMaps(data)
 	if err != nil {
 		s.st.errors.Add(1)
-		return fmt.Errorf("parsing maps of %d: %w", pid, err)
+		return nil, fmt.Errorf("parsing maps of %d: %w", pid, err)
 	}
 	entries = slices.DeleteFunc(entries, func(e mapsEntry) bool { return !e.executable() })
 	sig := mapsSignature(entries)
@@ -260,12 +306,12 @@ func (s *Symbolizer) Capture(pid uint32, startTime uint64) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	old, ok := s.procs.get(key)
 	s.mu.Unlock()
 	if ok && old.sig == sig {
-		return nil
+		return old, nil
 	}
 
 	p := &process{key: key, sig: sig}
@@ -283,15 +329,15 @@ func (s *Symbolizer) Capture(pid uint32, startTime uint64) error {
 	// The kernel may have reused the pid while we read: check again, so a
 	// map of another process is never filed under this key.
 	if err := s.checkIdentity(key); err != nil {
-		return err
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	s.procs.add(key, p)
-	return nil
+	return p, nil
 }
 
 // Forget drops a process's captured map.
@@ -320,14 +366,9 @@ func (s *Symbolizer) Symbolize(pid uint32, startTime uint64, addrs []uint64) ([]
 		s.st.processHits.Add(1)
 	} else {
 		s.st.processMisses.Add(1)
-		if err := s.Capture(pid, startTime); err != nil {
+		var err error
+		if p, err = s.capture(key); err != nil {
 			return nil, fmt.Errorf("capturing %d: %w", pid, err)
-		}
-		s.mu.Lock()
-		p, ok = s.procs.get(key)
-		s.mu.Unlock()
-		if !ok {
-			return nil, fmt.Errorf("capturing %d: %w", pid, ErrGone)
 		}
 	}
 	if p.perfPath != "" {
@@ -383,10 +424,12 @@ func (s *Symbolizer) Symbolize(pid uint32, startTime uint64, addrs []uint64) ([]
 // Stats returns the counters.
 func (s *Symbolizer) Stats() Stats {
 	s.mu.Lock()
-	procs, files := s.procs.len(), s.objects.len()
+	procs, files, tableBytes := s.procs.len(), s.objects.len(), s.objects.weight
+	var mapped int64
+	s.objects.each(func(_ string, o *object) { mapped += o.mappedBytes })
 	s.mu.Unlock()
 	return Stats{
-		Processes: procs, Files: files,
+		Processes: procs, Files: files, TableBytes: tableBytes, MappedBytes: mapped,
 		ProcessHits: s.st.processHits.Load(), ProcessMisses: s.st.processMisses.Load(), ProcessEvictions: s.st.processEvictions.Load(),
 		FileHits: s.st.fileHits.Load(), FileMisses: s.st.fileMisses.Load(), FileEvictions: s.st.fileEvictions.Load(),
 		FilesOpened: s.st.filesOpened.Load(), Errors: s.st.errors.Load(), Unsymbolized: s.st.unsymbolized.Load(),
@@ -437,7 +480,7 @@ func (s *Symbolizer) object(key procKey, pm *procMapping) *object {
 
 // describe sets what a mapping's file offers, once its table is loaded.
 func describe(pm *procMapping, o *object) {
-	pm.HasFunctions = len(o.syms) > 0 || o.goTab != nil
+	pm.HasFunctions = len(o.funcs.syms) > 0 || o.goTab != nil
 	if g := o.goTab; g != nil && g.legacy == nil {
 		pm.HasFilenames, pm.HasLineNumbers = true, true
 		pm.HasInlineFrames = g.version >= 120 && g.gofunc != nil
@@ -462,10 +505,13 @@ func (s *Symbolizer) objectOf(key procKey, pm *procMapping) *object {
 	// Not loaded yet (or evicted): from the file held open since capture,
 	// else from the live process's view of it.
 	s.mu.Lock()
-	f, held := s.files.get(pm.contentKey)
+	h, held := s.files.get(pm.contentKey)
+	if held {
+		h.users++
+	}
 	s.mu.Unlock()
 	if held {
-		if o, err := s.loadHeld(pm.contentKey, f); err == nil {
+		if o, err := s.loadHeld(pm.contentKey, h); err == nil {
 			return o
 		}
 	}
@@ -620,7 +666,7 @@ func (s *Symbolizer) identify(path string, id fileIdent) (contentKey, buildID st
 		_ = f.Close()
 		return contentKey, buildID, nil
 	}
-	s.files.add(contentKey, f)
+	s.files.add(contentKey, &heldFile{f: f})
 	return contentKey, buildID, nil
 }
 
@@ -639,21 +685,26 @@ func elfBuildID(f *os.File, size int64) (id string, err error) {
 	return readBuildID(ef, fits), nil
 }
 
-// loadHeld loads the symbols of a file held open since capture, and lets
-// the file go: from now on the loaded table serves it.
-func (s *Symbolizer) loadHeld(contentKey string, f *os.File) (*object, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	o, err := s.loadFile(f, st.Size())
-	if err != nil {
-		s.st.errors.Add(1)
-		return nil, err
+// loadHeld loads the symbols of a file held open since capture, which the
+// caller counted itself a user of, and lets the file go: from now on the
+// loaded table serves it.
+func (s *Symbolizer) loadHeld(contentKey string, h *heldFile) (*object, error) {
+	st, err := h.f.Stat()
+	var o *object
+	if err == nil {
+		if o, err = s.loadFile(h.f, st.Size()); err != nil {
+			s.st.errors.Add(1)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.files.remove(contentKey)
+	h.done()
+	if err != nil {
+		return nil, err
+	}
+	if cur, ok := s.files.get(contentKey); ok && cur == h {
+		s.files.remove(contentKey)
+	}
 	if have, ok := s.objects.get(contentKey); ok {
 		o.evict()
 		have.acquire()
@@ -676,7 +727,8 @@ func (s *Symbolizer) loadFile(f *os.File, size int64) (o *object, err error) {
 }
 
 // mmapper maps file ranges read-only: a Go binary's pclntab is tens of
-// megabytes that the page cache already holds.
+// megabytes, and symbol tables megabytes, that the page cache already
+// holds.
 func mmapper(f *os.File, size int64) mapper {
 	return func(off, length int64) ([]byte, func(), error) {
 		if off < 0 || length <= 0 || off > size || length > size-off {
@@ -684,8 +736,18 @@ func mmapper(f *os.File, size int64) mapper {
 		}
 		page := int64(os.Getpagesize())
 		start := off &^ (page - 1)
-		b, err := unix.Mmap(int(f.Fd()), start, int(length+off-start), unix.PROT_READ, unix.MAP_PRIVATE)
+		rc, err := f.SyscallConn()
 		if err != nil {
+			return nil, nil, fmt.Errorf("mapping %s: %w", f.Name(), err)
+		}
+		// Control holds the descriptor open while it maps: a file held
+		// since capture may be closed by another goroutine, and its
+		// number reused by another file, at any time.
+		var b []byte
+		cerr := rc.Control(func(fd uintptr) {
+			b, err = unix.Mmap(int(fd), start, int(length+off-start), unix.PROT_READ, unix.MAP_PRIVATE)
+		})
+		if err = cmp.Or(cerr, err); err != nil {
 			return nil, nil, fmt.Errorf("mapping %s: %w", f.Name(), err)
 		}
 		return b[off-start:], func() { _ = unix.Munmap(b) }, nil
