@@ -43,7 +43,8 @@ volatile const __u64 page_size = 4096;
 volatile const __u64 mmap_sample_bytes = 0;
 /* Exit and exec events wake the reader only once this much is queued; the
  * reader also drains the ring buffer on a timer. OOM kills and new tracked
- * processes wake it at once. */
+ * processes wake it at once (forced: the kernel's adaptive wake-up would not
+ * fire while lazy events before them are unread). */
 volatile const __u64 ringbuf_wakeup_bytes = 0;
 
 /* Set once tracked_procs overflowed: a process may then hold mappings without
@@ -239,7 +240,9 @@ static __always_inline void mark_tracked(__u32 tgid, __u64 now)
 	e->type = EVENT_TRACKED;
 	e->ts = now;
 	fill_task(e, (struct task_struct *)bpf_get_current_task());
-	bpf_ringbuf_submit(e, 0);
+	/* Forced: the adaptive wake-up stays silent while earlier lazy events
+	 * are unread. */
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 }
 
 /* Captures the current user stack and returns its id (a hash of its frames),
@@ -814,7 +817,7 @@ int BPF_PROG(handle_mark_victim, struct task_struct *task)
 		e->anon_rss_bytes = mm_pages(mm, 1) * page_size;
 		e->shmem_rss_bytes = mm_pages(mm, 3) * page_size;
 	}
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	return 0;
 }
 

@@ -53,6 +53,18 @@ type readBuffers struct {
 	allocs map[allocKey]int // index into Snapshot.Allocations
 }
 
+// deadProc is a process reported gone: its exit or exec stamp (mappings made
+// before it are its), and when the report arrived.
+type deadProc struct {
+	stamp uint64
+	seen  time.Time
+}
+
+// deadGrace is how long a gone process's mappings stay readable after the
+// report: an OOM kill's forensics read the victim's mappings right after
+// the kill, and its exit is reported a moment later.
+const deadGrace = 2 * time.Second
+
 // weigh is the bytes a tracked mapping stands for (see struct mapping's
 // sampled_len in bpf/leakwatch.h), and how many mappings.
 func (t *Tracer) weigh(v *leakwatchMapping) (bytes, count uint64) {
@@ -65,7 +77,7 @@ func (t *Tracer) weigh(v *leakwatchMapping) (bytes, count uint64) {
 
 // Snapshot reads every map once. It also hands out the frames of stacks that
 // no earlier snapshot handed out, removes the mappings of processes that the
-// kernel reported gone (exit or exec) since the last one, and then forgets
+// kernel reported gone (exit or exec) at least deadGrace ago, and then forgets
 // the fault counters of processes that exited before the read (their last
 // values are in this snapshot).
 func (t *Tracer) Snapshot() (*Snapshot, error) {
@@ -75,7 +87,12 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 
 	t.mu.Lock()
 	faultsToDrop := maps.Clone(t.deadFault)
-	dead := maps.Clone(t.dead)
+	dead := make(map[uint32]deadProc, len(t.dead))
+	for pid, d := range t.dead {
+		if time.Since(d.seen) >= deadGrace {
+			dead[pid] = d
+		}
+	}
 	t.mu.Unlock()
 
 	snap := &Snapshot{
@@ -99,7 +116,7 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 	var gone, goneEnds []leakwatchMappingKey
 	for i, k := range b.mkeys {
 		v := &b.mvals[i]
-		if stamp, ok := dead[k.Tgid]; ok && v.Ts <= stamp {
+		if d, ok := dead[k.Tgid]; ok && v.Ts <= d.stamp {
 			gone = append(gone, k)
 			goneEnds = append(goneEnds, leakwatchMappingKey{Tgid: k.Tgid, Start: k.Start + v.Len})
 			continue
@@ -179,7 +196,7 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 // forgetDead deletes the mappings (and their end-index entries) of processes
 // reported gone, found by the read that preceded it, and then forgets those
 // reports. A process reported during the read keeps its report for the next.
-func (t *Tracer) forgetDead(mappings, ends []leakwatchMappingKey, dead map[uint32]uint64) error {
+func (t *Tracer) forgetDead(mappings, ends []leakwatchMappingKey, dead map[uint32]deadProc) error {
 	if err := deleteKeys(t.objs.LiveMappings, mappings); err != nil {
 		return err
 	}
@@ -187,8 +204,8 @@ func (t *Tracer) forgetDead(mappings, ends []leakwatchMappingKey, dead map[uint3
 		return err
 	}
 	t.mu.Lock()
-	for pid, ts := range dead {
-		if t.dead[pid] == ts {
+	for pid, d := range dead {
+		if t.dead[pid] == d {
 			delete(t.dead, pid)
 		}
 	}

@@ -114,7 +114,7 @@ type Tracer struct {
 	buf    readBuffers
 
 	mu           sync.Mutex
-	dead         map[uint32]uint64   // tgid -> exit/exec stamp: mappings the next Snapshot removes
+	dead         map[uint32]deadProc // tgid -> exit/exec: mappings a Snapshot removes after deadGrace
 	deadFault    map[uint32]uint64   // tgid -> exit stamp: fault keys to drop once read
 	handed       map[uint64]struct{} // stack ids whose frames a snapshot handed out
 	unrefOnce    map[uint64]struct{} // stack ids unreferenced at the last sweep
@@ -145,7 +145,7 @@ func New(cfg Config, logger *slog.Logger) (*Tracer, error) {
 		cfg:       cfg,
 		log:       logger,
 		events:    make(chan Event, 1024),
-		dead:      make(map[uint32]uint64),
+		dead:      make(map[uint32]deadProc),
 		deadFault: make(map[uint32]uint64),
 		handed:    make(map[uint64]struct{}),
 		unrefOnce: make(map[uint64]struct{}),
@@ -336,12 +336,12 @@ func (t *Tracer) readEvents() error {
 		switch ev.Type {
 		case EventExit:
 			t.mu.Lock()
-			t.dead[ev.Process.PID] = raw.Ts
+			t.dead[ev.Process.PID] = deadProc{stamp: raw.Ts, seen: time.Now()}
 			t.deadFault[ev.Process.PID] = raw.Ts
 			t.mu.Unlock()
 		case EventExec:
 			t.mu.Lock()
-			t.dead[ev.Process.PID] = raw.Ts
+			t.dead[ev.Process.PID] = deadProc{stamp: raw.Ts, seen: time.Now()}
 			t.mu.Unlock()
 		}
 		select {
