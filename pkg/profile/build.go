@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/google/pprof/profile"
@@ -133,15 +132,27 @@ func (s *Store) Build(memcg uint64, typ Type, window time.Duration, res Resolver
 		}
 		return keys[i].stack < keys[j].stack
 	})
-	for _, k := range keys {
+	// A process's samples share its label maps (nothing writes to them once
+	// built): with thousands of stacks, maps per sample were most of the
+	// garbage of a build.
+	type labels struct {
+		str map[string][]string
+		num map[string][]int64
+	}
+	byPID := make(map[uint32]labels)
+	p.Sample = make([]*profile.Sample, 0, len(keys))
+	values := make([]int64, 2*len(keys))
+	for i, k := range keys {
 		v := samples[k]
 		locs := b.locations(k, stacks[k.stack])
-		p.Sample = append(p.Sample, &profile.Sample{
-			Location: locs,
-			Value:    []int64{v.count, v.bytes},
-			Label:    map[string][]string{"comm": {comms[k.pid]}},
-			NumLabel: map[string][]int64{"pid": {int64(k.pid)}},
-		})
+		l, ok := byPID[k.pid]
+		if !ok {
+			l = labels{map[string][]string{"comm": {comms[k.pid]}}, map[string][]int64{"pid": {int64(k.pid)}}}
+			byPID[k.pid] = l
+		}
+		val := values[2*i : 2*i+2 : 2*i+2]
+		val[0], val[1] = v.count, v.bytes
+		p.Sample = append(p.Sample, &profile.Sample{Location: locs, Value: val, Label: l.str, NumLabel: l.num})
 	}
 	p.Location, p.Mapping, p.Function = b.locs, b.maps, b.funcs
 	if err := p.CheckValid(); err != nil {
@@ -197,9 +208,9 @@ type stackFrames struct {
 type builder struct {
 	res      Resolver
 	resolved map[sampleKey]map[uint64]Location // per process (stack 0)
-	locByKey map[string]*profile.Location
-	fnByKey  map[string]*profile.Function
-	mapByKey map[string]*profile.Mapping
+	locByKey map[locKey]*profile.Location
+	fnByKey  map[fnKey]*profile.Function
+	mapByKey map[mapKey]*profile.Mapping
 	locs     []*profile.Location
 	funcs    []*profile.Function
 	maps     []*profile.Mapping
@@ -210,9 +221,9 @@ func newBuilder(res Resolver) *builder {
 	return &builder{
 		res:      res,
 		resolved: make(map[sampleKey]map[uint64]Location),
-		locByKey: make(map[string]*profile.Location),
-		fnByKey:  make(map[string]*profile.Function),
-		mapByKey: make(map[string]*profile.Mapping),
+		locByKey: make(map[locKey]*profile.Location),
+		fnByKey:  make(map[fnKey]*profile.Function),
+		mapByKey: make(map[mapKey]*profile.Mapping),
 	}
 }
 
@@ -296,15 +307,32 @@ func lookupAddr(addr uint64, i int) uint64 {
 	return addr
 }
 
+// Keys of the builder's dedup maps: comparable structs, so that a lookup per
+// frame allocates nothing. A location is keyed by its file offset when it
+// resolved to a function in a known file (one location across processes),
+// else by process and address.
+type (
+	locKey struct {
+		pid           uint32
+		file, buildID string
+		addr          uint64
+	}
+	fnKey  struct{ name, file string }
+	mapKey struct {
+		pid   uint32
+		start uint64
+	}
+)
+
 func (b *builder) location(pid uint32, l Location, addr uint64) *profile.Location {
 	var pm *profile.Mapping
 	if l.Mapping != nil {
 		pm = b.mapping(pid, l.Mapping)
 	}
-	key := strconv.FormatUint(uint64(pid), 10) + "@" + strconv.FormatUint(addr, 16)
+	key := locKey{pid: pid, addr: addr}
 	if pm != nil && len(l.Frames) > 0 {
 		// Same file, same address: one location across processes.
-		key = l.Mapping.File + "|" + l.Mapping.BuildID + "|" + strconv.FormatUint(addr-l.Mapping.Start+l.Mapping.Offset, 16)
+		key = locKey{file: l.Mapping.File, buildID: l.Mapping.BuildID, addr: addr - l.Mapping.Start + l.Mapping.Offset}
 	}
 	if loc, ok := b.locByKey[key]; ok {
 		return loc
@@ -319,7 +347,7 @@ func (b *builder) location(pid uint32, l Location, addr uint64) *profile.Locatio
 }
 
 func (b *builder) function(f Frame) *profile.Function {
-	key := f.Function + "|" + f.File
+	key := fnKey{f.Function, f.File}
 	if fn, ok := b.fnByKey[key]; ok {
 		return fn
 	}
@@ -330,7 +358,7 @@ func (b *builder) function(f Frame) *profile.Function {
 }
 
 func (b *builder) mapping(pid uint32, m *Mapping) *profile.Mapping {
-	key := strconv.FormatUint(uint64(pid), 10) + "|" + strconv.FormatUint(m.Start, 16)
+	key := mapKey{pid, m.Start}
 	if pm, ok := b.mapByKey[key]; ok {
 		return pm
 	}

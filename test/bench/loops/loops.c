@@ -11,7 +11,7 @@
 //   loops hold KIB           wait for a line on stdin (the caller moves the process
 //                            into its cgroup meanwhile), map and touch KIB anonymous
 //                            KiB, print "ready", then sleep until stdin closes
-//   loops stacks N           as hold, but map N 4 KiB regions, each from a distinct
+//   loops stacks N           as hold, but map N 512 KiB regions (untouched), each from a distinct
 //                            call path (N < 65536), and keep them
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -42,9 +42,14 @@ static volatile long sink;
 __attribute__((noinline)) static void *path0(unsigned n, int d);
 __attribute__((noinline)) static void *path1(unsigned n, int d);
 
+/* 512 KiB, the agent's default --mmap-sample-bytes, so that every mapping
+ * is tracked with its stack; untouched, so it costs no memory. */
+#define STACKS_REGION (512 << 10)
+
 __attribute__((noinline)) static void *leaf(void)
 {
-	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *p =
+	    mmap(NULL, STACKS_REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	sink += (long)p;
 	return p;
 }
