@@ -245,19 +245,39 @@ func (t *Tracer) readCounters(snap *Snapshot) error {
 }
 
 func (t *Tracer) readDrops(snap *Snapshot) error {
-	var perCPU []uint64
 	for i, reason := range kernelDropReasons {
-		if err := t.objs.Drops.Lookup(uint32(i), &perCPU); err != nil {
-			return fmt.Errorf("reading drop counter %s: %w", reason, err)
+		n, err := t.readDrop(i)
+		if err != nil {
+			return err
 		}
-		var sum uint64
-		for _, v := range perCPU {
-			sum += v
-		}
-		snap.Drops[reason] = sum
+		snap.Drops[reason] = n
 	}
 	snap.Drops[DropEventsUnconsumed] = t.unconsumed.Load()
 	return nil
+}
+
+// readDrop sums one kernel drop counter over the CPUs.
+func (t *Tracer) readDrop(i int) (uint64, error) {
+	var perCPU []uint64
+	if err := t.objs.Drops.Lookup(uint32(i), &perCPU); err != nil {
+		return 0, fmt.Errorf("reading drop counter %s: %w", kernelDropReasons[i], err)
+	}
+	var sum uint64
+	for _, v := range perCPU {
+		sum += v
+	}
+	return sum, nil
+}
+
+// stacksOverflowing reports whether stacks were dropped for lack of room
+// since it was last asked.
+func (t *Tracer) stacksOverflowing() bool {
+	n, err := t.readDrop(slices.Index(kernelDropReasons[:], DropStacksFull))
+	if err != nil || n == t.stacksFullSeen {
+		return false
+	}
+	t.stacksFullSeen = n
+	return true
 }
 
 // splitFaultBytes splits sampled fault bytes into anonymous and file-backed

@@ -35,6 +35,10 @@ import (
 // Snapshot anyway, and a wake-up per event cost more CPU than the events.
 const eventPoll = time.Second
 
+// stackPressureCheck is how often Run checks whether stacks are being
+// dropped for lack of room, and if so sweeps.
+const stackPressureCheck = 5 * time.Second
+
 // Config sets the tracer's sampling and its bounds.
 type Config struct {
 	// FaultSampleBytes is the mean number of faulted bytes between two
@@ -119,6 +123,8 @@ type Tracer struct {
 	handed       map[uint64]struct{} // stack ids whose frames a snapshot handed out
 	unrefOnce    map[uint64]struct{} // stack ids unreferenced at the last sweep
 	stackEntries int                 // stacks stored at the last sweep
+
+	stacksFullSeen uint64 // DropStacksFull at the last pressure check (Run's goroutine only)
 
 	unconsumed atomic.Uint64
 	closeOnce  sync.Once
@@ -287,6 +293,10 @@ func (t *Tracer) Run(ctx context.Context) error {
 
 	sweepAll := time.NewTicker(t.cfg.SweepInterval)
 	defer sweepAll.Stop()
+	// A full stack map drops new stacks until a sweep frees the unused
+	// ones, which takes two sweeps: under that pressure, sweep sooner.
+	pressure := time.NewTicker(stackPressureCheck)
+	defer pressure.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -305,6 +315,12 @@ func (t *Tracer) Run(ctx context.Context) error {
 		case <-sweepAll.C:
 			if err := t.Sweep(); err != nil {
 				t.log.Warn("sweeping tracer state", logKeyErr, err)
+			}
+		case <-pressure.C:
+			if t.stacksOverflowing() {
+				if err := t.Sweep(); err != nil {
+					t.log.Warn("sweeping tracer state", logKeyErr, err)
+				}
 			}
 		}
 	}
