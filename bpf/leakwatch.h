@@ -38,10 +38,12 @@ struct counters {
 	__u64 brk_grow_bytes;
 	__u64 brk_shrink_bytes;
 	__u64 mremap_calls;
-	__u64 fault_samples;	  /* sampled faults */
-	__u64 fault_bytes;	  /* their weight: sample period x page size */
-	__u64 fault_checked;	  /* samples whose VMA was looked up */
-	__u64 fault_checked_file; /* ... and found file-backed */
+	__u64 fault_samples; /* sampled faults */
+	__u64 fault_bytes;   /* their weight: sample period x page size */
+	/* The part of fault_bytes estimated file-backed: each sample adds its
+	 * weight times its fault key's file-backed share of checks so far, so
+	 * keys count by their bytes, however often each was checked. */
+	__u64 fault_file_bytes;
 };
 
 struct mapping_key {
@@ -82,7 +84,7 @@ struct fault_key {
 };
 
 /* Bytes and samples count every sample of the key; checked of them had their
- * VMA looked up (see FAULT_CHECK_EVERY), checked_file of those were on
+ * VMA looked up (see FAULT_CHECK_FIRST/EVERY), checked_file of those were on
  * file-backed memory. User space scales bytes by the anonymous share. */
 struct fault_value {
 	__u64 bytes;

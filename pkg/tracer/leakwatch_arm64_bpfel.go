@@ -14,18 +14,17 @@ import (
 )
 
 type leakwatchCounters struct {
-	_                structs.HostLayout
-	MmapCalls        uint64
-	MmapBytes        uint64
-	MunmapCalls      uint64
-	MunmapBytes      uint64
-	BrkGrowBytes     uint64
-	BrkShrinkBytes   uint64
-	MremapCalls      uint64
-	FaultSamples     uint64
-	FaultBytes       uint64
-	FaultChecked     uint64
-	FaultCheckedFile uint64
+	_              structs.HostLayout
+	MmapCalls      uint64
+	MmapBytes      uint64
+	MunmapCalls    uint64
+	MunmapBytes    uint64
+	BrkGrowBytes   uint64
+	BrkShrinkBytes uint64
+	MremapCalls    uint64
+	FaultSamples   uint64
+	FaultBytes     uint64
+	FaultFileBytes uint64
 }
 
 type leakwatchDropReason uint32

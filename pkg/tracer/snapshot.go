@@ -221,7 +221,7 @@ func (t *Tracer) readCounters(snap *Snapshot) error {
 	it := t.objs.CgroupCounters.Iterate()
 	for it.Next(&memcg, &vals) {
 		c := snap.Cgroups[memcg]
-		var faultBytes, checked, checkedFile uint64
+		var faultBytes, fileBytes uint64
 		for _, v := range vals {
 			c.MmapCalls += v.MmapCalls
 			c.MmapBytes += v.MmapBytes
@@ -232,10 +232,11 @@ func (t *Tracer) readCounters(snap *Snapshot) error {
 			c.MremapCalls += v.MremapCalls
 			c.FaultSamples += v.FaultSamples
 			faultBytes += v.FaultBytes
-			checked += v.FaultChecked
-			checkedFile += v.FaultCheckedFile
+			fileBytes += v.FaultFileBytes
 		}
-		c.FaultBytes, c.FileFaultBytes = splitFaultBytes(faultBytes, checked, checkedFile)
+		// Per CPU, each part is counted on its own: the sums can cross.
+		c.FileFaultBytes = min(fileBytes, faultBytes)
+		c.FaultBytes = faultBytes - c.FileFaultBytes
 		snap.Cgroups[memcg] = c
 	}
 	if err := it.Err(); err != nil {

@@ -8,6 +8,8 @@
 //   remap A O N  mremap A from O KiB to N KiB (may move); prints "ok NEWADDR"
 //   brk N        grow the heap by N KiB (negative: shrink); prints "ok"
 //   touch N      mmap N KiB and touch every page in touch_pages(); "ok ADDR"
+//   readfile N   map a memfd of N KiB (shared memory: file-backed) and read
+//                every page in read_pages(); "ok ADDR"
 //   leak N M     leak_step(): touch N KiB in new mappings, M times; "ok"
 //   free         unmap everything touch and leak mapped (a GC cycle's end)
 //   oom          touch memory until the kernel kills the process
@@ -52,6 +54,27 @@ __attribute__((noinline)) void touch_pages(volatile char *p, size_t len)
 {
 	for (size_t i = 0; i < len; i += page)
 		p[i] = 1;
+}
+
+/* read_pages faults in file-backed memory: a memfd, shared, read only. */
+__attribute__((noinline)) long read_pages(volatile const char *p, size_t len)
+{
+	long sum = 0;
+	for (size_t i = 0; i < len; i += page)
+		sum += p[i];
+	return sum;
+}
+
+static void *map_memfd(size_t len)
+{
+	int fd = memfd_create("memwork", 0);
+	if (fd < 0)
+		return MAP_FAILED;
+	void *p = MAP_FAILED;
+	if (ftruncate(fd, (off_t)len) == 0)
+		p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	return p;
 }
 
 /* leak_step maps and touches memory itself, so that it is the innermost
@@ -111,6 +134,15 @@ int main(void)
 			}
 			touch_pages(p, (size_t)a << 10);
 			remember(p, (size_t)a << 10);
+			printf("ok %lx\n", (unsigned long)p);
+		} else if (!strcmp(cmd, "readfile")) {
+			sscanf(line, "%*s %lld", &a);
+			char *p = map_memfd((size_t)a << 10);
+			if (p == MAP_FAILED) {
+				printf("err memfd\n");
+				continue;
+			}
+			read_pages(p, (size_t)a << 10);
 			printf("ok %lx\n", (unsigned long)p);
 		} else if (!strcmp(cmd, "leak")) {
 			sscanf(line, "%*s %lld %lld", &a, &b);
