@@ -416,6 +416,45 @@ func TestExitedProcess(t *testing.T) {
 	}
 }
 
+// A process that is exiting (here a zombie: killed, not reaped) still has
+// its /proc entry, but its maps read empty. Capturing it again, as the agent
+// does for an OOM kill's victim, must keep the map captured while it lived.
+func TestCaptureOfExitingProcessKeepsMap(t *testing.T) {
+	bin := buildC(t, "c-pie", "-fPIE", "-pie")
+	f := start(t, bin, "addr")
+	s := newTestSymbolizer(t, Config{})
+	if err := s.Capture(f.pid, f.start); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", f.pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("killed fixture did not become a zombie within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", f.pid)); err != nil || len(maps) != 0 {
+		t.Fatalf("a zombie's maps: %d bytes, %v; want empty", len(maps), err)
+	}
+	if err := s.Capture(f.pid, f.start); err != nil {
+		t.Fatalf("capturing the zombie: %v", err)
+	}
+	locs := symbolize(t, s, f, f.vals["addr"])
+	if got := funcName(locs[0]); got != "leakwatch_grow" {
+		t.Errorf("after capturing the exiting process again: function %q, want leakwatch_grow", got)
+	}
+}
+
 func TestWrongStartTime(t *testing.T) {
 	bin := buildC(t, "c-pie", "-fPIE", "-pie")
 	f := start(t, bin, "addr")

@@ -310,7 +310,10 @@ func (s *Symbolizer) capture(key procKey) (*process, error) {
 	}
 	old, ok := s.procs.get(key)
 	s.mu.Unlock()
-	if ok && old.sig == sig {
+	if ok && (old.sig == sig || len(entries) == 0) {
+		// An exiting process's maps read empty once its memory is torn
+		// down (an OOM kill's victim, captured again for its forensics):
+		// the map captured while it lived stays the one to use.
 		return old, nil
 	}
 
