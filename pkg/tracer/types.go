@@ -11,6 +11,8 @@ type Process struct {
 
 // CgroupCounters are cumulative counters of one memory cgroup since the
 // tracer started, plus the bytes its processes have mapped right now.
+// Mappings sampled by size (Config.MmapSampleBytes) count in the mmap and
+// munmap figures and in MappedBytes for the mappings they stand for.
 type CgroupCounters struct {
 	MmapCalls      uint64
 	MmapBytes      uint64
@@ -52,9 +54,12 @@ type Allocation struct {
 	PID     uint32
 	StackID uint64 // 0: stack unknown (see DropStacksFull, DropStackError)
 	Kind    Kind
-	Bytes   uint64
-	Count   uint64 // number of tracked ranges
-	Oldest  time.Duration
+	// Bytes and Count are estimates where mappings were sampled by size
+	// (Config.MmapSampleBytes): a sampled mapping counts for the mappings
+	// it stands for. Mappings at least that long are counted exactly.
+	Bytes  uint64
+	Count  uint64 // ranges, sampled ones weighed
+	Oldest time.Duration
 }
 
 // FaultSample is the cumulative sampled page-fault weight of one stack of one
