@@ -284,10 +284,10 @@ func TestBrkGrowthAndShrink(t *testing.T) {
 	}
 }
 
-// Fault sampling estimates bytes faulted in: with 512 KiB between samples,
-// 128 MiB gives about 256 samples, so ±10% is several standard errors wide
-// while still catching a weight that is off by a factor.
-func TestPageFaultSamplesC(t *testing.T) {
+// startFaultWorkload starts a tracer that samples page faults and a
+// memwork in a 512 MiB cgroup of its own, ready for commands.
+func startFaultWorkload(t *testing.T) (*tracer.Tracer, *cgtest.Group, *cgtest.Proc, string) {
+	t.Helper()
 	tr := startTracer(t, nil)
 	if !tr.Features().FaultSampling {
 		t.Fatalf("fault sampling unavailable: %s", tr.Features().FaultNote)
@@ -296,6 +296,14 @@ func TestPageFaultSamplesC(t *testing.T) {
 	g := cgtest.New(t, 512*mib)
 	p := g.Start(t, memwork)
 	p.Do(t, "nop")
+	return tr, g, p, memwork
+}
+
+// Fault sampling estimates bytes faulted in: with 512 KiB between samples,
+// 128 MiB gives about 256 samples, so ±10% is several standard errors wide
+// while still catching a weight that is off by a factor.
+func TestPageFaultSamplesC(t *testing.T) {
+	tr, g, p, memwork := startFaultWorkload(t)
 	before := snapshot(t, tr).Cgroups[g.ID].FaultBytes
 	p.Do(t, "touch 131072")
 
@@ -310,14 +318,7 @@ func TestPageFaultSamplesC(t *testing.T) {
 // 128 MiB of each kind (about 256 samples each: ±20% is three standard
 // errors), per cgroup and per process.
 func TestFileBackedFaultsToldApart(t *testing.T) {
-	tr := startTracer(t, nil)
-	if !tr.Features().FaultSampling {
-		t.Fatalf("fault sampling unavailable: %s", tr.Features().FaultNote)
-	}
-	memwork, _ := cgtest.Workloads(t)
-	g := cgtest.New(t, 512*mib)
-	p := g.Start(t, memwork)
-	p.Do(t, "nop")
+	tr, g, p, memwork := startFaultWorkload(t)
 	before := snapshot(t, tr).Cgroups[g.ID]
 	p.Do(t, "touch 131072")
 	p.Do(t, "readfile 131072")
