@@ -420,3 +420,34 @@ func moduleRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
+
+// Repeat sends command to the workload every interval, at most times
+// times, from a goroutine of its own, until the returned stop is called or
+// the test ends (both wait for it). A command that fails is reported with
+// t.Errorf and ends the repetition.
+func (p *Proc) Repeat(t testing.TB, command string, every time.Duration, times int) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for range times {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if _, err := p.Call(command); err != nil {
+					t.Errorf("cgtest: repeating %q: %v", command, err)
+					return
+				}
+			}
+		}
+	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() { close(done) })
+		wg.Wait()
+	}
+	t.Cleanup(stop)
+	return stop
+}

@@ -2,10 +2,8 @@ package deploy
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leakwatch/leakwatch/test/agenttest"
 	"github.com/leakwatch/leakwatch/test/cgtest"
 )
 
@@ -29,31 +28,13 @@ func TestLiveAlertLeaking(t *testing.T) {
 		"/usr/bin/prometheus")
 	memwork, _ := cgtest.Workloads(t)
 
-	agentAddr := startLeakwatch(t, "--interval", "1s", "--detect-warm-up", "15s", "--detect-window", "5s")
+	agentAddr := agenttest.Start(t, "--interval", "1s", "--detect-warm-up", "15s", "--detect-window", "5s").Addr
 	promURL := startPrometheus(t, prometheus, agentAddr)
 
 	g := cgtest.New(t, 1024*mib)
 	leaker := g.Start(t, memwork)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
-	t.Cleanup(cancel)
 	// 4 MiB/s, bounded to 600 MiB by the loop and 1 GiB by the cgroup.
-	wg.Go(func() {
-		tick := time.NewTicker(250 * time.Millisecond)
-		defer tick.Stop()
-		for range 600 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				if _, err := leaker.Call("leak 1024 1"); err != nil {
-					t.Errorf("leaker: %v", err)
-					return
-				}
-			}
-		}
-	})
+	leaker.Repeat(t, "leak 1024 1", 250*time.Millisecond, 600)
 
 	start := time.Now()
 	deadline := start.Add(2 * time.Minute)
@@ -109,17 +90,6 @@ func activeAlerts(t *testing.T, promURL string) []alert {
 
 // startLeakwatch builds the agent, runs it on a free loopback port until the
 // test ends, and returns its address once it is ready.
-func startLeakwatch(t *testing.T, flags ...string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "leakwatch")
-	run(t, "go", "build", "-o", bin, "./cmd/leakwatch")
-	addr := freePort(t)
-	cmd := exec.Command(bin, append([]string{"run", "--listen", addr}, flags...)...)
-	startLogged(t, cmd, "leakwatch", os.Interrupt)
-	waitHTTP(t, "http://"+addr+"/readyz", 30*time.Second)
-	return addr
-}
-
 // startPrometheus runs Prometheus with the shipped rules, scraping and
 // evaluating every second, until the test ends, and returns its URL once
 // it is ready.
@@ -142,7 +112,7 @@ scrape_configs:
 	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freePort(t)
+	addr := agenttest.FreePort(t)
 	cmd := exec.Command(bin,
 		"--config.file="+cfgPath,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
@@ -209,15 +179,4 @@ func waitHTTP(t *testing.T, url string, timeout time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
 }

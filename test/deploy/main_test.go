@@ -16,10 +16,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
+	"github.com/leakwatch/leakwatch/test/agenttest"
 	"github.com/leakwatch/leakwatch/test/cgtest"
 )
 
@@ -28,14 +28,9 @@ func TestMain(m *testing.M) { cgtest.Main(m) }
 // commandTimeout bounds every tool run, so a hung tool fails its test.
 const commandTimeout = 2 * time.Minute
 
-func moduleRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
 // repoPath returns the absolute path of a file of the repository.
 func repoPath(rel ...string) string {
-	return filepath.Join(append([]string{moduleRoot()}, rel...)...)
+	return filepath.Join(append([]string{agenttest.ModuleRoot()}, rel...)...)
 }
 
 // requireTool returns the path of a tool: the first executable of paths,
@@ -76,7 +71,7 @@ func run(t testing.TB, name string, args ...string) []byte {
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = moduleRoot()
+	cmd.Dir = agenttest.ModuleRoot()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

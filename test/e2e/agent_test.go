@@ -4,22 +4,18 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/leakwatch/leakwatch/test/agenttest"
 	"github.com/leakwatch/leakwatch/test/cgtest"
 )
 
@@ -27,89 +23,21 @@ const mib = 1 << 20
 
 func TestMain(m *testing.M) { cgtest.Main(m) }
 
-// agent is a running `leakwatch run`.
+// agent is a running `leakwatch run`, with the helpers the tests here use.
 type agent struct {
+	*agenttest.Agent
 	url string
 	cmd *exec.Cmd
 }
+
+func wrap(a *agenttest.Agent) *agent { return &agent{Agent: a, url: a.URL, cmd: a.Cmd} }
 
 // startAgent builds leakwatch and runs it on a free loopback port with the
 // given extra flags, until the test ends.
 func startAgent(t *testing.T, flags ...string) *agent {
 	t.Helper()
 	cgtest.RequirePrivileged(t)
-	bin := filepath.Join(t.TempDir(), "leakwatch")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/leakwatch")
-	build.Dir = moduleRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building leakwatch: %v\n%s", err, out)
-	}
-	addr := freePort(t)
-	args := append([]string{"run", "--listen", addr}, flags...)
-	cmd := exec.Command(bin, args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var logWG sync.WaitGroup
-	logWG.Go(func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			t.Log("leakwatch: " + sc.Text())
-		}
-	})
-	a := &agent{url: "http://" + addr, cmd: cmd}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("leakwatch run exited with %v after SIGINT, want 0", err)
-			}
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("leakwatch run did not stop within 15s of SIGINT")
-			if err := <-done; err != nil {
-				t.Logf("killed leakwatch run: %v", err)
-			}
-		}
-		logWG.Wait()
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(a.url + "/readyz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return a
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("leakwatch not ready within 30s (last: %v)", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
-
-func moduleRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return wrap(agenttest.Start(t, flags...))
 }
 
 type apiContainer struct {

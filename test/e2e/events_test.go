@@ -23,6 +23,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 
+	"github.com/leakwatch/leakwatch/test/agenttest"
 	"github.com/leakwatch/leakwatch/test/cgtest"
 )
 
@@ -38,7 +39,7 @@ type collector struct {
 
 func startCollector(t *testing.T) *collector {
 	t.Helper()
-	c := &collector{addr: freePort(t)}
+	c := &collector{addr: agenttest.FreePort(t)}
 	c.start(t)
 	t.Cleanup(func() { c.stop(t) })
 	return c
@@ -266,25 +267,7 @@ func TestEventsOverOTLP(t *testing.T) {
 	// A leak of 4 MiB/s runs throughout; the detector needs its warm-up.
 	leakCG := cgtest.New(t, 1024*mib)
 	leaker := leakCG.Start(t, memwork)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Go(func() {
-		tick := time.NewTicker(250 * time.Millisecond)
-		defer tick.Stop()
-		for range 600 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				if _, err := leaker.Call("leak 1024 1"); err != nil {
-					t.Errorf("leaker: %v", err)
-					return
-				}
-			}
-		}
-	})
+	defer leaker.Repeat(t, "leak 1024 1", 250*time.Millisecond, 600)()
 
 	// (a) An OOM kill arrives once, with its process, cgroup and trigger.
 	oomCG, victim := oomKill(t, a, memwork)

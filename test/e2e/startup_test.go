@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leakwatch/leakwatch/test/agenttest"
 	"github.com/leakwatch/leakwatch/test/cgtest"
 )
 
@@ -49,7 +50,7 @@ func runOnce(t *testing.T, cmd *exec.Cmd) (int, string) {
 // unprivileged user, and as root with every capability dropped.
 func TestStartupWithoutPrivileges(t *testing.T) {
 	cgtest.RequirePrivileged(t)
-	bin := buildLeakwatch(t)
+	bin := agenttest.Build(t)
 	// The unprivileged user must be able to reach and run the binary (test
 	// temp dirs are 0700 up to the test's own).
 	for d := filepath.Dir(bin); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
@@ -63,12 +64,12 @@ func TestStartupWithoutPrivileges(t *testing.T) {
 	}
 	for name, cmd := range map[string]*exec.Cmd{
 		"nobody": func() *exec.Cmd {
-			c := exec.Command(bin, "run", "--listen", freePort(t))
+			c := exec.Command(bin, "run", "--listen", agenttest.FreePort(t))
 			c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 			return c
 		}(),
 		"root without capabilities": exec.Command(setpriv, "--inh-caps=-all", "--bounding-set=-all", "--",
-			bin, "run", "--listen", freePort(t)),
+			bin, "run", "--listen", agenttest.FreePort(t)),
 	} {
 		code, stderr := runOnce(t, cmd)
 		t.Logf("%s: exit %d: %s", name, code, strings.TrimSpace(stderr))
