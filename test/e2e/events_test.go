@@ -28,20 +28,34 @@ import (
 )
 
 // collector is an OTLP endpoint for the agent: the collector's own OTLP
-// receiver, gRPC only, on a loopback port, feeding a sink. It can be stopped
-// and started again on the same port; the sink keeps everything received.
+// receiver, on a loopback port, feeding a sink. It speaks one protocol,
+// grpc or http/protobuf, the agent's OTEL_EXPORTER_OTLP_PROTOCOL, which
+// startCollector sets. It can be stopped and started again on the same
+// port; the sink keeps everything received.
 type collector struct {
-	addr string
-	sink consumertest.LogsSink
-	mu   sync.Mutex
-	rcv  receiver.Logs // nil while stopped
+	addr  string
+	proto string
+	sink  consumertest.LogsSink
+	mu    sync.Mutex
+	rcv   receiver.Logs // nil while stopped
 }
 
-func startCollector(t *testing.T) *collector {
+// startCollector starts a receiver for proto and points the agents the test
+// starts next at it (plain text, exports given up after 2 s).
+func startCollector(t *testing.T, proto string) *collector {
 	t.Helper()
-	c := &collector{addr: agenttest.FreePort(t)}
+	c := &collector{addr: agenttest.FreePort(t), proto: proto}
 	c.start(t)
 	t.Cleanup(func() { c.stop(t) })
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+c.addr)
+	t.Setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", proto)
+	t.Setenv("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+	// Each export, retries included, gives up after 2 s: an outage shows up
+	// as drops quickly.
+	t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2000")
+	t.Setenv("OTEL_SDK_DISABLED", "")
 	return c
 }
 
@@ -49,10 +63,20 @@ func (c *collector) start(t *testing.T) {
 	t.Helper()
 	f := otlpreceiver.NewFactory()
 	cfg := f.CreateDefaultConfig().(*otlpreceiver.Config)
-	grpcCfg := configgrpc.NewDefaultServerConfig()
-	grpcCfg.NetAddr.Endpoint = c.addr
-	cfg.Protocols.GRPC = configoptional.Some(grpcCfg)
-	cfg.Protocols.HTTP = configoptional.None[otlpreceiver.HTTPConfig]()
+	switch c.proto {
+	case "grpc":
+		grpcCfg := configgrpc.NewDefaultServerConfig()
+		grpcCfg.NetAddr.Endpoint = c.addr
+		cfg.Protocols.GRPC = configoptional.Some(grpcCfg)
+		cfg.Protocols.HTTP = configoptional.None[otlpreceiver.HTTPConfig]()
+	case "http/protobuf":
+		// The receiver's own defaults (paths /v1/logs and so on), enabled.
+		httpCfg := cfg.Protocols.HTTP.GetOrInsertDefault()
+		httpCfg.ServerConfig.NetAddr.Endpoint = c.addr
+		cfg.Protocols.GRPC = configoptional.None[configgrpc.ServerConfig]()
+	default:
+		t.Fatalf("collector: unknown protocol %q", c.proto)
+	}
 	set := receiver.Settings{
 		ID: component.NewID(f.Type()),
 		TelemetrySettings: component.TelemetrySettings{
@@ -251,16 +275,7 @@ func oomKill(t *testing.T, a *agent, memwork string) (*cgtest.Group, *cgtest.Pro
 // and counts what it drops, and it delivers again once the collector is back.
 func TestEventsOverOTLP(t *testing.T) {
 	memwork, _ := cgtest.Workloads(t)
-	col := startCollector(t)
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+col.addr)
-	t.Setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "")
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-	t.Setenv("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "")
-	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
-	// Each export, retries included, gives up after 2 s: the outage below
-	// shows up as drops quickly.
-	t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2000")
-	t.Setenv("OTEL_SDK_DISABLED", "")
+	col := startCollector(t, "grpc")
 	a := startAgent(t, "--interval", "1s", "--detect-warm-up", "15s", "--detect-window", "5s")
 	start := time.Now()
 
@@ -338,4 +353,20 @@ func TestEventsOverOTLP(t *testing.T) {
 	}
 	t.Logf("events delivered again %v after the start", time.Since(start).Round(time.Second))
 	a.promtoolCheck(t)
+}
+
+// The other OTLP transport, http/protobuf (the specification's default),
+// delivers to a real receiver too: an OOM kill, with its process.
+func TestEventsOverOTLPHTTP(t *testing.T) {
+	memwork, _ := cgtest.Workloads(t)
+	col := startCollector(t, "http/protobuf")
+	a := startAgent(t, "--interval", "1s")
+	g, victim := oomKill(t, a, memwork)
+	evs := col.waitEvents(t, 15*time.Second, "leakwatch.oom.kill", "leakwatch.cgroup", g.Rel)
+	if got := evs[0].attr("process.pid"); got != strconv.Itoa(victim.PID) {
+		t.Errorf("process.pid = %q, want %d", got, victim.PID)
+	}
+	if sent := a.metricSum(t, "leakwatch_events_sent_total", `event="leakwatch.oom.kill"`); sent < 1 {
+		t.Errorf("leakwatch_events_sent_total{event=leakwatch.oom.kill} = %v over http/protobuf, want at least 1", sent)
+	}
 }
