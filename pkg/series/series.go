@@ -1,9 +1,9 @@
 // Package series keeps a container's recent memory history within a fixed
 // memory bound: the last points as sampled, and before them one point per
 // bucket (its minimum, maximum, last value) for hours more. A slow leak needs
-// hours of history to be seen by a person; a fast one needs detail. Each
-// stored point is 40 bytes, so the defaults (30 min at 10 s, 12 h in 5-minute
-// buckets) cost about 13 KiB per container.
+// hours of history to be seen by a person; a fast one needs detail. A raw
+// point is 24 bytes and a downsampled one 40, so the defaults (30 min at
+// 10 s, 12 h in 5-minute buckets) cost about 10 KiB per container.
 package series
 
 import (
@@ -25,7 +25,7 @@ func DefaultConfig() Config {
 	return Config{Raw: 180, Bucket: 5 * time.Minute, Downsample: 144}
 }
 
-// point is a view.Point in 40 bytes.
+// point is a downsampled view.Point in 40 bytes.
 type point struct {
 	t                     int64 // unix milliseconds
 	signal, usage, lo, hi uint64
@@ -35,14 +35,25 @@ func (p point) view() view.Point {
 	return view.Point{T: time.UnixMilli(p.t), LeakSignal: p.signal, Usage: p.usage, Min: p.lo, Max: p.hi}
 }
 
+// rawPoint is a sample as taken, in 24 bytes: its minimum and maximum are
+// its signal.
+type rawPoint struct {
+	t             int64 // unix milliseconds
+	signal, usage uint64
+}
+
+func (p rawPoint) point() point {
+	return point{t: p.t, signal: p.signal, usage: p.usage, lo: p.signal, hi: p.signal}
+}
+
 // ring is a fixed-capacity FIFO.
-type ring struct {
-	buf   []point
+type ring[P any] struct {
+	buf   []P
 	start int
 	n     int
 }
 
-func (r *ring) push(p point) {
+func (r *ring[P]) push(p P) {
 	if len(r.buf) == 0 {
 		return
 	}
@@ -55,13 +66,13 @@ func (r *ring) push(p point) {
 	r.start = (r.start + 1) % len(r.buf)
 }
 
-func (r *ring) at(i int) point { return r.buf[(r.start+i)%len(r.buf)] }
+func (r *ring[P]) at(i int) P { return r.buf[(r.start+i)%len(r.buf)] }
 
 // History is one container's bounded history. Not safe for concurrent use.
 type History struct {
 	bucket  time.Duration
-	raw     ring
-	coarse  ring
+	raw     ring[rawPoint]
+	coarse  ring[point]
 	pending point // the bucket being filled
 	filling bool
 }
@@ -70,15 +81,16 @@ type History struct {
 func New(cfg Config) *History {
 	return &History{
 		bucket: cfg.Bucket,
-		raw:    ring{buf: make([]point, max(cfg.Raw, 1))},
-		coarse: ring{buf: make([]point, max(cfg.Downsample, 0))},
+		raw:    ring[rawPoint]{buf: make([]rawPoint, max(cfg.Raw, 1))},
+		coarse: ring[point]{buf: make([]point, max(cfg.Downsample, 0))},
 	}
 }
 
 // Add appends a sample; samples must come in time order.
 func (h *History) Add(t time.Time, signal, usage uint64) {
-	p := point{t: t.UnixMilli(), signal: signal, usage: usage, lo: signal, hi: signal}
-	h.raw.push(p)
+	r := rawPoint{t: t.UnixMilli(), signal: signal, usage: usage}
+	h.raw.push(r)
+	p := r.point()
 	if h.bucket <= 0 {
 		return
 	}
@@ -110,7 +122,7 @@ func (h *History) Points() []view.Point {
 		}
 	}
 	for i := range h.raw.n {
-		out = append(out, h.raw.at(i).view())
+		out = append(out, h.raw.at(i).point().view())
 	}
 	return out
 }

@@ -51,3 +51,17 @@ func TestEmptyHistory(t *testing.T) {
 		t.Fatalf("empty history has %d points", len(pts))
 	}
 }
+
+// BenchmarkHistory is one container's history with the default sizes,
+// made and filled with 12 hours of 10 s samples: its B/op is what each
+// container's history costs the agent once full.
+func BenchmarkHistory(b *testing.B) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	for b.Loop() {
+		h := New(DefaultConfig())
+		for i := range 12 * 360 {
+			h.Add(t0.Add(time.Duration(i)*10*time.Second), uint64(i), uint64(i))
+		}
+	}
+}

@@ -14,17 +14,20 @@ const stateVersion = 1
 // pointBytes is the encoded size of a point.
 const pointBytes = 40
 
-// MarshalBinary encodes the history: its bucket width, the downsampled and
-// raw points oldest first, and the bucket being filled.
+// MarshalBinary encodes the history: its bucket width, the raw and the
+// downsampled points oldest first (a raw point as a downsampled one whose
+// minimum and maximum are its signal), and the bucket being filled.
 func (h *History) MarshalBinary() ([]byte, error) {
 	buf := make([]byte, 0, 1+8+2*8+(h.raw.n+h.coarse.n+1)*pointBytes+1)
 	buf = append(buf, stateVersion)
 	buf = binary.LittleEndian.AppendUint64(buf, uint64(h.bucket))
-	for _, r := range []*ring{&h.raw, &h.coarse} {
-		buf = binary.LittleEndian.AppendUint64(buf, uint64(r.n))
-		for i := range r.n {
-			buf = appendPoint(buf, r.at(i))
-		}
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(h.raw.n))
+	for i := range h.raw.n {
+		buf = appendPoint(buf, h.raw.at(i).point())
+	}
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(h.coarse.n))
+	for i := range h.coarse.n {
+		buf = appendPoint(buf, h.coarse.at(i))
 	}
 	if h.filling {
 		buf = append(buf, 1)
@@ -57,26 +60,24 @@ func (h *History) unmarshal(data []byte) error {
 		return fmt.Errorf("bucket %v, want %v", b, h.bucket)
 	}
 	data = data[9:]
-	n := History{bucket: h.bucket, raw: ring{buf: make([]point, len(h.raw.buf))}, coarse: ring{buf: make([]point, len(h.coarse.buf))}}
-	for _, r := range []*ring{&n.raw, &n.coarse} {
-		if len(data) < 8 {
-			return errors.New("truncated")
+	n := History{bucket: h.bucket, raw: ring[rawPoint]{buf: make([]rawPoint, len(h.raw.buf))}, coarse: ring[point]{buf: make([]point, len(h.coarse.buf))}}
+	var err error
+	data, err = readPoints(data, func(p point) error {
+		if p.lo != p.signal || p.hi != p.signal {
+			return errors.New("a raw point with a range")
 		}
-		count := binary.LittleEndian.Uint64(data)
-		data = data[8:]
-		if count > uint64(len(data)/pointBytes) {
-			return fmt.Errorf("%d points in %d bytes", count, len(data))
-		}
-		last := int64(-1 << 63)
-		for range count {
-			p := readPoint(data)
-			data = data[pointBytes:]
-			if p.t < last {
-				return errors.New("points out of time order")
-			}
-			last = p.t
-			r.push(p)
-		}
+		n.raw.push(rawPoint{t: p.t, signal: p.signal, usage: p.usage})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	data, err = readPoints(data, func(p point) error {
+		n.coarse.push(p)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if len(data) < 1 {
 		return errors.New("truncated")
@@ -98,6 +99,32 @@ func (h *History) unmarshal(data []byte) error {
 	}
 	*h = n
 	return nil
+}
+
+// readPoints decodes a count and that many points in time order, handing
+// each to add, and returns the rest of data.
+func readPoints(data []byte, add func(point) error) ([]byte, error) {
+	if len(data) < 8 {
+		return nil, errors.New("truncated")
+	}
+	count := binary.LittleEndian.Uint64(data)
+	data = data[8:]
+	if count > uint64(len(data)/pointBytes) {
+		return nil, fmt.Errorf("%d points in %d bytes", count, len(data))
+	}
+	last := int64(-1 << 63)
+	for range count {
+		p := readPoint(data)
+		data = data[pointBytes:]
+		if p.t < last {
+			return nil, errors.New("points out of time order")
+		}
+		last = p.t
+		if err := add(p); err != nil {
+			return nil, err
+		}
+	}
+	return data, nil
 }
 
 func appendPoint(buf []byte, p point) []byte {

@@ -57,6 +57,11 @@ func TestStateRejectsBadInput(t *testing.T) {
 	if err := h.UnmarshalBinary(foreign); err == nil {
 		t.Error("foreign version accepted")
 	}
+	ranged := append([]byte(nil), good...)
+	ranged[1+8+8+3*8]++ // the first raw point's minimum
+	if err := h.UnmarshalBinary(ranged); err == nil {
+		t.Error("a raw point whose minimum is not its signal accepted")
+	}
 	if err := New(Config{Raw: 6, Bucket: 2 * time.Minute}).UnmarshalBinary(good); err == nil {
 		t.Error("history of another bucket width accepted")
 	}

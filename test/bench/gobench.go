@@ -23,6 +23,7 @@ var goBenches = []goBench{
 		"BenchmarkSnapshot/mappings=20000/steady": 5, "BenchmarkSnapshot/mappings=20000/first": 5,
 	}},
 	{pkg: "./pkg/metrics", pattern: "^(BenchmarkCollect|BenchmarkScrape)$", benchtime: "20x"},
+	{pkg: "./pkg/series", pattern: "^BenchmarkHistory$", benchtime: "20x"},
 }
 
 var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
@@ -80,9 +81,17 @@ func (b *bench) goBenchmarks() error {
 			}
 			b.add(row{
 				Section: "go " + name, Measure: bn + " (ms/op)", Unit: "ms", Values: r.ms, Limit: limit, Target: target,
-				Note: fmt.Sprintf("%.0f allocs/op, %.1f MiB/op", median(r.allocs), median(r.bytes)/mib),
+				Note: fmt.Sprintf("%.0f allocs/op, %s/op", median(r.allocs), sizeString(median(r.bytes))),
 			})
 		}
 	}
 	return nil
+}
+
+// sizeString is a byte count in MiB, or in KiB below one MiB.
+func sizeString(b float64) string {
+	if b < mib {
+		return fmt.Sprintf("%.1f KiB", b/1024)
+	}
+	return fmt.Sprintf("%.1f MiB", b/mib)
 }
