@@ -60,15 +60,6 @@ var (
 	lockdownPath = "/sys/kernel/security/lockdown"
 )
 
-// tracepointsNeeded are the classic tracepoints the programs attach to.
-var tracepointsNeeded = [][2]string{
-	{"syscalls", "sys_enter_mmap"}, {"syscalls", "sys_exit_mmap"},
-	{"syscalls", "sys_enter_munmap"},
-	{"syscalls", "sys_enter_mremap"}, {"syscalls", "sys_exit_mremap"},
-	{"syscalls", "sys_enter_brk"}, {"syscalls", "sys_exit_brk"},
-	{"sched", "sched_process_exit"}, {"sched", "sched_process_exec"},
-}
-
 // checkHost verifies, before anything is loaded, that this host can run the
 // tracer, and mounts tracefs if nobody has. It returns the tracefs path.
 func checkHost(procRoot string) (string, error) {
@@ -86,9 +77,9 @@ func checkHost(procRoot string) (string, error) {
 		return "", err
 	}
 	var missing []string
-	for _, tp := range tracepointsNeeded {
-		if _, err := os.Stat(filepath.Join(tracefs, "events", tp[0], tp[1])); err != nil {
-			missing = append(missing, tp[0]+":"+tp[1])
+	for _, tp := range new(leakwatchPrograms).tracepoints() {
+		if _, err := os.Stat(filepath.Join(tracefs, "events", tp.group, tp.name)); err != nil {
+			missing = append(missing, tp.group+":"+tp.name)
 		}
 	}
 	if len(missing) > 0 {

@@ -223,20 +223,7 @@ func (t *Tracer) load() error {
 
 func (t *Tracer) attach() error {
 	o := &t.objs.leakwatchPrograms
-	tracepoints := []struct {
-		group, name string
-		prog        *ebpf.Program
-	}{
-		{"syscalls", "sys_enter_mmap", o.HandleSysEnterMmap},
-		{"syscalls", "sys_exit_mmap", o.HandleSysExitMmap},
-		{"syscalls", "sys_enter_munmap", o.HandleSysEnterMunmap},
-		{"syscalls", "sys_enter_mremap", o.HandleSysEnterMremap},
-		{"syscalls", "sys_exit_mremap", o.HandleSysExitMremap},
-		{"syscalls", "sys_enter_brk", o.HandleSysEnterBrk},
-		{"syscalls", "sys_exit_brk", o.HandleSysExitBrk},
-		{"sched", "sched_process_exit", o.HandleSchedProcessExit},
-		{"sched", "sched_process_exec", o.HandleSchedProcessExec},
-	}
+	tracepoints := o.tracepoints()
 	// Exit and exec first: a mapping recorded before them could otherwise
 	// outlive its process unseen.
 	for i := len(tracepoints) - 1; i >= 0; i-- {
@@ -435,3 +422,39 @@ func kernelRelease() string {
 }
 
 const logKeyErr = "err"
+
+// tracepointHook is a program and the tracepoint it is attached to.
+type tracepointHook struct {
+	group, name string
+	prog        *ebpf.Program
+}
+
+// tracepoints lists the classic tracepoints the programs attach to (attach
+// takes them last to first), for the preflight check too: on a zero
+// leakwatchPrograms it still names every one.
+func (o *leakwatchPrograms) tracepoints() []tracepointHook {
+	return []tracepointHook{
+		{"syscalls", "sys_enter_mmap", o.HandleSysEnterMmap},
+		{"syscalls", "sys_exit_mmap", o.HandleSysExitMmap},
+		{"syscalls", "sys_enter_munmap", o.HandleSysEnterMunmap},
+		{"syscalls", "sys_enter_mremap", o.HandleSysEnterMremap},
+		{"syscalls", "sys_exit_mremap", o.HandleSysExitMremap},
+		{"syscalls", "sys_enter_brk", o.HandleSysEnterBrk},
+		{"syscalls", "sys_exit_brk", o.HandleSysExitBrk},
+		{"sched", "sched_process_exit", o.HandleSchedProcessExit},
+		{"sched", "sched_process_exec", o.HandleSchedProcessExec},
+	}
+}
+
+// SyscallTracepoints names the syscalls: tracepoints the tracer attaches
+// to. Attaching anything to any of them sends every system call of every
+// task through the kernel's slow path; the benchmarks measure that floor.
+func SyscallTracepoints() []string {
+	var names []string
+	for _, h := range new(leakwatchPrograms).tracepoints() {
+		if h.group == "syscalls" {
+			names = append(names, h.name)
+		}
+	}
+	return names
+}

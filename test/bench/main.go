@@ -5,9 +5,11 @@
 //
 //  1. Overhead: each workload runs without (A) and with (B) the real agent
 //     (`leakwatch run`, started for each B run and stopped after it),
-//     interleaved A B A B … after a warm-up round; where bpftrace is installed,
-//     the page-fault loop also runs under the classic stack one-liner (C) in
-//     the same rounds. Rows give median A and B, the median of the per-round
+//     interleaved A B A B … after a warm-up round. Where bpftrace is
+//     installed, a reference (C) runs in the same rounds: the page-fault loop
+//     under the classic stack one-liner, and the mmap and getpid loops with
+//     empty programs on the agent's syscalls: tracepoints (the floor under
+//     anything attached there). Rows give median A and B, the median of the per-round
 //     ratios and their spread. The workloads: the micro-loops of
 //     test/bench/loops/loops.c, and redis-benchmark against a redis-server
 //     on loopback in a cgroup of its own.
@@ -21,7 +23,8 @@
 //     map memory from its /metrics.
 //
 //  4. Go benchmarks: a full read of the kernel maps (pkg/tracer
-//     BenchmarkSnapshot) and a /metrics collection and scrape (pkg/metrics).
+//     BenchmarkSnapshot), a /metrics collection and scrape (pkg/metrics),
+//     and the memory of one container's full history (pkg/series).
 //
 //     go run ./test/bench [-rounds 7] [-sections overhead,programs,footprint,go] [-loops faults,…,redis] [-out DIR]
 //
@@ -233,7 +236,8 @@ func (b *bench) withAgent(name string, f func() error) error {
 func (b *bench) overhead() error {
 	none := variant{"none", func(_ string, f func() error) error { return f() }}
 	lw := variant{"leakwatch", b.withAgent}
-	bt := variant{"bpftrace", func(_ string, f func() error) error { return withBpftrace(f) }}
+	bt := variant{"bpftrace", func(_ string, f func() error) error { return withBpftrace(bpftraceOneLiner, f) }}
+	floor := variant{"empty", func(_ string, f func() error) error { return withBpftrace(emptySyscallPrograms(), f) }}
 	for _, name := range b.o.loops {
 		if name == "redis" {
 			if err := b.overheadRedis(none, lw); err != nil {
@@ -247,8 +251,13 @@ func (b *bench) overhead() error {
 		}
 		l := allLoops[i]
 		vs := []variant{none, lw}
-		if l.name == "faults" && haveBpftrace() {
-			vs = append(vs, bt)
+		var ref, refDesc string
+		switch {
+		case !haveBpftrace():
+		case l.name == "faults":
+			vs, ref, refDesc = append(vs, bt), "bpftrace", ", bpftrace one-liner instead"
+		case l.name == "mmap" || l.name == "getpid":
+			vs, ref, refDesc = append(vs, floor), "empty", ", empty programs on the agent's syscall tracepoints instead"
 		}
 		samples, err := b.rounds(l.name, vs, func() (map[string]float64, error) {
 			v, err := runLoop(b.loops, l)
@@ -262,8 +271,8 @@ func (b *bench) overhead() error {
 			target = fmt.Sprintf("≤%.2fx", l.target)
 		}
 		b.add(overheadRow(l.desc, "ns", samples, "none", "leakwatch", "", l.target, target))
-		if len(vs) == 3 {
-			b.add(overheadRow(l.desc+", bpftrace one-liner instead", "ns", samples, "none", "bpftrace", "", 0, "reference"))
+		if ref != "" {
+			b.add(overheadRow(l.desc+refDesc, "ns", samples, "none", ref, "", 0, "reference"))
 		}
 	}
 	return nil

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/tracer"
 )
 
 // loop is one micro-workload of loops.c: how to run it, how many copies at once.
@@ -174,8 +176,7 @@ func (r *redis) stop() {
 	r.cg.stop()
 }
 
-// bpftraceOneLiner is the classic page-fault stack one-liner; BEGIN prints
-// once every probe is attached.
+// bpftraceOneLiner is the classic page-fault stack one-liner.
 const bpftraceOneLiner = `BEGIN { printf("ready\n"); } tracepoint:exceptions:page_fault_user { @[ustack] = count(); }`
 
 func haveBpftrace() bool {
@@ -183,9 +184,22 @@ func haveBpftrace() bool {
 	return err == nil
 }
 
-// withBpftrace runs f with the one-liner attached, and ends it by its pid.
-func withBpftrace(f func() error) error {
-	cmd := exec.Command("bpftrace", "-e", bpftraceOneLiner)
+// emptySyscallPrograms attaches a program that does nothing to each
+// syscalls: tracepoint the agent uses: the cost of attaching there at all,
+// the floor under any program leakwatch could run on them.
+func emptySyscallPrograms() string {
+	var b strings.Builder
+	b.WriteString(`BEGIN { printf("ready\n"); }`)
+	for _, name := range tracer.SyscallTracepoints() {
+		fmt.Fprintf(&b, " tracepoint:syscalls:%s {}", name)
+	}
+	return b.String()
+}
+
+// withBpftrace runs f with the bpftrace program prog attached (its BEGIN
+// prints "ready" once every probe is), and ends it by its pid.
+func withBpftrace(prog string, f func() error) error {
+	cmd := exec.Command("bpftrace", "-e", prog)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
