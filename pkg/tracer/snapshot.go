@@ -42,6 +42,53 @@ type allocKey struct {
 	kind         Kind
 }
 
+// hash mixes the key into 64 bits, so that the index below can use Go's
+// fast path for uint64 keys: a map keyed by the 24-byte struct itself spent
+// a sixth of a 20,000-mapping read hashing it.
+func (k allocKey) hash() uint64 {
+	h := k.stack*0x9e3779b97f4a7c15 ^ (uint64(k.pid)<<8|uint64(k.kind))*0xc2b2ae3d27d4eb4f ^ k.memcg*0x165667b19e3779f9
+	return h ^ h>>29
+}
+
+// allocIndex finds the Allocation of a key in a Snapshot being built: by
+// hash, then along the chain of Allocations whose keys share it.
+type allocIndex struct {
+	first map[uint64]int32 // hash -> index of the newest Allocation with it
+	next  []int32          // index -> the previous one with the same hash, or -1
+}
+
+func (x *allocIndex) reset() {
+	if x.first == nil {
+		x.first = make(map[uint64]int32)
+	}
+	clear(x.first)
+	x.next = x.next[:0]
+}
+
+// find returns the index of k's Allocation in allocs, appending one if
+// there is none yet.
+func (x *allocIndex) find(allocs *[]Allocation, k allocKey) int {
+	return x.findHashed(allocs, k, k.hash())
+}
+
+func (x *allocIndex) findHashed(allocs *[]Allocation, k allocKey, h uint64) int {
+	head, ok := x.first[h]
+	if ok {
+		for j := head; j >= 0; j = x.next[j] {
+			if a := &(*allocs)[j]; a.StackID == k.stack && a.PID == k.pid && a.Kind == k.kind && a.Memcg == k.memcg {
+				return int(j)
+			}
+		}
+	} else {
+		head = -1
+	}
+	j := len(*allocs)
+	*allocs = append(*allocs, Allocation{Memcg: k.memcg, PID: k.pid, StackID: k.stack, Kind: k.kind})
+	x.next = append(x.next, head)
+	x.first[h] = int32(j)
+	return j
+}
+
 // readBuffers are the reused buffers of the full map reads, which Snapshot
 // and the sweeps take turns with (readMu): a read of 20,000 mappings then
 // allocates little beyond the Snapshot it returns.
@@ -50,7 +97,7 @@ type readBuffers struct {
 	mvals  []leakwatchMapping
 	fkeys  []leakwatchFaultKey
 	fvals  []leakwatchFaultValue
-	allocs map[allocKey]int // index into Snapshot.Allocations
+	allocs allocIndex
 }
 
 // deadProc is a process reported gone: its exit or exec stamp (mappings made
@@ -108,11 +155,8 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	if b.allocs == nil {
-		b.allocs = make(map[allocKey]int)
-	}
-	snap.Allocations = make([]Allocation, 0, len(b.allocs)) // last time's count
-	clear(b.allocs)
+	snap.Allocations = make([]Allocation, 0, len(b.allocs.next)) // last time's count
+	b.allocs.reset()
 	var gone, goneEnds []leakwatchMappingKey
 	for i, k := range b.mkeys {
 		v := &b.mvals[i]
@@ -122,13 +166,7 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 			continue
 		}
 		bytes, count := t.weigh(v)
-		ak := allocKey{memcg: v.Memcg, stack: v.StackId, pid: k.Tgid, kind: Kind(v.Kind)}
-		j, ok := b.allocs[ak]
-		if !ok {
-			j = len(snap.Allocations)
-			b.allocs[ak] = j
-			snap.Allocations = append(snap.Allocations, Allocation{Memcg: v.Memcg, PID: k.Tgid, StackID: v.StackId, Kind: Kind(v.Kind)})
-		}
+		j := b.allocs.find(&snap.Allocations, allocKey{memcg: v.Memcg, stack: v.StackId, pid: k.Tgid, kind: Kind(v.Kind)})
 		a := &snap.Allocations[j]
 		a.Bytes += bytes
 		a.Count += count
