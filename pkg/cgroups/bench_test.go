@@ -70,3 +70,24 @@ var benchTrees = []struct {
 		return h, v2BurstablePod + "/cri-containerd-" + burstableID + ".scope"
 	}},
 }
+
+// BenchmarkScan measures one Scan of the whole hierarchy: on v1 the host's
+// real memory hierarchy (whatever cgroups it holds; the ns/op is per scan,
+// the note says how many it found), on v2 the fixture tree.
+func BenchmarkScan(b *testing.B) {
+	for _, tree := range benchTrees {
+		b.Run(tree.name, func(b *testing.B) {
+			h, _ := tree.open(b)
+			b.ReportAllocs()
+			var n int
+			for b.Loop() {
+				groups, err := h.Scan()
+				if err != nil {
+					b.Fatal(err)
+				}
+				n = len(groups)
+			}
+			b.ReportMetric(float64(n), "cgroups")
+		})
+	}
+}

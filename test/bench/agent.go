@@ -218,6 +218,25 @@ func (a *agent) profile(id, typ string) (int64, error) {
 	return n, err
 }
 
+// saveHeapProfile writes the agent's heap profile, taken after a garbage
+// collection so that its in-use figures are what is live, to path.
+func (a *agent) saveHeapProfile(path string) error {
+	resp, err := httpClient.Get(a.base + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("heap profile: HTTP %d", resp.StatusCode)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, resp.Body)
+	return errors.Join(err, f.Close())
+}
+
 var httpClient = &http.Client{Timeout: 60 * time.Second}
 
 func freePort() (int, error) {

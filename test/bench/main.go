@@ -20,7 +20,10 @@
 //     and 500 cgroups each holding a small live workload, 20,000 distinct
 //     allocating stacks (and their profile downloaded), a sustained
 //     page-fault loop — with its CPU time and peak RSS from /proc and its BPF
-//     map memory from its /metrics.
+//     map memory from its /metrics. Each step but the first waits one
+//     collection interval before it measures; CPU is the mean of three
+//     windows, beside that of a process that only wakes once a second
+//     (loops tick), and the agent's heap profile is saved at each step's end.
 //
 //  4. Go benchmarks: a full read of the kernel maps (pkg/tracer
 //     BenchmarkSnapshot), a /metrics collection and scrape (pkg/metrics),
@@ -207,6 +210,8 @@ type bench struct {
 	agent string // leakwatch binary
 	h     memHierarchy
 	log   string // agent log
+	// refPID is the footprint's reference process (loops tick), while it runs.
+	refPID int
 }
 
 func (b *bench) add(r row) { b.rep.Rows = append(b.rep.Rows, r) }
@@ -475,6 +480,17 @@ func median(v []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func mean(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	var sum float64
+	for _, x := range v {
+		sum += x
+	}
+	return sum / float64(len(v))
 }
 
 func hostname() string {

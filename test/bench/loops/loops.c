@@ -13,6 +13,9 @@
 //                            KiB, print "ready", then sleep until stdin closes
 //   loops stacks N           as hold, but map N 512 KiB regions (untouched), each from a distinct
 //                            call path (N < 65536), and keep them
+//   loops tick N             wake once a second for N seconds and do nothing else: what
+//                            the machine charges a nearly idle process (the footprint's
+//                            reference for the agent's CPU)
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,7 +118,8 @@ static int hold(long n, int stacks)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: loops faults|mmap|malloc|getpid|hold|stacks N [ROUNDS]\n");
+		fprintf(stderr,
+			"usage: loops faults|mmap|malloc|getpid|hold|stacks|tick N [ROUNDS]\n");
 		return 2;
 	}
 	long page = sysconf(_SC_PAGESIZE);
@@ -173,6 +177,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		return hold(n, 1);
+	} else if (!strcmp(argv[1], "tick")) {
+		for (long i = 0; i < n; i++)
+			sleep(1);
+		return 0;
 	} else if (!strcmp(argv[1], "getpid")) {
 		start = now_ns();
 		for (long i = 0; i < n; i++)
