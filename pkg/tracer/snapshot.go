@@ -73,14 +73,13 @@ func (x *allocIndex) find(allocs *[]Allocation, k allocKey) int {
 
 func (x *allocIndex) findHashed(allocs *[]Allocation, k allocKey, h uint64) int {
 	head, ok := x.first[h]
-	if ok {
-		for j := head; j >= 0; j = x.next[j] {
-			if a := &(*allocs)[j]; a.StackID == k.stack && a.PID == k.pid && a.Kind == k.kind && a.Memcg == k.memcg {
-				return int(j)
-			}
-		}
-	} else {
+	if !ok {
 		head = -1
+	}
+	for j := head; j >= 0; j = x.next[j] {
+		if a := &(*allocs)[j]; a.StackID == k.stack && a.PID == k.pid && a.Kind == k.kind && a.Memcg == k.memcg {
+			return int(j)
+		}
 	}
 	j := len(*allocs)
 	*allocs = append(*allocs, Allocation{Memcg: k.memcg, PID: k.pid, StackID: k.stack, Kind: k.kind})
