@@ -217,13 +217,21 @@ func topFunction(data []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading the profile: %w", err)
 	}
+	// pprof's default: the named default sample type, else the last one
+	// (a growth profile's last is released_space).
+	idx := len(p.SampleType) - 1
+	for i, st := range p.SampleType {
+		if st.Type == p.DefaultSampleType {
+			idx = i
+		}
+	}
 	flat := map[string]int64{}
 	for _, s := range p.Sample {
 		name := "<unknown>"
 		if len(s.Location) > 0 && len(s.Location[0].Line) > 0 {
 			name = s.Location[0].Line[0].Function.Name
 		}
-		flat[name] += s.Value[len(s.Value)-1]
+		flat[name] += s.Value[idx]
 	}
 	best, bestV := "", int64(0)
 	for n, v := range flat {
