@@ -37,8 +37,8 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := newFlagSet("profile", "profile [flags] CONTAINER", stderr)
 	cfg.Client.register(fs)
 	fs.StringVar(&cfg.Type, "type", "inuse", "inuse (outstanding memory by allocating stack) or faults (memory faulted in, by stack)")
-	fs.IntVar(&cfg.Seconds, "seconds", 0, "growth over the last N seconds instead of the current state")
-	fs.StringVar(&cfg.Output, "o", "", "file to write (default: the name the agent gives, in this directory)")
+	fs.IntVar(&cfg.Seconds, "seconds", 0, "growth over the last `N` seconds instead of the current state")
+	fs.StringVar(&cfg.Output, "o", "", "`FILE` to write (default: the name the agent gives, in this directory)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
