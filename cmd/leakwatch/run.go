@@ -220,9 +220,16 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 	return d, nil
 }
 
-// Run runs every part until ctx ends or one fails.
+// Run runs every part until ctx ends or one fails. A stop is logged with
+// its reason (the signal, from main's context) as soon as it comes, so that
+// a log shows why the agent went away.
 func (d *daemon) Run(ctx context.Context) error {
-	return runAll(ctx, d.log, map[string]func(context.Context) error{
+	logged := make(chan struct{})
+	stopLog := context.AfterFunc(ctx, func() {
+		d.log.Info("stopping", "reason", context.Cause(ctx).Error())
+		close(logged)
+	})
+	err := runAll(ctx, d.log, map[string]func(context.Context) error{
 		"agent":  d.agent.Run,
 		"server": d.server.Run,
 		"cri":    d.cri.Run,
@@ -235,6 +242,13 @@ func (d *daemon) Run(ctx context.Context) error {
 			return d.tracer.Run(ctx)
 		},
 	})
+	if !stopLog() { // the stop was logged, or is being: keep the order
+		<-logged
+	}
+	if err == nil {
+		d.log.Info("stopped")
+	}
+	return err
 }
 
 // Close closes the parts in reverse order of making.
