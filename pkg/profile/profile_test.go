@@ -284,7 +284,15 @@ func TestGrowthShowsReleasedMemoryApart(t *testing.T) {
 
 // A process that exits in the window: what it grew until the exit is its
 // growth, and its exit releases nothing; the current view leaves it out.
+// The store learns of the exit from the event (ProcessExited) or, when the
+// event came late or not at all, from the snapshot that drops the mappings.
 func TestExitedProcessIsNotReleased(t *testing.T) {
+	for _, how := range []string{"event", "snapshot"} {
+		t.Run(how, func(t *testing.T) { testExitedProcessIsNotReleased(t, how == "event") })
+	}
+}
+
+func testExitedProcessIsNotReleased(t *testing.T, event bool) {
 	s := NewStore(Config{Step: 10 * time.Second, Horizon: 10 * time.Minute, MaxKeys: 100, MaxStacks: 100})
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	st := map[uint64]tracer.Stack{1: {Frames: []uint64{0x4000}}}
@@ -295,8 +303,13 @@ func TestExitedProcessIsNotReleased(t *testing.T) {
 		s.Update(at(i), snap(a, nil, st), procInfo)
 	}
 	// The tracer reports the exit, then drops the mappings from its maps.
-	s.ProcessExited(pid)
-	s.Update(at(10), snap(nil, nil, nil), procInfo)
+	swept := snap(nil, nil, nil)
+	if event {
+		s.ProcessExited(pid)
+	} else {
+		swept.Exited = []uint32{pid}
+	}
+	s.Update(at(10), swept, procInfo)
 	s.Update(at(11), snap(nil, nil, nil), procInfo)
 
 	g, err := s.Build(memcg, Inuse, 60*time.Second, res, Meta{Now: at(11)})

@@ -117,6 +117,11 @@ func (s *Store) Update(now time.Time, snap *tracer.Snapshot, info ProcInfo) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.now = step
+	// Before the zeroing below: the exit event that ProcessExited would
+	// have brought may be late, or dropped by a slow reader.
+	for _, pid := range snap.Exited {
+		s.exited(pid)
+	}
 	for id, st := range snap.Stacks {
 		s.stacks[id] = st
 	}
@@ -165,10 +170,15 @@ func (s *Store) proc(pid uint32, info ProcInfo) *proc {
 // ProcessExited marks a pid's data as final, so bounds evict it first and
 // its outstanding memory is not taken for memory it released. The tracer
 // reports an exit before it drops the process's mappings (see deadGrace in
-// pkg/tracer), so the store learns of the exit first.
+// pkg/tracer), and the snapshot that drops them says so too (Exited).
 func (s *Store) ProcessExited(pid uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.exited(pid)
+}
+
+// exited marks the keys of a pid's process final; the lock is held.
+func (s *Store) exited(pid uint32) {
 	if p, ok := s.procs[pid]; ok {
 		// A new process may reuse the pid; it will be looked up afresh.
 		delete(s.procs, pid)
