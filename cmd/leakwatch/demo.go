@@ -33,7 +33,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("demo", "demo [flags]", stderr)
 	fs.Uint64Var(&cfg.Rate, "rate", 2<<20, "bytes per second the demo program leaks")
 	fs.DurationVar(&cfg.Timeout, "timeout", 3*time.Minute, "give up if the leak is not found by then")
-	fs.StringVar(&cfg.KeepFile, "o", "", "also keep the growth profile in this file")
+	fs.StringVar(&cfg.KeepFile, "o", "", "also keep the growth profile in `FILE`")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -125,22 +125,35 @@ func TestRunHelpMatchesTheReadme(t *testing.T) {
 	}
 }
 
-// The README's command table writes each flag of profile and top as their
-// --help does (-o FILE, not --o), and a one-letter flag has no variable.
-func TestProfileAndTopHelpMatchTheReadme(t *testing.T) {
-	var table strings.Builder
-	for _, l := range readmeLines(t) {
-		if strings.Contains(l, "`leakwatch profile") || strings.Contains(l, "`leakwatch top") || strings.Contains(l, "(`top` and `profile` also take") {
-			table.WriteString(l + "\n")
+// The README's command table writes each flag of every command but run
+// (which has its own table) as its --help does (-o FILE, not --o), and a
+// one-letter flag has no variable.
+func TestCommandHelpMatchesTheReadme(t *testing.T) {
+	lines := readmeLines(t)
+	for _, c := range commands {
+		if c.name == "run" || c.name == "version" {
+			continue
 		}
-	}
-	for _, cmd := range []string{"profile", "top"} {
-		for name, f := range helpFlags(t, cmd) {
-			if len(name) == 2 && strings.Contains(f.line, "LEAKWATCH_") {
-				t.Errorf("%s --help: one-letter flag %s has a variable: %s", cmd, name, f.line)
+		var rows strings.Builder
+		for _, l := range lines {
+			shared := strings.Contains(l, "(`top` and `profile` also take") && (c.name == "top" || c.name == "profile")
+			if strings.HasPrefix(l, "| `leakwatch "+c.name) || shared {
+				rows.WriteString(l + "\n")
 			}
-			if !regexp.MustCompile(`(^|[^-\w])` + regexp.QuoteMeta(name) + `\b`).MatchString(table.String()) {
-				t.Errorf("%s --help has %s, which the README's command table does not mention as such:\n%s", cmd, name, table.String())
+		}
+		if rows.Len() == 0 {
+			t.Errorf("the README's command table has no row for %s", c.name)
+			continue
+		}
+		for name, f := range helpFlags(t, c.name) {
+			if len(name) == 2 && strings.Contains(f.line, "LEAKWATCH_") {
+				t.Errorf("%s --help: one-letter flag %s has a variable: %s", c.name, name, f.line)
+			}
+			if !regexp.MustCompile(`(^|[^-\w])` + regexp.QuoteMeta(name) + `\b`).MatchString(rows.String()) {
+				t.Errorf("%s --help has %s, which the README's command table does not mention as such:\n%s", c.name, name, rows.String())
+			}
+			if strings.Contains(f.def, `"`) || f.def != strings.ToLower(f.def) && !strings.Contains(f.def, "/") {
+				t.Errorf("%s --help: default %s of %s is not written as it is typed", c.name, f.def, name)
 			}
 		}
 	}

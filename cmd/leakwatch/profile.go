@@ -89,5 +89,8 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("writing %s: %w", out, err)
 	}
 	fmt.Fprintf(stdout, "wrote %s (%d bytes), the %s profile of %s\nread it with: go tool pprof -top %s\n", out, n, cfg.Type, c.name(), out)
+	if cfg.Type == "inuse" && cfg.Seconds > 0 {
+		fmt.Fprintf(stdout, "(what was released in the window: go tool pprof -top -sample_index=released_space %s)\n", out)
+	}
 	return nil
 }
