@@ -354,3 +354,35 @@ func testExitedProcessIsNotReleased(t *testing.T, event bool) {
 		t.Errorf("%d keys kept past the horizon after the exit, want none", len(s.keys))
 	}
 }
+
+// A snapshot that names a swept exit freezes only that pid's keys it no
+// longer holds: mappings present in it belong to a live process (a new one
+// with the pid, as far as the store can tell) and stay in the inuse view.
+func TestSweptExitLeavesPresentKeysLive(t *testing.T) {
+	s := NewStore(DefaultConfig())
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st := map[uint64]tracer.Stack{1: {Frames: []uint64{0x4000}}, 2: {Frames: []uint64{0x5000}}}
+	res := &fakeResolver{names: map[uint64]string{0x4000: "old_leak", 0x5000: "new_work"}}
+	a := func(stack uint64) tracer.Allocation {
+		return tracer.Allocation{Memcg: memcg, PID: pid, StackID: stack, Kind: tracer.KindMmap, Bytes: 8 << 20, Count: 1}
+	}
+	s.Update(t0, snap([]tracer.Allocation{a(1), a(2)}, nil, st), procInfo)
+	swept := snap([]tracer.Allocation{a(2)}, nil, st)
+	swept.Exited = []uint32{pid}
+	s.Update(t0.Add(10*time.Second), swept, procInfo)
+
+	cur, err := s.Build(memcg, Inuse, 0, res, Meta{Now: t0.Add(10 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := byFunction(t, cur, "inuse_space"); got["new_work"] != 8<<20 || got["old_leak"] != 0 {
+		t.Errorf("inuse after a swept exit %v, want new_work 8 MiB (present) and not old_leak (exited)", got)
+	}
+	g, err := s.Build(memcg, Inuse, time.Minute, res, Meta{Now: t0.Add(10 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel := byFunction(t, g, "released_space"); rel["old_leak"] != 0 {
+		t.Errorf("released_space %v: the swept exit is taken for a release", rel)
+	}
+}

@@ -117,11 +117,6 @@ func (s *Store) Update(now time.Time, snap *tracer.Snapshot, info ProcInfo) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.now = step
-	// Before the zeroing below: the exit event that ProcessExited would
-	// have brought may be late, or dropped by a slow reader.
-	for _, pid := range snap.Exited {
-		s.exited(pid)
-	}
 	for id, st := range snap.Stacks {
 		s.stacks[id] = st
 	}
@@ -138,10 +133,20 @@ func (s *Store) Update(now time.Time, snap *tracer.Snapshot, info ProcInfo) {
 	// Inuse keys not in the snapshot are zero now: unmapped, or the
 	// process exec'd. A process that exited keeps its last value: its
 	// memory went with it, which is not the program releasing it, so a
-	// growth window over its exit shows what it grew until then.
+	// growth window over its exit shows what it grew until then. The
+	// snapshot names the exits it swept, for when the exit event that
+	// ProcessExited brings is late or was lost; only keys absent from it
+	// are the exited process's (a new process may have its pid).
+	swept := make(map[uint32]bool, len(snap.Exited))
+	for _, pid := range snap.Exited {
+		swept[pid] = true
+	}
 	for k, sr := range s.keys {
 		if sr.seen == step {
 			continue
+		}
+		if k.typ == Inuse && swept[k.pid] {
+			sr.exited = true
 		}
 		if k.typ == Inuse && sr.cur != (value{}) && !sr.exited {
 			s.record(sr, value{}, step)
@@ -174,11 +179,6 @@ func (s *Store) proc(pid uint32, info ProcInfo) *proc {
 func (s *Store) ProcessExited(pid uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.exited(pid)
-}
-
-// exited marks the keys of a pid's process final; the lock is held.
-func (s *Store) exited(pid uint32) {
 	if p, ok := s.procs[pid]; ok {
 		// A new process may reuse the pid; it will be looked up afresh.
 		delete(s.procs, pid)
