@@ -217,8 +217,7 @@ func topFunction(data []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading the profile: %w", err)
 	}
-	// pprof's default: the named default sample type, else the last one
-	// (a growth profile's last is released_space).
+	// pprof's default: the named default sample type, else the last one.
 	idx := len(p.SampleType) - 1
 	for i, st := range p.SampleType {
 		if st.Type == p.DefaultSampleType {

@@ -8,7 +8,7 @@ import (
 )
 
 // The demo names the function on top of the default sample type, as pprof
-// -top does, not of the last one (a growth profile's last is released_space).
+// -top does, wherever it is among the sample types, not the last one.
 func TestDemoTopFunctionReadsTheDefaultSampleType(t *testing.T) {
 	fn := func(id uint64, name string) *profile.Location {
 		return &profile.Location{ID: id, Line: []profile.Line{{Function: &profile.Function{ID: id, Name: name}}}}
@@ -16,10 +16,10 @@ func TestDemoTopFunctionReadsTheDefaultSampleType(t *testing.T) {
 	leak, cache := fn(1, "main.demoLeak"), fn(2, "cache_drop")
 	p := &profile.Profile{
 		SampleType: []*profile.ValueType{
+			{Type: "alloc_objects", Unit: "count"}, {Type: "alloc_space", Unit: "bytes"},
 			{Type: "inuse_objects", Unit: "count"}, {Type: "inuse_space", Unit: "bytes"},
-			{Type: "released_objects", Unit: "count"}, {Type: "released_space", Unit: "bytes"},
 		},
-		DefaultSampleType: "inuse_space",
+		DefaultSampleType: "alloc_space",
 		Sample: []*profile.Sample{
 			{Location: []*profile.Location{leak}, Value: []int64{4, 4 << 20, 0, 0}},
 			{Location: []*profile.Location{cache}, Value: []int64{0, 0, 9, 64 << 20}},
@@ -36,6 +36,6 @@ func TestDemoTopFunctionReadsTheDefaultSampleType(t *testing.T) {
 		t.Fatal(err)
 	}
 	if top != "main.demoLeak" {
-		t.Errorf("top function %q, want main.demoLeak (inuse_space), not what released_space puts first", top)
+		t.Errorf("top function %q, want main.demoLeak (the default, alloc_space), not what the last type puts first", top)
 	}
 }

@@ -116,7 +116,9 @@ func (s *Store) Build(memcg uint64, typ Type, window time.Duration, res Resolver
 	case Inuse:
 		p.SampleType = []*profile.ValueType{{Type: "inuse_objects", Unit: "count"}, {Type: "inuse_space", Unit: "bytes"}}
 		if released {
-			p.SampleType = append(p.SampleType, &profile.ValueType{Type: "released_objects", Unit: "count"}, &profile.ValueType{Type: "released_space", Unit: "bytes"})
+			// Before inuse_*: the default sample type stays last, where
+			// pprof (and Go's heap profiles) put it.
+			p.SampleType = append([]*profile.ValueType{{Type: "released_objects", Unit: "count"}, {Type: "released_space", Unit: "bytes"}}, p.SampleType...)
 		}
 		p.DefaultSampleType = "inuse_space"
 		p.PeriodType = &profile.ValueType{Type: "space", Unit: "bytes"}
@@ -174,9 +176,9 @@ func (s *Store) Build(memcg uint64, typ Type, window time.Duration, res Resolver
 			byProc[procKey{k.pid, k.starts}] = l
 		}
 		val := values[n*i : n*i+n : n*i+n]
-		val[0], val[1] = v.count, v.bytes
+		val[n-2], val[n-1] = v.count, v.bytes
 		if released {
-			val[2], val[3] = v.relCount, v.relBytes
+			val[0], val[1] = v.relCount, v.relBytes
 		}
 		p.Sample = append(p.Sample, &profile.Sample{Location: locs, Value: val, Label: l.str, NumLabel: l.num})
 	}

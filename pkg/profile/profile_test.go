@@ -48,12 +48,13 @@ func snap(allocs []tracer.Allocation, faults []tracer.FaultSample, stacks map[ui
 }
 
 // topFunction returns the innermost function of the sample with the most
-// bytes, as `pprof -top` would put first.
+// bytes of the default sample type, as `pprof -top` would put first.
 func topFunction(t *testing.T, p *profile.Profile) (string, int64) {
 	t.Helper()
+	i := sampleTypeIndex(t, p, p.DefaultSampleType)
 	var best *profile.Sample
 	for _, s := range p.Sample {
-		if best == nil || s.Value[1] > best.Value[1] {
+		if best == nil || s.Value[i] > best.Value[i] {
 			best = s
 		}
 	}
@@ -62,9 +63,9 @@ func topFunction(t *testing.T, p *profile.Profile) (string, int64) {
 	}
 	l := best.Location[0]
 	if len(l.Line) == 0 {
-		return "", best.Value[1]
+		return "", best.Value[i]
 	}
-	return l.Line[0].Function.Name, best.Value[1]
+	return l.Line[0].Function.Name, best.Value[i]
 }
 
 func TestInuseGrowthWindowAndTrimming(t *testing.T) {
@@ -258,8 +259,8 @@ func TestGrowthShowsReleasedMemoryApart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.DefaultSampleType != "inuse_space" {
-		t.Errorf("default sample type %q, want inuse_space", g.DefaultSampleType)
+	if g.DefaultSampleType != "inuse_space" || g.SampleType[len(g.SampleType)-1].Type != "inuse_space" {
+		t.Errorf("default sample type %q, sample types %v; want inuse_space, and last", g.DefaultSampleType, g.SampleType)
 	}
 	grown, released := byFunction(t, g, "inuse_space"), byFunction(t, g, "released_space")
 	if grown["leak"] != 3<<20 || grown["cache_fill"] != 0 {
