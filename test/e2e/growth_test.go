@@ -81,20 +81,20 @@ func decode(t *testing.T, file string) (*profile.Profile, map[string]map[string]
 	return p, sums
 }
 
-// waitExitSwept waits until the container's current inuse profile holds
-// nothing: the agent has seen the exit and the tracer has dropped the
-// process's mappings.
-func (a *agent) waitExitSwept(t *testing.T, id string) {
+// waitInuseGone waits until the container's current inuse profile holds
+// nothing of fn (nothing at all when fn is ""): the agent has collected
+// since the memory went.
+func (a *agent) waitInuseGone(t *testing.T, id, fn string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		p, _ := decode(t, a.download(t, id, "type=inuse"))
-		if len(p.Sample) == 0 {
+		p, sums := decode(t, a.download(t, id, "type=inuse"))
+		if (fn == "" && len(p.Sample) == 0) || (fn != "" && sums["inuse_space"][fn] == 0) {
 			return
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	t.Fatalf("the exited process's memory still in the inuse profile of %s after 30s", id)
+	t.Fatalf("%q still in the inuse profile of %s after 30s", fn, id)
 }
 
 // A Go program leaks 64 MiB and is ended by its pid. Its container's growth
@@ -127,7 +127,7 @@ func TestGrowthProfileHasNoNegativeAllocations(t *testing.T) {
 		time.Sleep(quiet)
 		killed := time.Now()
 		p.Kill()
-		a.waitExitSwept(t, id)
+		a.waitInuseGone(t, id, "")
 
 		// The window that holds only the exit first, while it still
 		// reaches back to it.
@@ -162,7 +162,7 @@ func TestGrowthProfileHasNoNegativeAllocations(t *testing.T) {
 		time.Sleep(quiet)
 		freed := time.Now()
 		p.Do(t, "free")
-		time.Sleep(2500 * time.Millisecond) // two collections
+		a.waitInuseGone(t, id, "leak_step")
 
 		q := "seconds=" + windowSince(freed)
 		file := a.download(t, id, "type=inuse&"+q)
@@ -172,6 +172,7 @@ func TestGrowthProfileHasNoNegativeAllocations(t *testing.T) {
 			}
 		}
 		_, sums := decode(t, file)
+		t.Logf("?%s: leak_step grew %.1f MiB, released %.1f MiB", q, float64(sums["inuse_space"]["leak_step"])/mib, float64(sums["released_space"]["leak_step"])/mib)
 		if r := sums["released_space"]["leak_step"]; r != 32*mib {
 			t.Errorf("?%s: leak_step released %.1f MiB, want the 32 MiB that free unmapped (sums %v)", q, float64(r)/mib, sums["released_space"])
 		}
