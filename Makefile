@@ -38,7 +38,7 @@ build: ## build bin/leakwatch
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/leakwatch ./cmd/leakwatch
 
 .PHONY: run
-run: build ## build and run the agent on this host (as root) on 127.0.0.1:9753; LEAKWATCH_FLAGS adds flags
+run: build ## build (Go only, no clang) and run the agent on this host (as root) on 127.0.0.1:9753; LEAKWATCH_FLAGS adds flags
 	./$(BIN)/leakwatch run $(LEAKWATCH_FLAGS)
 
 .PHONY: test

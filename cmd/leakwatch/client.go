@@ -13,6 +13,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/lookup"
 )
 
 // apiContainer is the part of /api/v1/containers the CLI uses.
@@ -34,12 +36,11 @@ type apiContainer struct {
 	Gone        bool     `json:"gone"`
 }
 
-func (c apiContainer) name() string {
-	if c.Pod != "" {
-		return c.Namespace + "/" + c.Pod + "/" + c.Container
-	}
-	return c.Cgroup
+func (c apiContainer) names() lookup.Names {
+	return lookup.Names{ID: c.ID, Cgroup: c.Cgroup, ContainerID: c.ContainerID, Namespace: c.Namespace, Pod: c.Pod, Container: c.Container, Gone: c.Gone}
 }
+
+func (c apiContainer) name() string { return c.names().Name() }
 
 // client talks to a running agent.
 type client struct {
@@ -58,8 +59,8 @@ type clientFlags struct {
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.server, "server", "http://127.0.0.1:9753", "URL of the agent")
-	fs.StringVar(&f.user, "user", "", "USER:PASSWORD for an agent that asks for basic auth")
+	fs.StringVar(&f.server, "server", "http://127.0.0.1:9753", "`URL` of the agent")
+	fs.StringVar(&f.user, "user", "", "`USER:PASSWORD` for an agent that asks for basic auth")
 	fs.StringVar(&f.caFile, "ca-file", "", "CA certificate to trust for an https:// agent")
 	fs.BoolVar(&f.insecure, "insecure", false, "do not verify an https:// agent's certificate")
 }
@@ -133,38 +134,15 @@ func (c *client) containers(ctx context.Context) ([]apiContainer, error) {
 	return list, nil
 }
 
-// find resolves what a user typed to one container: its id, its container
-// id (or a prefix of at least 6), its name (container, pod, or
-// namespace/pod/container), or its cgroup path.
+// find resolves what a user typed to one container, as the API does for
+// /api/v1/containers/{id}.
 func find(list []apiContainer, q string) (apiContainer, error) {
-	var matches []apiContainer
-	for _, c := range list {
-		if c.ID == q || c.Cgroup == q {
-			return c, nil
+	i, err := lookup.Find(list, q, apiContainer.names)
+	if err != nil {
+		if errors.Is(err, lookup.ErrNotFound) {
+			return apiContainer{}, fmt.Errorf("%w; `leakwatch top` lists them", err)
 		}
-		if (len(q) >= 6 && strings.HasPrefix(c.ContainerID, q)) || c.Container == q || c.Pod == q || c.name() == q {
-			matches = append(matches, c)
-		}
+		return apiContainer{}, err
 	}
-	switch len(matches) {
-	case 0:
-		return apiContainer{}, fmt.Errorf("no container matches %q; `leakwatch top` lists them", q)
-	case 1:
-		return matches[0], nil
-	}
-	// Prefer the live one when a restart left a gone twin.
-	var live []apiContainer
-	for _, m := range matches {
-		if !m.Gone {
-			live = append(live, m)
-		}
-	}
-	if len(live) == 1 {
-		return live[0], nil
-	}
-	names := make([]string, 0, len(matches))
-	for _, m := range matches {
-		names = append(names, m.ID+" ("+m.name()+")")
-	}
-	return apiContainer{}, errors.New("several containers match " + q + ": " + strings.Join(names, ", ") + "; give an id")
+	return list[i], nil
 }

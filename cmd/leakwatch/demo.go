@@ -33,7 +33,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("demo", "demo [flags]", stderr)
 	fs.Uint64Var(&cfg.Rate, "rate", 2<<20, "bytes per second the demo program leaks")
 	fs.DurationVar(&cfg.Timeout, "timeout", 3*time.Minute, "give up if the leak is not found by then")
-	fs.StringVar(&cfg.KeepFile, "o", "", "also keep the growth profile in this file")
+	fs.StringVar(&cfg.KeepFile, "o", "", "also keep the growth profile in `FILE`")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -217,13 +217,20 @@ func topFunction(data []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading the profile: %w", err)
 	}
+	// pprof's default: the named default sample type, else the last one.
+	idx := len(p.SampleType) - 1
+	for i, st := range p.SampleType {
+		if st.Type == p.DefaultSampleType {
+			idx = i
+		}
+	}
 	flat := map[string]int64{}
 	for _, s := range p.Sample {
 		name := "<unknown>"
 		if len(s.Location) > 0 && len(s.Location[0].Line) > 0 {
 			name = s.Location[0].Line[0].Function.Name
 		}
-		flat[name] += s.Value[len(s.Value)-1]
+		flat[name] += s.Value[idx]
 	}
 	best, bestV := "", int64(0)
 	for n, v := range flat {

@@ -37,8 +37,8 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := newFlagSet("profile", "profile [flags] CONTAINER", stderr)
 	cfg.Client.register(fs)
 	fs.StringVar(&cfg.Type, "type", "inuse", "inuse (outstanding memory by allocating stack) or faults (memory faulted in, by stack)")
-	fs.IntVar(&cfg.Seconds, "seconds", 0, "growth over the last N seconds instead of the current state")
-	fs.StringVar(&cfg.Output, "o", "", "file to write (default: the name the agent gives, in this directory)")
+	fs.IntVar(&cfg.Seconds, "seconds", 0, "growth over the last `N` seconds instead of the current state")
+	fs.StringVar(&cfg.Output, "o", "", "`FILE` to write (default: the name the agent gives, in this directory)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -89,5 +89,8 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("writing %s: %w", out, err)
 	}
 	fmt.Fprintf(stdout, "wrote %s (%d bytes), the %s profile of %s\nread it with: go tool pprof -top %s\n", out, n, cfg.Type, c.name(), out)
+	if cfg.Type == "inuse" && cfg.Seconds > 0 {
+		fmt.Fprintf(stdout, "(what was released in the window: go tool pprof -top -sample_index=released_space %s)\n", out)
+	}
 	return nil
 }

@@ -72,6 +72,18 @@ func (l listFlag) Set(s string) error {
 	return nil
 }
 
+// levelFlag is a log level written as it is typed: info, not INFO.
+type levelFlag struct{ l *slog.Level }
+
+func (f levelFlag) String() string {
+	if f.l == nil {
+		return ""
+	}
+	return strings.ToLower(f.l.String())
+}
+
+func (f levelFlag) Set(s string) error { return f.l.UnmarshalText([]byte(s)) }
+
 func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
 	cfg := runConfig{Agent: agent.DefaultConfig(), Tracer: tracer.DefaultConfig()}
 	fs := newFlagSet("run", "run [flags]", stderr)
@@ -90,7 +102,8 @@ func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
 	fs.Uint64Var(&cfg.Tracer.FaultSampleBytes, "fault-sample-bytes", cfg.Tracer.FaultSampleBytes, "faulted bytes between two page-fault samples (0: off)")
 	fs.Uint64Var(&cfg.Tracer.MmapSampleBytes, "mmap-sample-bytes", cfg.Tracer.MmapSampleBytes, "private anonymous mappings shorter than this are sampled by size, the rest tracked exactly (0: track all)")
 	fs.BoolVar(&cfg.NoTracer, "no-tracer", false, "run on cgroup statistics only, without the eBPF programs")
-	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	cfg.LogLevel = slog.LevelInfo
+	fs.Var(levelFlag{&cfg.LogLevel}, "log-level", "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "text or json")
 	if err := parseFlags(fs, args); err != nil {
 		return cfg, err
@@ -207,9 +220,16 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 	return d, nil
 }
 
-// Run runs every part until ctx ends or one fails.
+// Run runs every part until ctx ends or one fails. A stop is logged with
+// its reason (the signal, from main's context) as soon as it comes, so that
+// a log shows why the agent went away.
 func (d *daemon) Run(ctx context.Context) error {
-	return runAll(ctx, d.log, map[string]func(context.Context) error{
+	logged := make(chan struct{})
+	stopLog := context.AfterFunc(ctx, func() {
+		d.log.Info("stopping", "reason", context.Cause(ctx).Error())
+		close(logged)
+	})
+	err := runAll(ctx, d.log, map[string]func(context.Context) error{
 		"agent":  d.agent.Run,
 		"server": d.server.Run,
 		"cri":    d.cri.Run,
@@ -222,6 +242,13 @@ func (d *daemon) Run(ctx context.Context) error {
 			return d.tracer.Run(ctx)
 		},
 	})
+	if !stopLog() { // the stop was logged, or is being: keep the order
+		<-logged
+	}
+	if err == nil {
+		d.log.Info("stopped")
+	}
+	return err
 }
 
 // Close closes the parts in reverse order of making.

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"text/tabwriter"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -55,7 +55,7 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if live {
 			// Home and clear: refresh in place.
 			fmt.Fprint(stdout, "\x1b[H\x1b[2J")
-			fmt.Fprintf(stdout, "leakwatch top — %s — %s (q: Ctrl-C)\n\n", cl.base, time.Now().Format(time.TimeOnly))
+			fmt.Fprintf(stdout, "leakwatch top — %s — %s — Ctrl-C to quit\n\n", cl.base, time.Now().Format(time.TimeOnly))
 		}
 		printTop(stdout, list, cfg.Limit)
 		if !live {
@@ -69,13 +69,18 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 }
 
+// topRow lays a row out in fixed widths, each as wide as its column's
+// widest value (bytesString is at most 9 characters, a time to limit is
+// capped at 9), so that columns stay put between refreshes; the container
+// name, the one value of free length, comes last.
+const topRow = "%-10s  %9s  %9s  %10s  %4s  %9s  %4s  %-11s  %s\n"
+
 // printTop prints containers ordered by growth, as the API returns them.
 func printTop(w io.Writer, list []apiContainer, limit int) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tCONTAINER\tMEMORY\tLIMIT\tGROWTH/s\tCONF\tTO LIMIT\tOOM\tLEAK")
+	fmt.Fprintf(w, topRow, "ID", "MEMORY", "LIMIT", "GROWTH/s", "CONF", "TO LIMIT", "OOM", "LEAK", "CONTAINER")
 	for i, c := range list {
 		if i == limit {
-			fmt.Fprintf(tw, "… %d more\t\t\t\t\t\t\t\t\n", len(list)-limit)
+			fmt.Fprintf(w, "… %d more\n", len(list)-limit)
 			break
 		}
 		limitS, ttl := "-", "-"
@@ -83,7 +88,10 @@ func printTop(w io.Writer, list []apiContainer, limit int) {
 			limitS = bytesString(c.Limit)
 		}
 		if c.TimeToLimit != nil {
-			ttl = (time.Duration(*c.TimeToLimit) * time.Second).Round(time.Second).String()
+			ttl = ">99h"
+			if secs := *c.TimeToLimit; secs < 100*3600 {
+				ttl = time.Duration(secs * float64(time.Second)).Round(time.Second).String()
+			}
 		}
 		growth := "-"
 		if c.Growth != 0 {
@@ -101,10 +109,9 @@ func printTop(w io.Writer, list []apiContainer, limit int) {
 		if c.Gone {
 			leak += " (gone)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%d\t%s\n", c.ID, shorten(c.name(), 60), bytesString(c.Memory),
-			limitS, growth, c.Confidence, ttl, c.OOMKills, leak)
+		fmt.Fprintf(w, topRow, c.ID, bytesString(c.Memory), limitS, growth, fmt.Sprintf("%.2f", c.Confidence), ttl,
+			strconv.FormatUint(c.OOMKills, 10), leak, shorten(c.name(), 60))
 	}
-	tw.Flush()
 }
 
 func shorten(s string, n int) string {

@@ -41,7 +41,8 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Uint64Var(&cfg.Tracer.MmapSampleBytes, "mmap-sample-bytes", cfg.Tracer.MmapSampleBytes, "private anonymous mappings shorter than this are sampled by size, the rest tracked exactly (0: track all)")
 	fs.StringVar(&cfg.CgroupRoot, "cgroup-root", "/sys/fs/cgroup", "where the host's cgroup hierarchies are mounted")
 	fs.StringVar(&cfg.Tracer.ProcRoot, "proc-root", cfg.Tracer.ProcRoot, "where the host's /proc is mounted")
-	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	cfg.LogLevel = slog.LevelInfo
+	fs.Var(levelFlag{&cfg.LogLevel}, "log-level", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -234,11 +234,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	for {
 		a.collect(time.Now())
 		if a.collects%saveEvery == 0 {
-			a.save()
+			_ = a.save() // logged; the next round tries again
 		}
 		select {
 		case <-ctx.Done():
-			a.save()
+			// The last save is what a restart finds: say whether it
+			// happened, at the level an operator reads.
+			if a.store != nil {
+				if err := a.save(); err != nil {
+					a.log.Error("state not saved before stopping", "path", a.store.Path(), "err", err)
+				} else {
+					a.log.Info("state saved before stopping", "path", a.store.Path())
+				}
+			}
 			return nil
 		case <-tick.C:
 		}

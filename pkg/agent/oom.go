@@ -170,11 +170,14 @@ func encode(p *profile.Profile) []byte {
 // topStacks renders the samples with the most bytes as short text:
 // the bytes, then up to four functions from the innermost out.
 func topStacks(p *profile.Profile, n int) []string {
+	// The bytes of the last sample type, the default as pprof has it: a
+	// growth profile leads with what was released.
+	vi := len(p.SampleType) - 1
 	samples := append([]*profile.Sample(nil), p.Sample...)
-	sort.Slice(samples, func(i, j int) bool { return samples[i].Value[1] > samples[j].Value[1] })
+	sort.Slice(samples, func(i, j int) bool { return samples[i].Value[vi] > samples[j].Value[vi] })
 	var out []string
 	for _, s := range samples {
-		if len(out) == n || s.Value[1] <= 0 {
+		if len(out) == n || s.Value[vi] <= 0 {
 			break
 		}
 		var fns []string
@@ -188,7 +191,7 @@ func topStacks(p *profile.Profile, n int) []string {
 			}
 			fns = append(fns, name)
 		}
-		out = append(out, fmt.Sprintf("%s %s", mib(s.Value[1]), strings.Join(fns, " < ")))
+		out = append(out, fmt.Sprintf("%s %s", mib(s.Value[vi]), strings.Join(fns, " < ")))
 	}
 	return out
 }

@@ -58,9 +58,9 @@ func (a *Agent) restore(snap state.Snapshot) {
 // save writes the containers and OOM kills to the state store. Encoding
 // holds the read lock for a moment; the write, synced to disk, holds none.
 // A failure is counted and logged, and the next save tries again.
-func (a *Agent) save() {
+func (a *Agent) save() error {
 	if a.store == nil {
-		return
+		return nil
 	}
 	start := time.Now()
 	snap := state.Snapshot{Saved: start}
@@ -84,7 +84,8 @@ func (a *Agent) save() {
 	if err := a.store.Save(snap); err != nil {
 		a.errs[errStateSave]++
 		a.logEvery("saving state", err)
-		return
+		return err
 	}
 	a.log.Debug("state saved", "containers", len(snap.Containers), "oom_kills", len(snap.OOMKills), "took", time.Since(start))
+	return nil
 }

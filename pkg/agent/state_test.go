@@ -24,7 +24,9 @@ func TestStateSurvivesRestart(t *testing.T) {
 	for i := range 5 {
 		a.collect(t0.Add(time.Duration(i) * 10 * time.Second))
 	}
-	a.save()
+	if err := a.save(); err != nil {
+		t.Fatal(err)
+	}
 	dets := map[uint64][]byte{}
 	var container string
 	for id, e := range a.entries {

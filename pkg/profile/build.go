@@ -4,7 +4,10 @@
 // faulted_space (sampled page-fault bytes by faulting stack), each sample
 // labelled with pid and comm. With a window (?seconds=N) a profile is the
 // growth over the last N seconds, as Go's /debug/pprof/heap?seconds=N, so a
-// leak is not drowned by what the container allocated at start.
+// leak is not drowned by what the container allocated at start. Unlike Go's,
+// no figure is negative: inuse_* hold what grew, and memory released in the
+// window has its own released_objects/released_space; a process that exited
+// in the window counts up to its exit, its memory not taken as released.
 //
 // Store keeps the data (bounded); Build makes a profile, symbolizing on
 // demand through a Resolver, so nothing is symbolized unless asked for.
@@ -83,8 +86,13 @@ type sampleKey struct {
 	stack  uint64
 }
 
+// sampleVal is what one process's stack shows: what it holds (or grew by,
+// in a window) and, in an inuse window, what it released; both are never
+// negative.
 type sampleVal struct {
-	bytes, count int64
+	bytes, count       int64
+	relBytes, relCount int64
+	exited             bool
 }
 
 // Build makes the profile of one memory cgroup. window 0 is the current
@@ -103,9 +111,15 @@ func (s *Store) Build(memcg uint64, typ Type, window time.Duration, res Resolver
 			"leakwatch profile of " + meta.Container + " (cgroup " + meta.Cgroup + ")",
 		},
 	}
+	released := typ == Inuse && window > 0
 	switch typ {
 	case Inuse:
 		p.SampleType = []*profile.ValueType{{Type: "inuse_objects", Unit: "count"}, {Type: "inuse_space", Unit: "bytes"}}
+		if released {
+			// Before inuse_*: the default sample type stays last, where
+			// pprof (and Go's heap profiles) put it.
+			p.SampleType = append([]*profile.ValueType{{Type: "released_objects", Unit: "count"}, {Type: "released_space", Unit: "bytes"}}, p.SampleType...)
+		}
 		p.DefaultSampleType = "inuse_space"
 		p.PeriodType = &profile.ValueType{Type: "space", Unit: "bytes"}
 		p.Period = 1
@@ -119,7 +133,10 @@ func (s *Store) Build(memcg uint64, typ Type, window time.Duration, res Resolver
 	}
 	if window > 0 {
 		p.DurationNanos = int64(window)
-		p.Comments = append(p.Comments, fmt.Sprintf("growth over the last %v", window))
+		p.Comments = append(p.Comments, fmt.Sprintf("growth over the last %v; a process that exited in it counts up to its exit (label exited=true)", window))
+		if released {
+			p.Comments = append(p.Comments, "released_objects/released_space: what was unmapped or returned in the window, by the stack that had allocated it")
+		}
 	}
 
 	keys := make([]sampleKey, 0, len(samples))
@@ -139,19 +156,30 @@ func (s *Store) Build(memcg uint64, typ Type, window time.Duration, res Resolver
 		str map[string][]string
 		num map[string][]int64
 	}
-	byPID := make(map[uint32]labels)
+	type procKey struct {
+		pid    uint32
+		starts uint64
+	}
+	byProc := make(map[procKey]labels)
 	p.Sample = make([]*profile.Sample, 0, len(keys))
-	values := make([]int64, 2*len(keys))
+	n := len(p.SampleType)
+	values := make([]int64, n*len(keys))
 	for i, k := range keys {
 		v := samples[k]
 		locs := b.locations(k, stacks[k.stack])
-		l, ok := byPID[k.pid]
+		l, ok := byProc[procKey{k.pid, k.starts}]
 		if !ok {
 			l = labels{map[string][]string{"comm": {comms[k.pid]}}, map[string][]int64{"pid": {int64(k.pid)}}}
-			byPID[k.pid] = l
+			if v.exited {
+				l.str["exited"] = []string{"true"}
+			}
+			byProc[procKey{k.pid, k.starts}] = l
 		}
-		val := values[2*i : 2*i+2 : 2*i+2]
-		val[0], val[1] = v.count, v.bytes
+		val := values[n*i : n*i+n : n*i+n]
+		val[n-2], val[n-1] = v.count, v.bytes
+		if released {
+			val[0], val[1] = v.relCount, v.relBytes
+		}
 		p.Sample = append(p.Sample, &profile.Sample{Location: locs, Value: val, Label: l.str, NumLabel: l.num})
 	}
 	p.Location, p.Mapping, p.Function = b.locs, b.maps, b.funcs
@@ -173,18 +201,25 @@ func (s *Store) collect(memcg uint64, typ Type, window time.Duration) (map[sampl
 		if k.memcg != memcg || k.typ != typ {
 			continue
 		}
-		v := sr.cur
-		if window > 0 {
-			old := sr.at(since)
-			v = value{bytes: v.bytes - old.bytes, count: v.count - old.count}
+		if window == 0 && typ == Inuse && sr.exited {
+			continue // its memory went with it
 		}
-		if v == (value{}) {
+		var v sampleVal
+		if window == 0 {
+			v.bytes, v.count = sr.cur.bytes, sr.cur.count
+		} else {
+			v = growth(sr.cur, sr.at(since), typ)
+		}
+		if v == (sampleVal{}) {
 			continue
 		}
 		sk := sampleKey{pid: k.pid, starts: k.starts, stack: k.stack}
 		acc := samples[sk]
 		acc.bytes += v.bytes
 		acc.count += v.count
+		acc.relBytes += v.relBytes
+		acc.relCount += v.relCount
+		acc.exited = acc.exited || sr.exited
 		samples[sk] = acc
 		if st, ok := s.stacks[k.stack]; ok {
 			stacks[k.stack] = stackFrames{frames: st.Frames, leafReturn: st.LeafReturn}
@@ -196,6 +231,28 @@ func (s *Store) collect(memcg uint64, typ Type, window time.Duration) (map[sampl
 		}
 	}
 	return samples, stacks, comms
+}
+
+// growth splits the change of one key over a window into what grew and, for
+// inuse, what was released, so that no figure is negative: a released
+// mapping is not a negative allocation. Bytes and objects split apart (a
+// window may unmap one large mapping and add two small ones). A cumulative
+// faults count only falls if the kernel's counter restarted, which undoes
+// no fault: such a fall is left out.
+func growth(cur, old value, typ Type) sampleVal {
+	var v sampleVal
+	split := func(d int64) (grown, released int64) {
+		if d >= 0 {
+			return d, 0
+		}
+		return 0, -d
+	}
+	v.bytes, v.relBytes = split(cur.bytes - old.bytes)
+	v.count, v.relCount = split(cur.count - old.count)
+	if typ != Inuse {
+		v.relBytes, v.relCount = 0, 0
+	}
+	return v
 }
 
 type stackFrames struct {

@@ -48,12 +48,13 @@ func snap(allocs []tracer.Allocation, faults []tracer.FaultSample, stacks map[ui
 }
 
 // topFunction returns the innermost function of the sample with the most
-// bytes, as `pprof -top` would put first.
+// bytes of the default sample type, as `pprof -top` would put first.
 func topFunction(t *testing.T, p *profile.Profile) (string, int64) {
 	t.Helper()
+	i := sampleTypeIndex(t, p, p.DefaultSampleType)
 	var best *profile.Sample
 	for _, s := range p.Sample {
-		if best == nil || s.Value[1] > best.Value[1] {
+		if best == nil || s.Value[i] > best.Value[i] {
 			best = s
 		}
 	}
@@ -62,9 +63,9 @@ func topFunction(t *testing.T, p *profile.Profile) (string, int64) {
 	}
 	l := best.Location[0]
 	if len(l.Line) == 0 {
-		return "", best.Value[1]
+		return "", best.Value[i]
 	}
-	return l.Line[0].Function.Name, best.Value[1]
+	return l.Line[0].Function.Name, best.Value[i]
 }
 
 func TestInuseGrowthWindowAndTrimming(t *testing.T) {
@@ -125,7 +126,7 @@ func TestInuseGrowthWindowAndTrimming(t *testing.T) {
 	}
 }
 
-func TestFreedMemoryLeavesInuseAndShowsAsNegativeGrowth(t *testing.T) {
+func TestFreedMemoryLeavesInuse(t *testing.T) {
 	s := NewStore(DefaultConfig())
 	t0 := time.Now()
 	st := map[uint64]tracer.Stack{1: {Frames: []uint64{0x6000}}}
@@ -207,5 +208,182 @@ func TestForgetReturnsProcessesWithNothingLeft(t *testing.T) {
 	gone := s.Forget(10)
 	if len(gone) != 1 || gone[0].PID != 1 || gone[0].StartTime != 1000 {
 		t.Errorf("Forget(10) = %+v, want only pid 1 (start 1000): pid 2 still has data in cgroup 11", gone)
+	}
+}
+
+// sampleTypeIndex is the index of a sample type, failing the test when the
+// profile has none of that name.
+func sampleTypeIndex(t *testing.T, p *profile.Profile, name string) int {
+	t.Helper()
+	for i, st := range p.SampleType {
+		if st.Type == name {
+			return i
+		}
+	}
+	t.Fatalf("profile has no sample type %s: %v", name, p.SampleType)
+	return -1
+}
+
+// byFunction sums one sample type by innermost function, failing the test
+// on any negative value in any sample type.
+func byFunction(t *testing.T, p *profile.Profile, name string) map[string]int64 {
+	t.Helper()
+	i := sampleTypeIndex(t, p, name)
+	out := map[string]int64{}
+	for _, smp := range p.Sample {
+		for j, v := range smp.Value {
+			if v < 0 {
+				t.Errorf("sample %s = %d at %s: negative", p.SampleType[j].Type, v, smp.Location[0].Line[0].Function.Name)
+			}
+		}
+		out[smp.Location[0].Line[0].Function.Name] += smp.Value[i]
+	}
+	return out
+}
+
+// Memory freed in a window is released_space, never a negative inuse_space:
+// one stack frees 8 MiB it had before the window while another grows 3 MiB.
+func TestGrowthShowsReleasedMemoryApart(t *testing.T) {
+	s := NewStore(DefaultConfig())
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st := map[uint64]tracer.Stack{1: {Frames: []uint64{0x6000}}, 2: {Frames: []uint64{0x7000}}}
+	res := &fakeResolver{names: map[uint64]string{0x6000: "cache_fill", 0x7000: "leak"}}
+	a := func(stack uint64, mib, n uint64) tracer.Allocation {
+		return tracer.Allocation{Memcg: memcg, PID: pid, StackID: stack, Kind: tracer.KindMmap, Bytes: mib << 20, Count: n}
+	}
+	s.Update(t0, snap([]tracer.Allocation{a(1, 8, 4), a(2, 1, 1)}, nil, st), procInfo)
+	s.Update(t0.Add(60*time.Second), snap([]tracer.Allocation{a(2, 2, 2)}, nil, nil), procInfo)
+	s.Update(t0.Add(70*time.Second), snap([]tracer.Allocation{a(2, 4, 3)}, nil, nil), procInfo)
+
+	g, err := s.Build(memcg, Inuse, 30*time.Second, res, Meta{Now: t0.Add(70 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.DefaultSampleType != "inuse_space" || g.SampleType[len(g.SampleType)-1].Type != "inuse_space" {
+		t.Errorf("default sample type %q, sample types %v; want inuse_space, and last", g.DefaultSampleType, g.SampleType)
+	}
+	grown, released := byFunction(t, g, "inuse_space"), byFunction(t, g, "released_space")
+	if grown["leak"] != 3<<20 || grown["cache_fill"] != 0 {
+		t.Errorf("inuse_space over 30 s %v, want leak 3 MiB and nothing for cache_fill", grown)
+	}
+	if released["cache_fill"] != 8<<20 || released["leak"] != 0 {
+		t.Errorf("released_space over 30 s %v, want cache_fill 8 MiB", released)
+	}
+	if objs := byFunction(t, g, "released_objects"); objs["cache_fill"] != 4 {
+		t.Errorf("released_objects %v, want cache_fill 4", objs)
+	}
+
+	// The current view has no released types: nothing is released "now".
+	cur, err := s.Build(memcg, Inuse, 0, res, Meta{Now: t0.Add(70 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cur.SampleType) != 2 {
+		t.Errorf("inuse without a window has sample types %v, want inuse_objects and inuse_space", cur.SampleType)
+	}
+}
+
+// A process that exits in the window: what it grew until the exit is its
+// growth, and its exit releases nothing; the current view leaves it out.
+// The store learns of the exit from the event (ProcessExited) or, when the
+// event came late or not at all, from the snapshot that drops the mappings.
+func TestExitedProcessIsNotReleased(t *testing.T) {
+	for _, how := range []string{"event", "snapshot"} {
+		t.Run(how, func(t *testing.T) { testExitedProcessIsNotReleased(t, how == "event") })
+	}
+}
+
+func testExitedProcessIsNotReleased(t *testing.T, event bool) {
+	s := NewStore(Config{Step: 10 * time.Second, Horizon: 10 * time.Minute, MaxKeys: 100, MaxStacks: 100})
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st := map[uint64]tracer.Stack{1: {Frames: []uint64{0x4000}}}
+	res := &fakeResolver{names: map[uint64]string{0x4000: "leak"}}
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * 10 * time.Second) }
+	for i := range 10 { // 100 MiB at t0, then 50 MiB more per step
+		a := []tracer.Allocation{{Memcg: memcg, PID: pid, StackID: 1, Kind: tracer.KindMmap, Bytes: uint64(100+50*i) << 20, Count: uint64(1 + i)}}
+		s.Update(at(i), snap(a, nil, st), procInfo)
+	}
+	// The tracer reports the exit, then drops the mappings from its maps.
+	swept := snap(nil, nil, nil)
+	if event {
+		s.ProcessExited(pid)
+	} else {
+		swept.Exited = []uint32{pid}
+	}
+	s.Update(at(10), swept, procInfo)
+	s.Update(at(11), snap(nil, nil, nil), procInfo)
+
+	g, err := s.Build(memcg, Inuse, 60*time.Second, res, Meta{Now: at(11)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The window starts at step 5 (350 MiB); the process held 550 MiB at
+	// its exit.
+	if grown := byFunction(t, g, "inuse_space"); grown["leak"] != 200<<20 {
+		t.Errorf("inuse_space over 60 s %v, want leak 200 MiB, its growth until its exit", grown)
+	}
+	if released := byFunction(t, g, "released_space"); released["leak"] != 0 {
+		t.Errorf("released_space %v: the exit is taken for a release", released)
+	}
+	for _, smp := range g.Sample {
+		if smp.Label["exited"] == nil {
+			t.Errorf("sample of the exited process has labels %v, want exited=true", smp.Label)
+		}
+	}
+
+	cur, err := s.Build(memcg, Inuse, 0, res, Meta{Now: at(11)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cur.Sample) != 0 {
+		t.Errorf("inuse of a container whose process exited: %d samples, want none", len(cur.Sample))
+	}
+
+	// A window that starts after the exit shows nothing; past the horizon
+	// the key is gone.
+	late, err := s.Build(memcg, Inuse, 10*time.Second, res, Meta{Now: at(11)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(late.Sample) != 0 {
+		t.Errorf("window after the exit: %d samples, want none", len(late.Sample))
+	}
+	s.Update(at(11).Add(11*time.Minute), snap(nil, nil, nil), procInfo)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.keys) != 0 {
+		t.Errorf("%d keys kept past the horizon after the exit, want none", len(s.keys))
+	}
+}
+
+// A snapshot that names a swept exit freezes only that pid's keys it no
+// longer holds: mappings present in it belong to a live process (a new one
+// with the pid, as far as the store can tell) and stay in the inuse view.
+func TestSweptExitLeavesPresentKeysLive(t *testing.T) {
+	s := NewStore(DefaultConfig())
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st := map[uint64]tracer.Stack{1: {Frames: []uint64{0x4000}}, 2: {Frames: []uint64{0x5000}}}
+	res := &fakeResolver{names: map[uint64]string{0x4000: "old_leak", 0x5000: "new_work"}}
+	a := func(stack uint64) tracer.Allocation {
+		return tracer.Allocation{Memcg: memcg, PID: pid, StackID: stack, Kind: tracer.KindMmap, Bytes: 8 << 20, Count: 1}
+	}
+	s.Update(t0, snap([]tracer.Allocation{a(1), a(2)}, nil, st), procInfo)
+	swept := snap([]tracer.Allocation{a(2)}, nil, st)
+	swept.Exited = []uint32{pid}
+	s.Update(t0.Add(10*time.Second), swept, procInfo)
+
+	cur, err := s.Build(memcg, Inuse, 0, res, Meta{Now: t0.Add(10 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := byFunction(t, cur, "inuse_space"); got["new_work"] != 8<<20 || got["old_leak"] != 0 {
+		t.Errorf("inuse after a swept exit %v, want new_work 8 MiB (present) and not old_leak (exited)", got)
+	}
+	g, err := s.Build(memcg, Inuse, time.Minute, res, Meta{Now: t0.Add(10 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel := byFunction(t, g, "released_space"); rel["old_leak"] != 0 {
+		t.Errorf("released_space %v: the swept exit is taken for a release", rel)
 	}
 }

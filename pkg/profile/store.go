@@ -61,10 +61,13 @@ type point struct {
 // series is a key's history: one point per step in which it changed,
 // bounded by Horizon/Step, plus the current value.
 type series struct {
-	cur    value
-	hist   []point
-	seen   int64 // last step the key was present in a snapshot
-	exited bool  // its process exited: it no longer changes
+	cur  value
+	hist []point
+	seen int64 // last step the key was present in a snapshot
+	// exited: its process exited, so it no longer changes. An inuse key
+	// keeps the value it had at the exit (growth windows count up to it);
+	// the current inuse view leaves it out.
+	exited bool
 }
 
 // proc is what is known of one process.
@@ -127,12 +130,25 @@ func (s *Store) Update(now time.Time, snap *tracer.Snapshot, info ProcInfo) {
 		k := key{memcg: f.Memcg, pid: f.PID, typ: Faults, stack: f.StackID, starts: p.startTime}
 		s.set(k, value{bytes: int64(f.Bytes), count: int64(f.Samples)}, step)
 	}
-	// Inuse keys not in the snapshot are zero now.
+	// Inuse keys not in the snapshot are zero now: unmapped, or the
+	// process exec'd. A process that exited keeps its last value: its
+	// memory went with it, which is not the program releasing it, so a
+	// growth window over its exit shows what it grew until then. The
+	// snapshot names the exits it swept, for when the exit event that
+	// ProcessExited brings is late or was lost; only keys absent from it
+	// are the exited process's (a new process may have its pid).
+	swept := make(map[uint32]bool, len(snap.Exited))
+	for _, pid := range snap.Exited {
+		swept[pid] = true
+	}
 	for k, sr := range s.keys {
 		if sr.seen == step {
 			continue
 		}
-		if k.typ == Inuse && sr.cur != (value{}) {
+		if k.typ == Inuse && swept[k.pid] {
+			sr.exited = true
+		}
+		if k.typ == Inuse && sr.cur != (value{}) && !sr.exited {
 			s.record(sr, value{}, step)
 		}
 		if k.typ == Faults {
@@ -156,7 +172,10 @@ func (s *Store) proc(pid uint32, info ProcInfo) *proc {
 	return p
 }
 
-// ProcessExited marks a pid's data as final, so bounds evict it first.
+// ProcessExited marks a pid's data as final, so bounds evict it first and
+// its outstanding memory is not taken for memory it released. The tracer
+// reports an exit before it drops the process's mappings (see deadGrace in
+// pkg/tracer), and the snapshot that drops them says so too (Exited).
 func (s *Store) ProcessExited(pid uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -195,8 +214,8 @@ func (s *Store) record(sr *series, v value, step int64) {
 }
 
 // trim drops history older than the horizon (keeping the last point before
-// it as the baseline), keys that are zero and quiet past the horizon, and
-// enforces the bounds.
+// it as the baseline), inuse keys that are zero (or of an exited process)
+// and quiet past the horizon, and enforces the bounds.
 func (s *Store) trim(step int64) {
 	horizon := int64(s.cfg.Horizon / s.cfg.Step)
 	used := make(map[uint64]bool)
@@ -208,7 +227,8 @@ func (s *Store) trim(step int64) {
 		if cut > 0 {
 			sr.hist = append(sr.hist[:0], sr.hist[cut:]...)
 		}
-		if k.typ == Inuse && sr.cur == (value{}) && len(sr.hist) > 0 && sr.hist[len(sr.hist)-1].step <= step-horizon {
+		quiet := len(sr.hist) > 0 && sr.hist[len(sr.hist)-1].step <= step-horizon
+		if k.typ == Inuse && (sr.cur == (value{}) || sr.exited) && quiet {
 			delete(s.keys, k)
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/leakwatch/leakwatch/pkg/lookup"
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
 
@@ -135,19 +137,16 @@ func (s *Server) listContainers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getContainer(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
 	snap := s.src.Snapshot()
 	if snap == nil {
 		writeError(w, http.StatusServiceUnavailable, reasonNoCollection)
 		return
 	}
-	i := slices.IndexFunc(snap.Containers, func(c view.Container) bool { return c.ID == id })
-	if i < 0 {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("container %q not found", id))
+	ct, ok := findContainer(w, snap, r.PathValue("id"))
+	if !ok {
 		return
 	}
-	ct := &snap.Containers[i]
-	series, _ := s.src.Series(id)
+	series, _ := s.src.Series(ct.ID)
 	if series == nil {
 		// The container may have no point yet; say so with [] rather than null.
 		series = []view.Point{}
@@ -157,6 +156,24 @@ func (s *Server) getContainer(w http.ResponseWriter, r *http.Request) {
 		Memory:    ct.Memory,
 		Series:    series,
 	})
+}
+
+// findContainer resolves {id} as the CLI does (pkg/lookup): an id, a
+// container id or its prefix, a name or a cgroup path (slashes escaped as
+// %2F), or answers 404 (saying which forms work) or 409 (ambiguous).
+func findContainer(w http.ResponseWriter, snap *view.Snapshot, q string) (*view.Container, bool) {
+	i, err := lookup.Find(snap.Containers, q, func(c view.Container) lookup.Names {
+		return lookup.Names{ID: c.ID, Cgroup: c.Cgroup, ContainerID: c.ContainerID, Namespace: c.Namespace, Pod: c.Pod, Container: c.Container, Gone: c.Gone}
+	})
+	switch {
+	case errors.Is(err, lookup.ErrAmbiguous):
+		writeError(w, http.StatusConflict, err.Error())
+		return nil, false
+	case err != nil:
+		writeError(w, http.StatusNotFound, err.Error()+" (in a URL, a slash as %2F); /api/v1/containers lists them")
+		return nil, false
+	}
+	return &snap.Containers[i], true
 }
 
 func flatten(ct *view.Container) container {

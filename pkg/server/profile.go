@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"slices"
 	"strconv"
 	"time"
 
@@ -18,7 +17,9 @@ import (
 const profileTimeout = 20 * time.Second
 
 // getProfile serves /api/v1/containers/{id}/profile?type=inuse|faults&seconds=N
-// as gzip-compressed pprof, so `go tool pprof URL` works directly.
+// as gzip-compressed pprof, so `go tool pprof URL` works directly. {id} takes
+// every form the CLI takes. With seconds, inuse_* is what grew in the window
+// and released_* what was released: no figure is negative (pkg/profile).
 func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
 	profiles, ok := s.src.(view.Profiles)
 	if !ok {
@@ -45,12 +46,16 @@ func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
 		}
 		window = time.Duration(n) * time.Second
 	}
-	name := id
-	if snap := s.src.Snapshot(); snap != nil {
-		if i := slices.IndexFunc(snap.Containers, func(c view.Container) bool { return c.ID == id }); i >= 0 {
-			name = fileName(snap.Containers[i])
-		}
+	snap := s.src.Snapshot()
+	if snap == nil {
+		writeError(w, http.StatusServiceUnavailable, reasonNoCollection)
+		return
 	}
+	ct, ok := findContainer(w, snap, id)
+	if !ok {
+		return
+	}
+	id, name := ct.ID, fileName(*ct)
 
 	if !s.profiles.acquire(w) {
 		return

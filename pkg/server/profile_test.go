@@ -85,6 +85,11 @@ func TestProfileEndpoint(t *testing.T) {
 	if do(t, h, http.MethodGet, "/api/v1/containers/300/profile"); src.kind != "inuse" || src.window != 0 {
 		t.Errorf("defaults: %q over %v, want inuse, no window", src.kind, src.window)
 	}
+	// By name, as the CLI takes it: the profile of the container it names.
+	rec = do(t, h, http.MethodGet, "/api/v1/containers/shop%2Fcart-0%2Fcart/profile")
+	if cd := rec.Header().Get("Content-Disposition"); rec.Code != http.StatusOK || !strings.Contains(cd, "_100.inuse") {
+		t.Errorf("profile by name: %d %q, want the profile of container 100", rec.Code, cd)
+	}
 
 	for target, status := range map[string]int{
 		"/api/v1/containers/100/profile?type=heap":      http.StatusBadRequest,

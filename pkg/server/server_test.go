@@ -338,8 +338,46 @@ func TestGetContainer(t *testing.T) {
 func TestGetContainerUnknown(t *testing.T) {
 	h := newTestServer(t, newTestSource()).Handler()
 	e := decode[errorBody](t, do(t, h, http.MethodGet, "/api/v1/containers/999"), http.StatusNotFound)
-	if e.Error != `container "999" not found` {
-		t.Errorf("error %q", e.Error)
+	if !strings.Contains(e.Error, `"999"`) || !strings.Contains(e.Error, "cgroup path") || !strings.Contains(e.Error, "%2F") {
+		t.Errorf("error %q: want the name asked for and the forms that work", e.Error)
+	}
+}
+
+// {id} takes every form the CLI takes (pkg/lookup), in the container and
+// the profile endpoints alike; names with slashes come escaped.
+func TestGetContainerByEveryCLIForm(t *testing.T) {
+	h := newTestServer(t, newTestSource()).Handler()
+	for q, want := range map[string]string{
+		"100":                             "100", // API id
+		"bbb":                             "",    // container id prefix shorter than 6: no
+		"%2Fkubepods.slice%2Fa.scope":     "100", // cgroup path
+		"cart":                            "100", // container name
+		"web-0":                           "200", // pod
+		"kube-system%2Fdns-0%2Fdns":       "400", // namespace/pod/container
+		"%2Fsystem.slice%2Fnginx.service": "300",
+		"nginx.service":                   "300",
+		"%2Fkubepods.slice%2Fnone.scope":  "",
+	} {
+		rec := do(t, h, http.MethodGet, "/api/v1/containers/"+q)
+		if want == "" {
+			if rec.Code != http.StatusNotFound {
+				t.Errorf("%s: %d, want 404", q, rec.Code)
+			}
+			continue
+		}
+		if got := decode[containerDetail](t, rec, http.StatusOK); got.ID != want {
+			t.Errorf("%s: container %s, want %s", q, got.ID, want)
+		}
+	}
+	// Two pods named alike: ambiguous, and the ids to use are given.
+	src := newTestSource()
+	snap := readySnapshot()
+	snap.Containers[1].Container = "cart"
+	src.set(snap)
+	h = newTestServer(t, src).Handler()
+	e := decode[errorBody](t, do(t, h, http.MethodGet, "/api/v1/containers/cart"), http.StatusConflict)
+	if !strings.Contains(e.Error, "100") || !strings.Contains(e.Error, "200") {
+		t.Errorf("ambiguous name: %q, want both ids", e.Error)
 	}
 }
 

@@ -100,10 +100,11 @@ type readBuffers struct {
 }
 
 // deadProc is a process reported gone: its exit or exec stamp (mappings made
-// before it are its), and when the report arrived.
+// before it are its), when the report arrived, and whether it exited.
 type deadProc struct {
-	stamp uint64
-	seen  time.Time
+	stamp  uint64
+	seen   time.Time
+	exited bool
 }
 
 // deadGrace is how long a gone process's mappings stay readable after the
@@ -133,6 +134,8 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 
 	t.mu.Lock()
 	faultsToDrop := maps.Clone(t.deadFault)
+	exited := t.sweptExited
+	t.sweptExited = nil
 	dead := make(map[uint32]deadProc, len(t.dead))
 	for pid, d := range t.dead {
 		if time.Since(d.seen) >= deadGrace {
@@ -146,6 +149,7 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 		Cgroups: make(map[uint64]CgroupCounters),
 		Stacks:  make(map[uint64]Stack),
 		Drops:   make(map[DropReason]uint64),
+		Exited:  exited,
 	}
 	nowMono := uint64(time.Now().Add(-t.monoToWall).UnixNano())
 
@@ -160,6 +164,9 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 	for i, k := range b.mkeys {
 		v := &b.mvals[i]
 		if d, ok := dead[k.Tgid]; ok && v.Ts <= d.stamp {
+			if d.exited && !slices.Contains(snap.Exited, k.Tgid) {
+				snap.Exited = append(snap.Exited, k.Tgid)
+			}
 			gone = append(gone, k)
 			goneEnds = append(goneEnds, leakwatchMappingKey{Tgid: k.Tgid, Start: k.Start + v.Len})
 			continue
@@ -411,13 +418,14 @@ func (t *Tracer) ForgetCgroup(memcg uint64) error {
 }
 
 // removeMappings deletes the live mappings for which gone(tgid, created) is
-// true, and the end-index entries that pointed at them.
-func (t *Tracer) removeMappings(gone func(pid uint32, created uint64) bool) error {
+// true, and the end-index entries that pointed at them, and returns the
+// tgids it removed mappings of.
+func (t *Tracer) removeMappings(gone func(pid uint32, created uint64) bool) (map[uint32]bool, error) {
 	b := &t.buf
 	var err error
 	b.mkeys, b.mvals, err = readAll(t.objs.LiveMappings, b.mkeys, b.mvals)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	mkeys, mvals := b.mkeys, b.mvals
 	var del []leakwatchMappingKey
@@ -429,15 +437,15 @@ func (t *Tracer) removeMappings(gone func(pid uint32, created uint64) bool) erro
 		}
 	}
 	if len(del) == 0 {
-		return nil
+		return nil, nil
 	}
 	if err := deleteKeys(t.objs.LiveMappings, del); err != nil {
-		return err
+		return nil, err
 	}
 	// Ends of the processes touched whose start no longer exists.
 	ekeys, evals, err := readAll[leakwatchMappingKey, uint64](t.objs.MappingEnds, nil, nil)
 	if err != nil {
-		return err
+		return removed, err
 	}
 	var delEnds []leakwatchMappingKey
 	for i, k := range ekeys {
@@ -449,7 +457,7 @@ func (t *Tracer) removeMappings(gone func(pid uint32, created uint64) bool) erro
 			delEnds = append(delEnds, k)
 		}
 	}
-	return deleteKeys(t.objs.MappingEnds, delEnds)
+	return removed, deleteKeys(t.objs.MappingEnds, delEnds)
 }
 
 // Sweep removes what lost events left behind — mappings and fault counters of
@@ -461,11 +469,22 @@ func (t *Tracer) Sweep() error {
 	t.readMu.Lock()
 	defer t.readMu.Unlock()
 	alive := t.aliveCache()
-	if err := t.removeMappings(func(pid uint32, _ uint64) bool { return !alive(pid) }); err != nil {
+	removed, err := t.removeMappings(func(pid uint32, _ uint64) bool { return !alive(pid) })
+	if len(removed) > 0 {
+		// They no longer exist: they exited, their exit event was lost
+		// or not yet acted on. The next Snapshot says so.
+		t.mu.Lock()
+		for pid := range removed {
+			if !slices.Contains(t.sweptExited, pid) {
+				t.sweptExited = append(t.sweptExited, pid)
+			}
+		}
+		t.mu.Unlock()
+	}
+	if err != nil {
 		return err
 	}
 	b := &t.buf
-	var err error
 	b.fkeys, b.fvals, err = readAll(t.objs.FaultSamples, b.fkeys, b.fvals)
 	if err != nil {
 		return err

@@ -120,6 +120,7 @@ type Tracer struct {
 	mu           sync.Mutex
 	dead         map[uint32]deadProc // tgid -> exit/exec: mappings a Snapshot removes after deadGrace
 	deadFault    map[uint32]uint64   // tgid -> exit stamp: fault keys to drop once read
+	sweptExited  []uint32            // tgids whose mappings a Sweep removed: the next Snapshot's Exited
 	handed       map[uint64]struct{} // stack ids whose frames a snapshot handed out
 	unrefOnce    map[uint64]struct{} // stack ids unreferenced at the last sweep
 	stackEntries int                 // stacks stored at the last sweep
@@ -339,7 +340,7 @@ func (t *Tracer) readEvents() error {
 		switch ev.Type {
 		case EventExit:
 			t.mu.Lock()
-			t.dead[ev.Process.PID] = deadProc{stamp: raw.Ts, seen: time.Now()}
+			t.dead[ev.Process.PID] = deadProc{stamp: raw.Ts, seen: time.Now(), exited: true}
 			t.deadFault[ev.Process.PID] = raw.Ts
 			t.mu.Unlock()
 		case EventExec:

@@ -466,8 +466,18 @@ func TestFirstTrackedStateIsAnnounced(t *testing.T) {
 	}
 }
 
+// An exit's mappings are swept through its event (after deadGrace) or, if
+// the periodic sweep comes first, as those of a process that no longer
+// exists; either way the snapshot that leaves them out lists the process in
+// Exited.
 func TestExitClearsState(t *testing.T) {
-	tr := startTracer(t, nil)
+	for name, sweep := range map[string]time.Duration{"event": time.Hour, "sweep": time.Second} {
+		t.Run(name, func(t *testing.T) { testExitClearsState(t, sweep) })
+	}
+}
+
+func testExitClearsState(t *testing.T, sweep time.Duration) {
+	tr := startTracer(t, func(c *tracer.Config) { c.SweepInterval = sweep })
 	memwork, _ := cgtest.Workloads(t)
 	g := cgtest.New(t, 256*mib)
 	p := g.Start(t, memwork)
@@ -481,9 +491,14 @@ func TestExitClearsState(t *testing.T) {
 	p.Send(t, "exit")
 	p.Wait(t, 10*time.Second)
 
+	listed := false
 	waitFor(t, tr, "the exited process's mappings to be swept", func(s *tracer.Snapshot) bool {
+		listed = listed || slices.Contains(s.Exited, uint32(p.PID))
 		return len(pidAllocations(s, p.PID)) == 0 && s.Cgroups[g.ID].MappedBytes == 0 && s.Cgroups[g.ID].BrkBytes == 0
 	})
+	if !listed {
+		t.Error("the snapshot that swept the exited process's mappings does not list it in Exited")
+	}
 	// Its fault counters are handed out once more, then dropped.
 	waitFor(t, tr, "the exited process's fault counters to be dropped", func(s *tracer.Snapshot) bool {
 		for _, f := range s.Faults {

@@ -107,6 +107,10 @@ type Snapshot struct {
 	Stacks map[uint64]Stack
 	Drops  map[DropReason]uint64
 	Maps   []MapUsage
+	// Exited lists the processes whose mappings this snapshot leaves out
+	// because they exited (not exec'd): their memory went with them, it
+	// was not released, whether or not their exit event was consumed.
+	Exited []uint32
 }
 
 // DropReason names what the kernel side had to drop, one counter each.

@@ -1,7 +1,7 @@
 // Package agenttest runs the real leakwatch binary for end-to-end tests: it
 // builds it, starts `leakwatch run` on a free loopback port, waits until it
-// is ready, passes its log to the test, and stops it with SIGINT (checking
-// it exits 0) when asked or when the test ends.
+// is ready, passes its log to the test, and stops it with SIGINT or SIGTERM
+// (checking it exits 0) when asked or when the test ends.
 package agenttest
 
 import (
@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -26,7 +27,7 @@ type Agent struct {
 
 	mu    sync.Mutex
 	lines []string
-	stop  func()
+	stop  func(os.Signal)
 }
 
 // Build builds leakwatch into the test's temp dir and returns its path.
@@ -73,19 +74,19 @@ func Launch(t testing.TB, bin string, flags ...string) *Agent {
 		}
 	})
 	var once sync.Once
-	a.stop = func() {
+	a.stop = func(sig os.Signal) {
 		once.Do(func() {
-			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Process.Signal(sig)
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
 			select {
 			case err := <-done:
 				if err != nil {
-					t.Errorf("leakwatch run exited with %v after SIGINT, want 0", err)
+					t.Errorf("leakwatch run exited with %v after %v, want 0", err, sig)
 				}
 			case <-time.After(15 * time.Second):
 				_ = cmd.Process.Kill()
-				t.Errorf("leakwatch run did not stop within 15s of SIGINT")
+				t.Errorf("leakwatch run did not stop within 15s of %v", sig)
 				if err := <-done; err != nil {
 					t.Logf("killed leakwatch run: %v", err)
 				}
@@ -93,7 +94,7 @@ func Launch(t testing.TB, bin string, flags ...string) *Agent {
 			logWG.Wait()
 		})
 	}
-	t.Cleanup(a.stop)
+	t.Cleanup(a.Stop)
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -112,7 +113,11 @@ func Launch(t testing.TB, bin string, flags ...string) *Agent {
 }
 
 // Stop stops the agent with SIGINT and waits for it; it is idempotent.
-func (a *Agent) Stop() { a.stop() }
+func (a *Agent) Stop() { a.stop(os.Interrupt) }
+
+// Terminate stops the agent with SIGTERM, as Kubernetes and systemd do,
+// and waits for it; once stopped, Stop does nothing.
+func (a *Agent) Terminate() { a.stop(syscall.SIGTERM) }
 
 // Logged reports whether the agent's log has a line containing s.
 func (a *Agent) Logged(s string) bool {

@@ -20,15 +20,10 @@ import (
 // URL) and returns the first entry's function and flat bytes.
 func pprofTop(t *testing.T, source, sampleIndex string) (string, float64, string) {
 	t.Helper()
-	cmd := exec.Command("go", "tool", "pprof", "-top", "-sample_index="+sampleIndex, "-unit=bytes", source)
-	cmd.Env = append(os.Environ(), "PPROF_TMPDIR="+t.TempDir())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("go tool pprof -top %s: %v\n%s", source, err, out)
-	}
+	out := pprofTopOutput(t, source, sampleIndex)
 	// After the header line "flat  flat%   sum%  cum  cum%", entries are
 	// "<flat>B <pct>% <pct>% <cum>B <pct>% <function>".
-	lines := strings.Split(string(out), "\n")
+	lines := strings.Split(out, "\n")
 	for i, l := range lines {
 		if !strings.Contains(l, "flat%") || i+1 >= len(lines) {
 			continue
@@ -41,7 +36,7 @@ func pprofTop(t *testing.T, source, sampleIndex string) (string, float64, string
 		if err != nil {
 			t.Fatalf("pprof flat %q: %v\n%s", f[0], err, out)
 		}
-		return strings.Join(f[5:], " "), flat, string(out)
+		return strings.Join(f[5:], " "), flat, out
 	}
 	t.Fatalf("no entries in pprof output:\n%s", out)
 	return "", 0, ""
