@@ -106,15 +106,19 @@ func TestProfilesPutTheLeakingFunctionOnTop(t *testing.T) {
 			p.Do(t, w.startup) // allocated at start: in inuse, not in the growth window
 			id := a.waitTracked(t, g.Rel)
 			time.Sleep(3 * time.Second) // let the start-up fall out of a short window
+			leakStart := time.Now()
 			for range 64 {
 				p.Do(t, w.leak)
 				time.Sleep(50 * time.Millisecond)
 			}
 			time.Sleep(2500 * time.Millisecond) // two collections
+			// The window covers the leak however long a busy host made it
+			// take, and one second more, but not the start-up 3 s before.
+			window := fmt.Sprintf("seconds=%d", int(time.Since(leakStart).Seconds())+2)
 
-			growth := a.download(t, id, "type=inuse&seconds=6")
+			growth := a.download(t, id, "type=inuse&"+window)
 			fn, flat, out := pprofTop(t, growth, "inuse_space")
-			t.Logf("growth (inuse, last 6 s):\n%s", out)
+			t.Logf("growth (inuse, %s):\n%s", window, out)
 			if fn != w.function {
 				t.Errorf("growth profile top is %q, want %s", fn, w.function)
 			}
@@ -127,9 +131,9 @@ func TestProfilesPutTheLeakingFunctionOnTop(t *testing.T) {
 				t.Errorf("inuse profile top is %q, want %s:\n%s", fn, w.function, out)
 			}
 
-			faults := a.download(t, id, "type=faults&seconds=6")
+			faults := a.download(t, id, "type=faults&"+window)
 			fn, flat, out = pprofTop(t, faults, "faulted_space")
-			t.Logf("faults (last 6 s):\n%s", out)
+			t.Logf("faults (%s):\n%s", window, out)
 			if fn != w.function {
 				t.Errorf("faults profile top is %q, want %s", fn, w.function)
 			}
