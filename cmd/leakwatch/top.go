@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -69,8 +70,22 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 }
 
-// printTop prints containers ordered by growth, as the API returns them.
+// printTop prints the live containers ordered by growth, as the API returns
+// them, then the gone ones, marked: a gone container has no current figures
+// to show, only its OOM kills and whether it went leaking.
 func printTop(w io.Writer, list []apiContainer, limit int) {
+	// The API lists gone ones last already; an agent older than that does
+	// not, and a gone one must never head the table.
+	list = slices.Clone(list)
+	slices.SortStableFunc(list, func(a, b apiContainer) int {
+		switch {
+		case a.Gone == b.Gone:
+			return 0
+		case a.Gone:
+			return 1
+		}
+		return -1
+	})
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tCONTAINER\tMEMORY\tLIMIT\tGROWTH/s\tCONF\tTO LIMIT\tOOM\tLEAK")
 	for i, c := range list {
@@ -94,15 +109,18 @@ func printTop(w io.Writer, list []apiContainer, limit int) {
 			}
 			growth = sign + bytesString(uint64(g))
 		}
-		leak := ""
+		mem, conf, leak := bytesString(c.Memory), fmt.Sprintf("%.2f", c.Confidence), ""
 		if c.Leaking {
 			leak = "LEAK"
 		}
 		if c.Gone {
-			leak += " (gone)"
+			mem, limitS, growth, conf, ttl, leak = "-", "-", "-", "-", "-", "gone"
+			if c.WasLeaking {
+				leak = "gone (was LEAK)"
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%d\t%s\n", c.ID, shorten(c.name(), 60), bytesString(c.Memory),
-			limitS, growth, c.Confidence, ttl, c.OOMKills, leak)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.ID, shorten(c.name(), 60), mem,
+			limitS, growth, conf, ttl, c.OOMKills, leak)
 	}
 	tw.Flush()
 }
