@@ -34,7 +34,8 @@ type Config struct {
 	// Interval is the time between two collections.
 	Interval time.Duration
 	// Retention is how long a container whose cgroup is gone stays in the
-	// view (series, verdict) before it is forgotten.
+	// view (record, series, profile, OOM kills), from when it went, before
+	// it is forgotten.
 	Retention time.Duration
 	// MaxContainers bounds the containers tracked; more are counted, not
 	// tracked.
