@@ -483,8 +483,13 @@ func (a *Agent) expire(seen map[uint64]bool, now time.Time) {
 				at = e.c.LastSeen
 			}
 			markGone(&e.c, at)
-			a.log.Info("container gone", "id", e.c.ID, "cgroup", e.c.Cgroup, "namespace", e.c.Namespace,
-				"pod", e.c.Pod, "container", e.c.Container, "was_leaking", e.c.WasLeaking)
+			// Containers come and go all day; one that went leaking is news.
+			lvl := slog.LevelDebug
+			if e.c.WasLeaking {
+				lvl = slog.LevelInfo
+			}
+			a.log.Log(context.Background(), lvl, "container gone", "id", e.c.ID, "cgroup", e.c.Cgroup,
+				"namespace", e.c.Namespace, "pod", e.c.Pod, "container", e.c.Container, "was_leaking", e.c.WasLeaking)
 		}
 		if now.Sub(e.c.GoneAt) < a.cfg.Retention {
 			continue
