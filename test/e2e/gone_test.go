@@ -238,18 +238,23 @@ func TestGoneContainerLeavesMetricsAndStaysGoneAcrossRestart(t *testing.T) {
 	}
 
 	// Restart: the quiet workload's cgroup goes while the agent is down.
+	// Its last sighting is the agent's last collection, a second or so
+	// before it is asked to stop.
+	if d, ok := a.goneContainer(t, downCG.Rel); !ok || d.Gone {
+		t.Fatalf("quiet workload before the restart: %+v (listed %v), want tracked and live", d, ok)
+	}
+	stopping := time.Now()
 	a.Stop()
-	downGone := time.Now()
+	if _, err := os.Stat(filepath.Join(stateDir, "leakwatch.db")); err != nil {
+		t.Fatalf("no state store after a clean stop: %v", err)
+	}
 	downCG.Remove(t)
 	a = wrap(agenttest.Launch(t, bin, flags...))
-	if _, err := os.Stat(filepath.Join(stateDir, "leakwatch.db")); err != nil {
-		t.Fatal(err)
-	}
 	for _, when := range []string{"first collection after the restart", "third collection after the restart"} {
 		wantOnlyOOMKills(t, when, a.scrape(t, leakCG.Rel))
 		wantOnlyOOMKills(t, when, a.scrape(t, downCG.Rel))
 		wantGoneInAPI(t, a, when, leakCG.Rel, true, removed)
-		d := wantGoneInAPI(t, a, when, downCG.Rel, false, downGone.Add(-10*time.Second))
+		d := wantGoneInAPI(t, a, when, downCG.Rel, false, stopping.Add(-5*time.Second))
 		if d.GoneAt != nil && !d.GoneAt.Equal(d.LastSeen) {
 			t.Errorf("%s: gone while the agent was down, gone at %v, want its last sighting %v", when, d.GoneAt, d.LastSeen)
 		}
