@@ -34,6 +34,7 @@ type apiContainer struct {
 	TimeToLimit *float64 `json:"time_to_limit_seconds"`
 	OOMKills    uint64   `json:"oom_kills"`
 	Gone        bool     `json:"gone"`
+	WasLeaking  bool     `json:"was_leaking"`
 }
 
 func (c apiContainer) names() lookup.Names {

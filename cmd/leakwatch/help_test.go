@@ -166,8 +166,9 @@ func TestTopColumnsStayPut(t *testing.T) {
 	small := []apiContainer{{ID: "7", Cgroup: "/a", Memory: 512, Confidence: 0}}
 	large := []apiContainer{
 		{ID: "123456", Namespace: "kube-system", Pod: "coredns-5d78c9869d-abcde", Container: "coredns",
-			Memory: 15 << 30, Limit: 16 << 30, Growth: -1.5 * (1 << 30), Confidence: 0.97, Leaking: true, Gone: true,
+			Memory: 15 << 30, Limit: 16 << 30, Growth: -1.5 * (1 << 30), Confidence: 0.97, Leaking: true,
 			TimeToLimit: ttl(1e12), OOMKills: 12},
+		{ID: "9", Cgroup: "/gone", OOMKills: 1, Gone: true, WasLeaking: true},
 		{ID: "8", Cgroup: "/system.slice/x.service", Memory: 3 << 20, Limit: 1 << 30, Growth: 1 << 20, Confidence: 1,
 			TimeToLimit: ttl(3599), Leaking: true},
 	}

@@ -91,7 +91,7 @@ func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
 	fs.StringVar(&cfg.WebConfig, "web.config.file", "", "web configuration file (Prometheus exporter toolkit format) that turns on TLS, client certificates and basic auth for every endpoint")
 	fs.BoolVar(&cfg.EnablePprof, "web.enable-pprof", false, "serve the agent's own Go profiles under /debug/pprof/, behind the same web config")
 	fs.DurationVar(&cfg.Agent.Interval, "interval", cfg.Agent.Interval, "time between two collections of every cgroup")
-	fs.DurationVar(&cfg.Agent.Retention, "retention", cfg.Agent.Retention, "how long a removed container stays in the view (series, verdict)")
+	fs.DurationVar(&cfg.Agent.Retention, "retention", cfg.Agent.Retention, "how long a gone container's record, series, profile and OOM kill counter are kept")
 	fs.IntVar(&cfg.Agent.MaxContainers, "max-containers", cfg.Agent.MaxContainers, "most containers tracked; more are counted and left out")
 	fs.DurationVar(&cfg.Agent.Detect.WarmUp, "detect-warm-up", cfg.Agent.Detect.WarmUp, "start-up time of a container that the detector ignores")
 	fs.DurationVar(&cfg.Agent.Detect.EnvelopeWindow, "detect-window", cfg.Agent.Detect.EnvelopeWindow, "width of the detector's shortest window; longer GC cycles are left to slower tiers")

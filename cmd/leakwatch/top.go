@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -71,12 +72,26 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // topRow lays a row out in fixed widths, each as wide as its column's
 // widest value (bytesString is at most 9 characters, a time to limit is
-// capped at 9), so that columns stay put between refreshes; the container
-// name, the one value of free length, comes last.
-const topRow = "%-10s  %9s  %9s  %10s  %4s  %9s  %4s  %-11s  %s\n"
+// capped at 9, "gone (was LEAK)" is 15), so that columns stay put between
+// refreshes; the container name, the one value of free length, comes last.
+const topRow = "%-10s  %9s  %9s  %10s  %4s  %9s  %4s  %-15s  %s\n"
 
-// printTop prints containers ordered by growth, as the API returns them.
+// printTop prints the live containers ordered by growth, as the API returns
+// them, then the gone ones, marked: a gone container has no current figures
+// to show, only its OOM kills and whether it went leaking.
 func printTop(w io.Writer, list []apiContainer, limit int) {
+	// The API lists gone ones last already; an agent older than that does
+	// not, and a gone one must never head the table.
+	list = slices.Clone(list)
+	slices.SortStableFunc(list, func(a, b apiContainer) int {
+		switch {
+		case a.Gone == b.Gone:
+			return 0
+		case a.Gone:
+			return 1
+		}
+		return -1
+	})
 	fmt.Fprintf(w, topRow, "ID", "MEMORY", "LIMIT", "GROWTH/s", "CONF", "TO LIMIT", "OOM", "LEAK", "CONTAINER")
 	for i, c := range list {
 		if i == limit {
@@ -102,14 +117,17 @@ func printTop(w io.Writer, list []apiContainer, limit int) {
 			}
 			growth = sign + bytesString(uint64(g))
 		}
-		leak := ""
+		mem, conf, leak := bytesString(c.Memory), fmt.Sprintf("%.2f", c.Confidence), ""
 		if c.Leaking {
 			leak = "LEAK"
 		}
 		if c.Gone {
-			leak += " (gone)"
+			mem, limitS, growth, conf, ttl, leak = "-", "-", "-", "-", "-", "gone"
+			if c.WasLeaking {
+				leak = "gone (was LEAK)"
+			}
 		}
-		fmt.Fprintf(w, topRow, c.ID, bytesString(c.Memory), limitS, growth, fmt.Sprintf("%.2f", c.Confidence), ttl,
+		fmt.Fprintf(w, topRow, c.ID, mem, limitS, growth, conf, ttl,
 			strconv.FormatUint(c.OOMKills, 10), leak, shorten(c.name(), 60))
 	}
 }

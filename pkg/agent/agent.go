@@ -34,7 +34,8 @@ type Config struct {
 	// Interval is the time between two collections.
 	Interval time.Duration
 	// Retention is how long a container whose cgroup is gone stays in the
-	// view (series, verdict) before it is forgotten.
+	// view (record, series, profile, OOM kills), from when it went, before
+	// it is forgotten.
 	Retention time.Duration
 	// MaxContainers bounds the containers tracked; more are counted, not
 	// tracked.
@@ -281,10 +282,10 @@ func (a *Agent) handleEvents(events <-chan tracer.Event) {
 // collect is one pass: scan, read, detect, publish.
 func (a *Agent) collect(now time.Time) {
 	start := time.Now()
-	groups, err := a.hier.Scan()
-	if err != nil {
+	groups, scanErr := a.hier.Scan()
+	if scanErr != nil {
 		a.errs[errScan]++
-		a.logEvery("scanning cgroups", err)
+		a.logEvery("scanning cgroups", scanErr)
 		if groups == nil {
 			a.publish(now, start, nil)
 			return
@@ -293,6 +294,7 @@ func (a *Agent) collect(now time.Time) {
 
 	var ts *tracer.Snapshot
 	if a.tracer != nil {
+		var err error
 		if ts, err = a.tracer.Snapshot(); err != nil {
 			a.errs[errTracerSnapshot]++
 			a.logEvery("reading tracer maps", err)
@@ -317,18 +319,26 @@ func (a *Agent) collect(now time.Time) {
 		}
 		stats, err := mem.Read(g.Path)
 		if err != nil {
-			if errors.Is(err, cgroups.ErrGone) {
+			switch {
+			case errors.Is(err, cgroups.ErrGone):
 				a.errs[errCgroupGone]++
-			} else if !errors.Is(err, cgroups.ErrNoController) {
+			case errors.Is(err, cgroups.ErrNoController):
+			default:
 				a.errs[errMemoryRead]++
 				a.logEvery("reading memory statistics of "+g.Path, err)
+				// A failed read is no sign that the cgroup went: it
+				// keeps its last figures rather than being reported gone.
+				if e := a.entries[g.ID]; e != nil && !e.c.Gone {
+					seen[g.ID] = true
+				}
 			}
 			continue
 		}
 		e := a.entries[g.ID]
-		if e != nil && e.c.Cgroup != "" && e.c.Cgroup != g.Path {
-			// The id (a kernfs inode) now names another cgroup: the
-			// container it stood for is gone, this one starts afresh.
+		if e != nil && (e.c.Gone || e.c.Cgroup != "" && e.c.Cgroup != g.Path) {
+			// The id (a kernfs inode) now names another cgroup, or a
+			// cgroup found gone for want of processes has new ones: what
+			// the entry judged is gone, this one starts afresh.
 			delete(a.entries, g.ID)
 			e = nil
 		}
@@ -349,7 +359,11 @@ func (a *Agent) collect(now time.Time) {
 		seen[g.ID] = true
 		a.update(e, g, stats, ts, ooms, now)
 	}
-	a.expire(seen, now)
+	if scanErr == nil {
+		// A scan that stopped early did not see every cgroup: what it
+		// missed is not gone.
+		a.expire(seen, now)
+	}
 	a.mu.Unlock()
 	if ts != nil {
 		a.prof.Update(now, ts, a.procInfo)
@@ -402,7 +416,6 @@ func (a *Agent) update(e *entry, g cgroups.Group, st cgroups.MemoryStats, ts *tr
 	c := &e.c
 	c.Cgroup = g.Path
 	c.LastSeen = now
-	c.Gone = false
 	id := containers.Parse(g.Path)
 	c.Kind, c.Runtime, c.ContainerID, c.PodUID = id.Kind, id.Runtime, id.ContainerID, id.PodUID
 	if c.Container == "" {
@@ -470,17 +483,23 @@ func (a *Agent) expire(seen map[uint64]bool, now time.Time) {
 		if seen[memcg] {
 			continue
 		}
-		if restored && !e.c.Gone {
-			// Gone while the agent was down: its retention runs from when
-			// it was last seen, not from now.
-			e.c.Gone = true
-		}
 		if !e.c.Gone {
-			e.c.Gone = true
-			e.c.LastSeen = now
-			continue
+			at := now
+			if restored {
+				// Gone while the agent was down: its retention runs from
+				// when it was last seen, not from now.
+				at = e.c.LastSeen
+			}
+			markGone(&e.c, at)
+			// Containers come and go all day; one that went leaking is news.
+			lvl := slog.LevelDebug
+			if e.c.WasLeaking {
+				lvl = slog.LevelInfo
+			}
+			a.log.Log(context.Background(), lvl, "container gone", "id", e.c.ID, "cgroup", e.c.Cgroup,
+				"namespace", e.c.Namespace, "pod", e.c.Pod, "container", e.c.Container, "was_leaking", e.c.WasLeaking)
 		}
-		if now.Sub(e.c.LastSeen) < a.cfg.Retention {
+		if now.Sub(e.c.GoneAt) < a.cfg.Retention {
 			continue
 		}
 		delete(a.entries, memcg)
@@ -500,6 +519,20 @@ func (a *Agent) expire(seen map[uint64]bool, now time.Time) {
 			}
 		}
 	}
+}
+
+// markGone ends a container's verdict: nothing runs in it to be judged, so
+// its last verdict is kept only as WasLeaking, and nothing of it reads as
+// current. Restoring a record saved gone goes through here too, so that a
+// store written before GoneAt existed (or by a build that kept the verdict)
+// comes back the same way.
+func markGone(c *view.Container, at time.Time) {
+	c.WasLeaking = c.WasLeaking || c.Verdict.Leaking
+	c.Gone = true
+	if c.GoneAt.IsZero() {
+		c.GoneAt = at
+	}
+	c.Verdict = view.Verdict{TimeToLimit: detect.UnknownTimeToLimit}
 }
 
 func (a *Agent) publish(now, start time.Time, ts *tracer.Snapshot) {

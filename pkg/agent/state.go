@@ -35,6 +35,9 @@ func (a *Agent) restore(snap state.Snapshot) {
 		}
 		v := c.View
 		v.ID = strconv.FormatUint(v.MemcgID, 10)
+		if v.Gone {
+			markGone(&v, v.LastSeen)
+		}
 		a.entries[v.MemcgID] = &entry{c: v, det: det, history: h, restored: true}
 	}
 

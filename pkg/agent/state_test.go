@@ -49,15 +49,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h, err := cgroups.Open(dir, cgroups.V2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := New(cfg, h, Parts{}, nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = b.Close() }()
+	b := reopen(t, cfg, dir)
 	if len(b.entries) != len(dets) {
 		t.Fatalf("restored %d containers, saved %d", len(b.entries), len(dets))
 	}
@@ -90,4 +82,20 @@ func TestStateSurvivesRestart(t *testing.T) {
 	if n := b.Snapshot().Agent.Errors[errStateSave]; n != 0 {
 		t.Errorf("%d state save errors", n)
 	}
+}
+
+// reopen starts another agent over the fixture tree dir, as a restart does,
+// and closes it when the test ends.
+func reopen(t *testing.T, cfg Config, dir string) *Agent {
+	t.Helper()
+	h, err := cgroups.Open(dir, cgroups.V2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, h, Parts{}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	return a
 }

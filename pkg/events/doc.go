@@ -16,8 +16,9 @@
 //     detected once, and so does a container that joins the view already
 //     leaking. Consumers thus learn of every current leak even across agent
 //     restarts, at the price of a repeated detected event after a restart.
-//   - A container that leaves the view is forgotten and emits nothing more:
-//     leaving is not a resolution. Only containers in the current snapshot
+//   - A container that leaves the view, or is reported gone (its cgroup no
+//     longer exists), is forgotten and emits nothing more: leaving is not a
+//     resolution. Only containers in the current snapshot
 //     are remembered, so memory stays bounded by the view's own bound.
 //   - Every OOM kill is sent once, by its Seq: the exporter keeps the highest
 //     Seq it has sent. It starts at 0 because the agent numbers kills from 1

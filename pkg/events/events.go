@@ -181,6 +181,11 @@ func (e *Exporter) poll(ctx context.Context) {
 	leaking := make(map[string]bool, len(e.leaking))
 	for i := range snap.Containers {
 		c := &snap.Containers[i]
+		if c.Gone {
+			// Gone, like left: its verdict ended because nothing runs
+			// in it, which resolves nothing.
+			continue
+		}
 		was := e.leaking[c.ID]
 		if c.Verdict.Leaking {
 			leaking[c.ID] = true

@@ -112,6 +112,15 @@ func container(id string, leaking bool) view.Container {
 	}
 }
 
+// gone is a container as the agent reports it once its cgroup is gone: its
+// verdict ended, the one it went with kept apart.
+func gone(id string) view.Container {
+	c := container(id, false)
+	c.Verdict = view.Verdict{TimeToLimit: -1}
+	c.Gone, c.WasLeaking = true, true
+	return c
+}
+
 func snapshot(cs ...view.Container) *view.Snapshot {
 	return &view.Snapshot{Taken: time.Unix(1_800_000_000, 0), Containers: cs}
 }
@@ -155,6 +164,12 @@ func TestLeakTransitions(t *testing.T) {
 			[]string{LeakDetected + ":3"}},
 		{"both stop", snapshot(container("1", false), container("2", false), container("3", false)),
 			[]string{LeakResolved + ":2", LeakResolved + ":3"}},
+		// Going, like leaving, is no resolution: a gone container is not
+		// leaking any more, but nothing was fixed.
+		{"3 leaks again", snapshot(container("1", false), container("2", false), container("3", true)),
+			[]string{LeakDetected + ":3"}},
+		{"3 goes", snapshot(container("1", false), container("2", false), gone("3")), nil},
+		{"3 is forgotten", snapshot(container("1", false), container("2", false)), nil},
 	}
 	for _, s := range steps {
 		if got := summary(step(t, e, src, exp, s.snap)); !slices.Equal(got, s.want) {

@@ -1,7 +1,8 @@
 // Package metrics exports the node's view as Prometheus metrics. The collector
 // holds no state of its own: every scrape reads the current view.Snapshot and
-// emits constant metrics, so a container the agent forgets stops being
-// exported on the next scrape, with no registry bookkeeping to go stale.
+// emits constant metrics, so a container that goes stops being exported on
+// the next scrape (all but its OOM kill counter, which stays until the agent
+// forgets it), with no registry bookkeeping to go stale.
 package metrics
 
 import (
@@ -188,6 +189,14 @@ func (c *collector) collectContainer(ch chan<- prometheus.Metric, ct *view.Conta
 	}
 	counter := func(d *prometheus.Desc, v uint64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	if ct.Gone {
+		// A gone container has no memory, growth or verdict to report:
+		// its series end, so every alert on them resolves. Only the OOM
+		// kill counter stays for the retention, since the kill that
+		// emptied the cgroup is the one the OOM alert must see rise.
+		counter(c.oomKills, ct.OOMKills)
+		return
 	}
 
 	// One backing array for the label values of all memory types: the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -74,19 +75,23 @@ func podContainer() view.Container {
 	}
 }
 
-// serviceContainer is a gone systemd service with no limit and no verdict.
+// serviceContainer is a gone systemd service: its last figures and the
+// verdict it had when it went are still in the view, as the agent keeps them.
 func serviceContainer() view.Container {
 	return view.Container{
 		ID: "77", MemcgID: 77,
-		Cgroup:    "/system.slice/nginx.service",
-		Kind:      "service",
-		Runtime:   "systemd",
-		Container: "nginx.service",
-		Memory:    view.Memory{Usage: 100, Anon: 40, WorkingSet: 90, LeakSignal: 40},
-		Verdict:   view.Verdict{TimeToLimit: -1},
-		FirstSeen: t0.Add(-time.Hour),
-		LastSeen:  t0.Add(-time.Minute),
-		Gone:      true,
+		Cgroup:     "/system.slice/nginx.service",
+		Kind:       "service",
+		Runtime:    "systemd",
+		Container:  "nginx.service",
+		Memory:     view.Memory{Usage: 100, Anon: 40, WorkingSet: 90, LeakSignal: 40, Limit: 1000},
+		OOMKills:   1,
+		Verdict:    view.Verdict{TimeToLimit: -1},
+		FirstSeen:  t0.Add(-time.Hour),
+		LastSeen:   t0.Add(-time.Minute),
+		Gone:       true,
+		GoneAt:     t0,
+		WasLeaking: true,
 	}
 }
 
@@ -159,19 +164,15 @@ leakwatch_collections_total 9
 # HELP leakwatch_container_faulted_bytes_total Anonymous memory faulted in by the container's processes since the tracer started, estimated from samples.
 # TYPE leakwatch_container_faulted_bytes_total counter
 leakwatch_container_faulted_bytes_total{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 2048
-leakwatch_container_faulted_bytes_total{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod=""} 0
 # HELP leakwatch_container_leak_confidence Confidence of the leak detector, between 0 and 1, that the container leaks memory.
 # TYPE leakwatch_container_leak_confidence gauge
 leakwatch_container_leak_confidence{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 0.75
-leakwatch_container_leak_confidence{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod=""} 0
 # HELP leakwatch_container_leaking Whether the leak detector judges that the container leaks memory (1) or not (0).
 # TYPE leakwatch_container_leaking gauge
 leakwatch_container_leaking{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 1
-leakwatch_container_leaking{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod=""} 0
 # HELP leakwatch_container_mapped_bytes Private anonymous mappings and brk heap of the container's processes that the tracer sees outstanding.
 # TYPE leakwatch_container_mapped_bytes gauge
 leakwatch_container_mapped_bytes{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 512
-leakwatch_container_mapped_bytes{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod=""} 0
 # HELP leakwatch_container_memory_bytes Memory of the container's memory cgroup at the last collection, by type. leak_signal is anonymous plus unreclaimable kernel memory, the figure the leak detector watches.
 # TYPE leakwatch_container_memory_bytes gauge
 leakwatch_container_memory_bytes{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0",type="anon"} 600
@@ -181,28 +182,19 @@ leakwatch_container_memory_bytes{cgroup="/kubepods.slice/kubepods-burstable.slic
 leakwatch_container_memory_bytes{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0",type="shmem"} 10
 leakwatch_container_memory_bytes{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0",type="usage"} 1000
 leakwatch_container_memory_bytes{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0",type="working_set"} 900
-leakwatch_container_memory_bytes{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod="",type="anon"} 40
-leakwatch_container_memory_bytes{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod="",type="file"} 0
-leakwatch_container_memory_bytes{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod="",type="kernel"} 0
-leakwatch_container_memory_bytes{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod="",type="leak_signal"} 40
-leakwatch_container_memory_bytes{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod="",type="shmem"} 0
-leakwatch_container_memory_bytes{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod="",type="usage"} 100
-leakwatch_container_memory_bytes{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod="",type="working_set"} 90
 # HELP leakwatch_container_memory_growth_bytes_per_second Growth of the container's leak signal estimated by the leak detector.
 # TYPE leakwatch_container_memory_growth_bytes_per_second gauge
 leakwatch_container_memory_growth_bytes_per_second{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 12.5
-leakwatch_container_memory_growth_bytes_per_second{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod=""} 0
 # HELP leakwatch_container_memory_limit_bytes Effective memory limit of the container's cgroup, the lowest of its own and its ancestors'. Absent when the cgroup has no limit.
 # TYPE leakwatch_container_memory_limit_bytes gauge
 leakwatch_container_memory_limit_bytes{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 4000
 # HELP leakwatch_container_oom_kills_total Processes of the container killed by the out-of-memory killer since the agent started.
 # TYPE leakwatch_container_oom_kills_total counter
 leakwatch_container_oom_kills_total{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 2
-leakwatch_container_oom_kills_total{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod=""} 0
+leakwatch_container_oom_kills_total{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod=""} 1
 # HELP leakwatch_container_page_faults_total Page faults of the container's cgroup, as the kernel counts them.
 # TYPE leakwatch_container_page_faults_total counter
 leakwatch_container_page_faults_total{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 77
-leakwatch_container_page_faults_total{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod=""} 0
 # HELP leakwatch_container_time_to_limit_seconds Projected time until the container reaches its memory limit at the current growth. Absent when unknown.
 # TYPE leakwatch_container_time_to_limit_seconds gauge
 leakwatch_container_time_to_limit_seconds{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 270
@@ -272,6 +264,42 @@ leakwatch_ready 0
 	// No metric names: every family emitted must be in want.
 	if err := testutil.CollectAndCompare(NewCollector(src, testInfo), strings.NewReader(want)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A gone container reports nothing as current: no memory, limit, growth,
+// confidence, verdict or time to limit (alerts on them would fire for a
+// container that no longer exists), even with the figures and verdict it
+// had when it went still in the view. Only its OOM kill counter stays, so
+// that the kill that emptied it reaches the OOM alert.
+func TestGoneContainerExportsOnlyItsOOMKills(t *testing.T) {
+	gone := serviceContainer()
+	gone.Verdict = view.Verdict{Leaking: true, GrowthBytesPerSecond: 1e6, Confidence: 0.99, TimeToLimit: time.Second}
+	snap := testSnapshot()
+	snap.Containers = []view.Container{podContainer(), gone}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector(&fakeSource{snap: snap}, testInfo))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if label(m, "cgroup") != gone.Cgroup {
+				continue
+			}
+			names = append(names, mf.GetName())
+			if mf.GetName() == "leakwatch_container_oom_kills_total" && m.GetCounter().GetValue() != 1 {
+				t.Errorf("OOM kills of the gone container = %v, want 1", m.GetCounter().GetValue())
+			}
+		}
+	}
+	if !slices.Equal(names, []string{"leakwatch_container_oom_kills_total"}) {
+		t.Errorf("series of the gone container: %v, want only leakwatch_container_oom_kills_total", names)
+	}
+	if n := seriesWithCgroup(t, reg, podContainer().Cgroup); n < 10 {
+		t.Errorf("the live container exports %d series", n)
 	}
 }
 

@@ -48,10 +48,26 @@ type container struct {
 	MappedBytes          uint64     `json:"mapped_bytes"`
 	FaultedBytes         uint64     `json:"faulted_bytes"`
 
-	Gone      bool      `json:"gone"`
-	FirstSeen time.Time `json:"first_seen"`
-	LastSeen  time.Time `json:"last_seen"`
+	// Status says in one word what the container is: "leaking",
+	// "warming_up", "ok", or "gone" once its cgroup is, when nothing of
+	// the figures above is current: its verdict has ended (leaking false,
+	// no growth, confidence or time to limit), WasLeaking keeps the one
+	// it went with, and the memory figures are those last read.
+	Status     string     `json:"status"`
+	Gone       bool       `json:"gone"`
+	GoneAt     *time.Time `json:"gone_at"`
+	WasLeaking bool       `json:"was_leaking"`
+	FirstSeen  time.Time  `json:"first_seen"`
+	LastSeen   time.Time  `json:"last_seen"`
 }
+
+// Values of container.Status.
+const (
+	statusLeaking   = "leaking"
+	statusWarmingUp = "warming_up"
+	statusOK        = "ok"
+	statusGone      = "gone"
+)
 
 // containerDetail is /api/v1/containers/{id}: the list element plus the
 // full memory statistics and the recent history, oldest first.
@@ -98,9 +114,11 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusServiceUnavailable, r)
 }
 
-// listContainers serves the containers ordered by growth, fastest first, then
-// by id. ?leaking=true|false keeps those with that verdict; ?namespace=X keeps
-// those in namespace X (an empty X selects containers outside Kubernetes).
+// listContainers serves the live containers ordered by growth, fastest
+// first, then by id, and after them the gone ones, most recently gone first.
+// ?leaking=true|false keeps those with that verdict (a gone container has
+// none: it is not leaking); ?namespace=X keeps those in namespace X (an
+// empty X selects containers outside Kubernetes).
 func (s *Server) listContainers(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var leaking *bool
@@ -131,6 +149,17 @@ func (s *Server) listContainers(w http.ResponseWriter, r *http.Request) {
 		out = append(out, flatten(ct))
 	}
 	slices.SortFunc(out, func(a, b container) int {
+		if a.Gone != b.Gone {
+			if a.Gone {
+				return 1
+			}
+			return -1
+		}
+		if a.Gone {
+			if c := b.GoneAt.Compare(*a.GoneAt); c != 0 {
+				return c
+			}
+		}
 		return cmp.Or(cmp.Compare(b.GrowthBytesPerSecond, a.GrowthBytesPerSecond), strings.Compare(a.ID, b.ID))
 	})
 	writeJSON(w, http.StatusOK, out)
@@ -200,9 +229,15 @@ func flatten(ct *view.Container) container {
 		MappedBytes:          ct.MappedBytes,
 		FaultedBytes:         ct.FaultedBytes,
 
-		Gone:      ct.Gone,
-		FirstSeen: ct.FirstSeen,
-		LastSeen:  ct.LastSeen,
+		Status:     status(ct),
+		Gone:       ct.Gone,
+		WasLeaking: ct.WasLeaking,
+		FirstSeen:  ct.FirstSeen,
+		LastSeen:   ct.LastSeen,
+	}
+	if ct.Gone {
+		at := ct.GoneAt
+		c.GoneAt = &at
 	}
 	if !ct.Verdict.LeakingSince.IsZero() {
 		since := ct.Verdict.LeakingSince
@@ -213,6 +248,18 @@ func flatten(ct *view.Container) container {
 		c.TimeToLimitSeconds = &secs
 	}
 	return c
+}
+
+func status(ct *view.Container) string {
+	switch {
+	case ct.Gone:
+		return statusGone
+	case ct.Verdict.Leaking:
+		return statusLeaking
+	case ct.Verdict.WarmingUp:
+		return statusWarmingUp
+	}
+	return statusOK
 }
 
 // finite keeps a detector's NaN or infinity from failing the whole response:

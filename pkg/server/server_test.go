@@ -74,9 +74,11 @@ func testContainers() []view.Container {
 		{
 			ID: "300", Cgroup: "/system.slice/nginx.service", Kind: "service", Runtime: "systemd",
 			Container: "nginx.service",
+			// Gone as the agent leaves a leaking container that went:
+			// its verdict ended, the one it went with kept apart.
 			Memory:    view.Memory{Usage: 300, LeakSignal: 30},
-			Verdict:   view.Verdict{Leaking: true, GrowthBytesPerSecond: 10, Confidence: 0.6, TimeToLimit: -1},
-			FirstSeen: t0, LastSeen: t0, Gone: true,
+			Verdict:   view.Verdict{TimeToLimit: -1},
+			FirstSeen: t0.Add(-time.Hour), LastSeen: t0.Add(-10 * time.Second), Gone: true, GoneAt: t0, WasLeaking: true,
 		},
 		{
 			ID: "400", Cgroup: "/kubepods.slice/c.scope", Kind: "container",
@@ -242,9 +244,10 @@ func TestListContainers(t *testing.T) {
 		target string
 		want   []string // ids, in order
 	}{
-		{"/api/v1/containers", []string{"200", "100", "300", "400"}},
-		{"/api/v1/containers?leaking=true", []string{"100", "300"}},
-		{"/api/v1/containers?leaking=false", []string{"200", "400"}},
+		// Live ones by growth, gone ones last.
+		{"/api/v1/containers", []string{"200", "100", "400", "300"}},
+		{"/api/v1/containers?leaking=true", []string{"100"}},
+		{"/api/v1/containers?leaking=false", []string{"200", "400", "300"}},
 		{"/api/v1/containers?namespace=shop", []string{"200", "100"}},
 		{"/api/v1/containers?namespace=shop&leaking=true", []string{"100"}},
 		{"/api/v1/containers?namespace=", []string{"300"}},
@@ -276,12 +279,25 @@ func TestListContainersFields(t *testing.T) {
 		"namespace": "shop", "container": "cart", "memory_bytes": 1000.0, "leak_signal_bytes": 600.0,
 		"limit_bytes": 4000.0, "growth_bytes_per_second": 10.0, "confidence": 0.9, "leaking": true,
 		"time_to_limit_seconds": 340.0, "oom_kills": 1.0, "mapped_bytes": 500.0, "kind": "container",
-		"runtime": "containerd", "gone": false, "first_seen": "2026-11-27T12:00:00Z",
-		"last_seen": "2026-11-27T12:00:00Z",
+		"runtime": "containerd", "status": "leaking", "gone": false, "gone_at": nil, "was_leaking": false,
+		"first_seen": "2026-11-27T12:00:00Z", "last_seen": "2026-11-27T12:00:00Z",
 	}
 	for k, v := range want {
 		if got, ok := raw[0][k]; !ok || got != v {
 			t.Errorf("%s = %#v (present %v), want %#v", k, got, ok, v)
+		}
+	}
+
+	// A gone container says so, and when; nothing of it reads as a
+	// current verdict.
+	gone := decode[[]map[string]any](t, do(t, h, http.MethodGet, "/api/v1/containers?namespace="), http.StatusOK)
+	for k, v := range map[string]any{
+		"id": "300", "status": "gone", "gone": true, "gone_at": "2026-11-27T12:00:00Z", "was_leaking": true,
+		"last_seen": "2026-11-27T11:59:50Z", "leaking": false, "leaking_since": nil, "growth_bytes_per_second": 0.0,
+		"confidence": 0.0, "time_to_limit_seconds": nil,
+	} {
+		if got, ok := gone[0][k]; !ok || got != v {
+			t.Errorf("gone container: %s = %#v (present %v), want %#v", k, got, ok, v)
 		}
 	}
 

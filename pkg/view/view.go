@@ -106,10 +106,20 @@ type Container struct {
 	Verdict Verdict `json:"verdict"`
 
 	FirstSeen time.Time `json:"first_seen"`
-	LastSeen  time.Time `json:"last_seen"`
-	// Gone is set once the cgroup no longer exists; the container is kept
-	// (series, verdict) until its retention ends.
+	// LastSeen is the last collection that found the cgroup.
+	LastSeen time.Time `json:"last_seen"`
+	// Gone is set once the cgroup no longer exists (or, for a cgroup that is
+	// tracked only for its processes, has none left). A gone container is
+	// judged no more: its Verdict is zero, and exporters show nothing of it
+	// as current. Its record, series and OOM kills are kept for the
+	// retention, which runs from GoneAt.
 	Gone bool `json:"gone"`
+	// GoneAt is the collection that found it gone; for one that went while
+	// the agent was down, LastSeen (the agent cannot know better).
+	GoneAt time.Time `json:"gone_at,omitzero"`
+	// WasLeaking is the verdict at the last collection that found the
+	// cgroup, kept once it is gone.
+	WasLeaking bool `json:"was_leaking,omitempty"`
 }
 
 // Memory is the cgroup's memory statistics at the last collection, in bytes.

@@ -21,7 +21,9 @@ const mib = 1 << 20
 // The shipped rules in a real Prometheus, scraping a real agent that watches
 // a workload leaking 4 MiB/s: LeakwatchContainerLeaking goes pending (its
 // for: is 15 minutes) for that workload's cgroup within two minutes, and
-// LeakwatchAgentDown does not go off for the agent.
+// LeakwatchAgentDown does not go off for the agent. Once the workload is
+// ended and its cgroup removed, the alert leaves within seconds: a
+// container that no longer exists does not leak.
 func TestLiveAlertLeaking(t *testing.T) {
 	cgtest.RequirePrivileged(t)
 	prometheus := requireTool(t, "prometheus", "install the Debian package prometheus (hack/install-deps.sh does)",
@@ -34,11 +36,11 @@ func TestLiveAlertLeaking(t *testing.T) {
 	g := cgtest.New(t, 1024*mib)
 	leaker := g.Start(t, memwork)
 	// 4 MiB/s, bounded to 600 MiB by the loop and 1 GiB by the cgroup.
-	leaker.Repeat(t, "leak 1024 1", 250*time.Millisecond, 600)
+	stopLeak := leaker.Repeat(t, "leak 1024 1", 250*time.Millisecond, 600)
 
 	start := time.Now()
 	deadline := start.Add(2 * time.Minute)
-	for {
+	for !leakAlerted(t, promURL, g.Rel) {
 		alerts := activeAlerts(t, promURL)
 		for _, a := range alerts {
 			// Before the first scrape, absent(up) is rightly pending; a
@@ -47,21 +49,39 @@ func TestLiveAlertLeaking(t *testing.T) {
 				t.Fatalf("LeakwatchAgentDown is %s while the agent runs: %v", a.State, a.Labels)
 			}
 		}
-		for _, a := range alerts {
-			if a.Labels["alertname"] == "LeakwatchContainerLeaking" && a.Labels["cgroup"] == g.Rel {
-				t.Logf("LeakwatchContainerLeaking %s for %s after %v", a.State, g.Rel, time.Since(start).Round(time.Second))
-				if a.State != "pending" && a.State != "firing" {
-					t.Errorf("state %q, want pending or firing", a.State)
-				}
-				return
-			}
-		}
 		if time.Now().After(deadline) {
 			t.Fatalf("LeakwatchContainerLeaking not pending for %s within %v; active alerts: %+v",
 				g.Rel, deadline.Sub(start), alerts)
 		}
 		time.Sleep(2 * time.Second)
 	}
+	t.Logf("LeakwatchContainerLeaking active for %s after %v", g.Rel, time.Since(start).Round(time.Second))
+
+	stopLeak()
+	g.Remove(t) // ends the leaker by its pid, then removes the cgroup
+	removed := time.Now()
+	for leakAlerted(t, promURL, g.Rel) {
+		if time.Since(removed) > 30*time.Second {
+			t.Fatalf("LeakwatchContainerLeaking still active for %s 30s after its cgroup was removed", g.Rel)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("LeakwatchContainerLeaking left %v after the cgroup was removed", time.Since(removed).Round(time.Second))
+}
+
+// leakAlerted says whether LeakwatchContainerLeaking is pending or firing
+// for cgroup.
+func leakAlerted(t *testing.T, promURL, cgroup string) bool {
+	t.Helper()
+	for _, a := range activeAlerts(t, promURL) {
+		if a.Labels["alertname"] == "LeakwatchContainerLeaking" && a.Labels["cgroup"] == cgroup {
+			if a.State != "pending" && a.State != "firing" {
+				t.Errorf("LeakwatchContainerLeaking state %q, want pending or firing", a.State)
+			}
+			return true
+		}
+	}
+	return false
 }
 
 type alert struct {
