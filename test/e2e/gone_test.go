@@ -218,10 +218,11 @@ func TestGoneContainerLeavesMetricsAndStaysGoneAcrossRestart(t *testing.T) {
 	ours, firstGone, lastLive := -1, -1, -1
 	for i, r := range rows {
 		r = strings.TrimSpace(r)
-		isGone := strings.HasSuffix(r, "gone") || strings.HasSuffix(r, "gone (was LEAK)")
+		// The LEAK column, then the container's name, last.
+		isGone := strings.Contains(r, "  gone  ") || strings.Contains(r, "  gone (was LEAK)  ")
 		if strings.Fields(r)[0] == c.ID {
 			ours = i
-			if !strings.HasSuffix(r, "gone (was LEAK)") {
+			if !strings.Contains(r, "  gone (was LEAK)  ") {
 				t.Errorf("top shows the gone leaker as %q, want it marked gone (was LEAK)", r)
 			}
 		}
