@@ -9,6 +9,9 @@
  *     process exits or execs (user space sweeps those on the events below).
  *     Mappings shorter than mmap_sample_bytes are sampled by size at entry,
  *     so a loop of small mappings mostly runs two short programs.
+ *   syscalls:sys_{enter,exit}_mprotect: reserved (PROT_NONE) private
+ *     anonymous memory made accessible is tracked like an mmap from the
+ *     stack that committed it; tracked memory made PROT_NONE is untracked.
  *   perf software event page-faults (a perf_event program, sampled every
  *     fault_sample_period faults per CPU by the kernel's perf counter, so an
  *     unsampled fault runs no BPF at all): user stack and byte weight of
@@ -57,6 +60,12 @@ volatile __u32 procs_overflowed = 0;
 #define MAP_FIXED	 0x10
 #define MAP_ANONYMOUS	 0x20
 #define PROT_NONE	 0x0
+#define PROT_READ	 0x1
+#define PROT_WRITE	 0x2
+#define VM_READ		 0x1
+#define VM_WRITE	 0x2
+#define VM_EXEC		 0x4
+#define VM_SHARED	 0x8
 #define MREMAP_DONTUNMAP 4
 #define MAX_ERRNO	 4095
 
@@ -334,6 +343,30 @@ static __always_inline void track(__u32 tgid, __u64 start, __u64 len, __u64 memc
 	if (bpf_map_update_elem(&mapping_ends, &end, &start, BPF_ANY))
 		count_drop(DROP_ENDS_FULL);
 	mark_tracked(tgid, now);
+}
+
+/* Grows the tracked range that ends at start by len when the same stack of
+ * the same kind made it and it was not sampled: consecutive growths of a
+ * heap then cost one entry. Returns whether it did. */
+static __always_inline bool extend_previous(__u32 tgid, __u64 start, __u64 len, __u64 memcg,
+					    __u64 stack_id, __u32 kind)
+{
+	struct mapping_key ek = {.tgid = tgid, .start = start};
+	__u64 *prev_start = bpf_map_lookup_elem(&mapping_ends, &ek);
+	if (!prev_start)
+		return false;
+	__u64 ps = *prev_start;
+	struct mapping_key pk = {.tgid = tgid, .start = ps};
+	struct mapping *prev = bpf_map_lookup_elem(&live_mappings, &pk);
+	if (!prev || prev->kind != kind || prev->sampled_len || prev->stack_id != stack_id ||
+	    prev->memcg != memcg)
+		return false;
+	prev->len += len;
+	bpf_map_delete_elem(&mapping_ends, &ek);
+	struct mapping_key nek = {.tgid = tgid, .start = start + len};
+	if (bpf_map_update_elem(&mapping_ends, &nek, &ps, BPF_ANY))
+		count_drop(DROP_ENDS_FULL);
+	return true;
 }
 
 /* Splits off [start, end) when it begins strictly inside a tracked mapping.
@@ -693,25 +726,101 @@ int handle_sys_exit_brk(struct trace_event_raw_sys_exit *ctx)
 	if (c)
 		c->brk_grow_bytes += grow;
 
-	/* Extend the previous growth in place when the same stack asked for it:
-	 * a leaking loop then costs one entry, not one per brk call. */
-	struct mapping_key ek = {.tgid = tgid, .start = old};
-	__u64 *prev_start = bpf_map_lookup_elem(&mapping_ends, &ek);
-	if (prev_start) {
-		__u64 ps = *prev_start;
-		struct mapping_key pk = {.tgid = tgid, .start = ps};
-		struct mapping *prev = bpf_map_lookup_elem(&live_mappings, &pk);
-		if (prev && prev->kind == MAPPING_BRK && prev->stack_id == stack_id &&
-		    prev->memcg == memcg) {
-			prev->len += grow;
-			bpf_map_delete_elem(&mapping_ends, &ek);
-			struct mapping_key nek = {.tgid = tgid, .start = new};
-			if (bpf_map_update_elem(&mapping_ends, &nek, &ps, BPF_ANY))
-				count_drop(DROP_ENDS_FULL);
+	/* A leaking loop then costs one entry, not one per brk call. */
+	if (!extend_previous(tgid, old, grow, memcg, stack_id, MAPPING_BRK))
+		track(tgid, old, grow, memcg, stack_id, MAPPING_BRK, 0, now);
+	return 0;
+}
+
+/* What the VMA holding an mprotect's start was at entry. */
+struct vma_reserved {
+	__u64 end;
+	bool reserved; /* private anonymous and PROT_NONE: reserved, not committed */
+};
+
+static long vma_reserved_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+	struct vma_reserved *r = data;
+	__u64 flags = BPF_CORE_READ(vma, vm_flags);
+	r->end = BPF_CORE_READ(vma, vm_end);
+	r->reserved = !(flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)) &&
+		      !BPF_CORE_READ(vma, vm_file);
+	return 0;
+}
+
+/* mprotect commits reserved memory: glibc reserves each thread arena's 64
+ * MiB PROT_NONE and makes it readable and writable as the arena grows, as
+ * JIT runtimes and VMs do with their heaps. A range inside one reserved VMA
+ * that becomes accessible is tracked like an mmap from the stack that asked
+ * (sampled by size the same way); anything else (RW <-> RX flips of JIT
+ * code, RELRO, ranges spanning VMAs) is left alone. A tracked range made
+ * PROT_NONE again is untracked at entry, as munmap does; MADV_DONTNEED is
+ * not followed, since the range stays committed and glibc reuses it without
+ * another mprotect (the resident view sees what it gave back). */
+SEC("tracepoint/syscalls/sys_enter_mprotect")
+int handle_sys_enter_mprotect(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 addr = ctx->args[0], len = ctx->args[1], prot = ctx->args[2];
+	barrier_var(prot);
+	if (!len || (addr & (page_size - 1)))
+		return 0;
+	__u64 rlen = page_round_up(len);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (prot == PROT_NONE) {
+		if (!procs_overflowed && !bpf_map_lookup_elem(&tracked_procs, &tgid))
 			return 0;
-		}
+		__u64 freed = untrack_range(tgid, addr, addr + rlen, vma_start_of(addr));
+		if (!freed)
+			return 0;
+		struct counters *c = counters_for(current_memcg());
+		if (c)
+			c->mprotect_shrink_bytes += freed;
+		return 0;
 	}
-	track(tgid, old, grow, memcg, stack_id, MAPPING_BRK, 0, now);
+	if (!(prot & (PROT_READ | PROT_WRITE)))
+		return 0;
+
+	struct vma_reserved r = {};
+	bpf_find_vma(bpf_get_current_task_btf(), addr, vma_reserved_cb, &r, 0);
+	if (!r.reserved || r.end < addr + rlen)
+		return 0;
+	struct pending p = {.args = {addr, rlen, prot, 0}};
+	if (mmap_sample_bytes && rlen < mmap_sample_bytes) {
+		/* As for mmap: tracked with probability rlen / mmap_sample_bytes,
+		 * standing for mmap_sample_bytes / rlen ranges like it. */
+		if (bpf_get_prandom_u32() % mmap_sample_bytes >= rlen)
+			return 0;
+		p.sampled_len = rlen;
+	}
+	stash_pending(&p);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_mprotect")
+int handle_sys_exit_mprotect(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!unstash(&p))
+		return 0;
+	if (ctx->ret != 0)
+		return 0;
+
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 start = p.args[0], len = p.args[1];
+	__u64 memcg = current_memcg();
+	__u64 stack_id = user_stack_id(ctx);
+	struct counters *c = counters_for(memcg);
+	if (c)
+		c->mprotect_grow_bytes += p.sampled_len ? mmap_sample_bytes : len;
+
+	/* An arena grows by one range after another: a leaking loop extends
+	 * the previous entry instead of adding one. A sampled range's weight
+	 * is its own, so it never merges. */
+	if (!p.sampled_len && extend_previous(tgid, start, len, memcg, stack_id, MAPPING_MPROTECT))
+		return 0;
+	track(tgid, start, len, memcg, stack_id, MAPPING_MPROTECT, p.sampled_len,
+	      bpf_ktime_get_ns());
 	return 0;
 }
 

@@ -12,6 +12,9 @@
 enum mapping_kind {
 	MAPPING_MMAP = 1, /* private anonymous mmap, possibly moved by mremap */
 	MAPPING_BRK = 2,  /* heap growth through brk */
+	/* a PROT_NONE reservation made accessible by mprotect (glibc thread
+	 * arenas, JIT and VM heaps that reserve then commit) */
+	MAPPING_MPROTECT = 3,
 };
 
 /* Why something was not recorded. Indexes the drops array. */
@@ -44,6 +47,10 @@ struct counters {
 	 * weight times its fault key's file-backed share of checks so far, so
 	 * keys count by their bytes, however often each was checked. */
 	__u64 fault_file_bytes;
+	/* Reserved (PROT_NONE) private anonymous memory made accessible, and
+	 * tracked memory made PROT_NONE again. */
+	__u64 mprotect_grow_bytes;
+	__u64 mprotect_shrink_bytes;
 };
 
 struct mapping_key {
