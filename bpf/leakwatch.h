@@ -29,7 +29,8 @@ enum drop_reason {
 	DROP_EVENTS_FULL = 7,	   /* ring buffer full: an event is lost */
 	DROP_PROCS_FULL = 8,	   /* tracked_procs full: exit cleanup needs the sweep */
 	DROP_UNMAP_UNRESOLVED = 9, /* an unmap only partly resolved: a hole inside a mapping */
-	DROP_REASON_COUNT = 10,
+	DROP_VMA_BUSY = 10,	   /* mprotect: its VMA could not be looked up, not tracked */
+	DROP_REASON_COUNT = 11,
 };
 
 /* Per memory cgroup counters (per CPU, summed in Go). Bytes are page-rounded. */

@@ -42,7 +42,8 @@ const (
 	leakwatchDropReasonDROP_EVENTS_FULL      leakwatchDropReason = 7
 	leakwatchDropReasonDROP_PROCS_FULL       leakwatchDropReason = 8
 	leakwatchDropReasonDROP_UNMAP_UNRESOLVED leakwatchDropReason = 9
-	leakwatchDropReasonDROP_REASON_COUNT     leakwatchDropReason = 10
+	leakwatchDropReasonDROP_VMA_BUSY         leakwatchDropReason = 10
+	leakwatchDropReasonDROP_REASON_COUNT     leakwatchDropReason = 11
 )
 
 type leakwatchEvent struct {

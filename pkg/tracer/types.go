@@ -133,12 +133,14 @@ const (
 	DropEventsFull       DropReason = "events_full"
 	DropProcsFull        DropReason = "procs_full"
 	DropUnmapUnresolved  DropReason = "unmap_unresolved"
+	DropVMABusy          DropReason = "vma_busy"          // mprotect: VMA not found, neither locked nor locklessly
 	DropEventsUnconsumed DropReason = "events_unconsumed" // user space: Events() reader too slow
 )
 
 var kernelDropReasons = [...]DropReason{
 	DropPendingFull, DropMappingsFull, DropEndsFull, DropStacksFull, DropStackError,
 	DropFaultsFull, DropCgroupsFull, DropEventsFull, DropProcsFull, DropUnmapUnresolved,
+	DropVMABusy,
 }
 
 // EventType says what an Event reports.

@@ -95,12 +95,14 @@ func readProfile(t *testing.T, file string) *profile.Profile {
 
 func sampleIndex(t *testing.T, p *profile.Profile, typ string) int {
 	t.Helper()
+	var have []string
 	for i, st := range p.SampleType {
 		if st.Type == typ {
 			return i
 		}
+		have = append(have, st.Type)
 	}
-	t.Fatalf("profile has no %s sample type: %v", typ, p.SampleType)
+	t.Fatalf("profile has no %s sample type, only %v", typ, have)
 	return -1
 }
 
