@@ -15,8 +15,9 @@ import (
 // A VM's heap: 256 MiB reserved PROT_NONE, 128 MiB of it committed by
 // mprotect in 1 MiB slices, 32 MiB touched. The committed range is tracked
 // (one entry: the slices come from one stack and merge), from the function
-// that committed it; made PROT_NONE again, it is taken back: a hole in the
-// middle, the reservation's tail, then its head.
+// that committed it; JIT-style RX/RW flips of other memory add nothing; made
+// PROT_NONE again, it is taken back: a hole in the middle, the
+// reservation's tail, then its head.
 func TestReservationCommittedByMprotect(t *testing.T) {
 	tr := startTracer(t, nil)
 	memwork, _ := cgtest.Workloads(t)
@@ -41,6 +42,9 @@ func TestReservationCommittedByMprotect(t *testing.T) {
 		return s
 	}
 	s := committed(128*mib, "commit 128 MiB")
+	// Flips of code between read-execute and read-write commit nothing.
+	p.Do(t, "flip 1000 1024")
+	committed(128*mib, "1,000 RX/RW flips of 1 MiB")
 	var entries uint64
 	for _, a := range pidAllocations(s, p.PID) {
 		if a.Kind != tracer.KindMprotect {

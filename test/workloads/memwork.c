@@ -19,6 +19,8 @@
 //                in 1 MiB slices in commit_slices(), touch the first T KiB;
 //                "ok ADDR" (a VM's heap: reserve, then commit)
 //   decommit A N mprotect N KiB at A back to PROT_NONE
+//   flip N K     map K KiB and flip it N times read-execute, then read-write
+//                again, as a JIT flips its code; "ok ADDR"
 //   oom          touch memory until the kernel kills the process
 //   nop          do nothing; answers once start-up is over
 //   exit         exit 0
@@ -231,6 +233,14 @@ int main(void)
 			}
 			touch_pages(p, (size_t)c << 10);
 			printf("ok %lx\n", (unsigned long)p);
+		} else if (!strcmp(cmd, "flip")) {
+			sscanf(line, "%*s %lld %lld", &a, &b);
+			char *p = map_anon((size_t)b << 10);
+			int err = p == MAP_FAILED;
+			for (long long i = 0; i < a && !err; i++)
+				err = mprotect(p, (size_t)b << 10, PROT_READ | PROT_EXEC) ||
+				      mprotect(p, (size_t)b << 10, PROT_READ | PROT_WRITE);
+			printf(err ? "err flip\n" : "ok %lx\n", (unsigned long)p);
 		} else if (!strcmp(cmd, "decommit")) {
 			sscanf(line, "%*s %llx %lld", &a, &b);
 			printf(mprotect((void *)a, (size_t)b << 10, PROT_NONE) ? "err mprotect\n"
