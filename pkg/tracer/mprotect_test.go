@@ -1,8 +1,6 @@
 package tracer_test
 
 import (
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,13 +89,13 @@ func TestThreadArenasTracked(t *testing.T) {
 	g := cgtest.New(t, 512*mib)
 	p := g.Start(t, memwork)
 	p.Do(t, "nop")
-	anon0 := cgroupAnon(t, g)
+	anon0 := uint64(g.Anon(t))
 	s0 := snapshot(t, tr)
 	held0 := heldBy(s0, p.PID, g.ID)
 
 	p.Do(t, "arenas 4 49152")
 	s := snapshot(t, tr)
-	grew := cgroupAnon(t, g) - anon0
+	grew := uint64(g.Anon(t)) - anon0
 	held := heldBy(s, p.PID, g.ID) - held0
 	t.Logf("cgroup anon grew %.1f MiB; tracked for the process %.1f MiB; VMA lookups failed: %d", float64(grew)/mib, float64(held)/mib, s.Drops[tracer.DropVMABusy])
 	if grew < 192*mib {
@@ -132,30 +130,4 @@ func heldBy(s *tracer.Snapshot, pid int, memcg uint64) (n uint64) {
 		}
 	}
 	return n
-}
-
-// cgroupAnon reads the cgroup's anonymous memory from memory.stat ("anon"
-// on v2, "rss" on v1).
-func cgroupAnon(t *testing.T, g *cgtest.Group) uint64 {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(g.Dir, "memory.stat"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := "anon"
-	if g.Version == 1 {
-		key = "rss"
-	}
-	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) == 2 && f[0] == key {
-			v, err := strconv.ParseUint(f[1], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v
-		}
-	}
-	t.Fatalf("no %s in %s/memory.stat", key, g.Dir)
-	return 0
 }

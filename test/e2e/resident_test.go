@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -61,10 +59,10 @@ func TestInuseHoldsThreadArenas(t *testing.T) {
 	p.Do(t, "nop")
 	time.Sleep(2500 * time.Millisecond)
 	before := readProfile(t, a.download(t, id, "type=inuse"))
-	anon0 := cgroupAnon(t, g)
+	anon0 := g.Anon(t)
 
 	p.Do(t, "arenas 4 49152")
-	grew := cgroupAnon(t, g) - anon0
+	grew := g.Anon(t) - anon0
 	time.Sleep(2500 * time.Millisecond)
 	after := readProfile(t, a.download(t, id, "type=inuse"))
 	for _, st := range []string{"inuse_space", "inuse_resident_space"} {
@@ -127,28 +125,4 @@ func total(t *testing.T, p *profile.Profile, typ string) (n int64) {
 		n += v
 	}
 	return n
-}
-
-// cgroupAnon reads the cgroup's anonymous memory ("anon" on v2, "rss" on v1).
-func cgroupAnon(t *testing.T, g *cgtest.Group) int64 {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(g.Dir, "memory.stat"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := "anon"
-	if g.Version == 1 {
-		key = "rss"
-	}
-	for line := range strings.Lines(string(b)) {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == key {
-			v, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v
-		}
-	}
-	t.Fatalf("no %s in %s/memory.stat", key, g.Dir)
-	return 0
 }

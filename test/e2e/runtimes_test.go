@@ -41,10 +41,10 @@ func TestInuseOfRuntimes(t *testing.T) {
 			p.Do(t, "nop")
 			time.Sleep(2500 * time.Millisecond)
 			before := readProfile(t, a.download(t, id, "type=inuse"))
-			anon0 := cgroupAnon(t, g)
+			anon0 := g.Anon(t)
 			p.Do(t, "leak 256")
 			time.Sleep(3 * time.Second)
-			grew := cgroupAnon(t, g) - anon0
+			grew := g.Anon(t) - anon0
 			after := readProfile(t, a.download(t, id, "type=inuse"))
 			committed := total(t, after, "inuse_space") - total(t, before, "inuse_space")
 			resident := total(t, after, "inuse_resident_space") - total(t, before, "inuse_resident_space")
