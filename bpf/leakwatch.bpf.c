@@ -68,6 +68,7 @@ volatile __u32 procs_overflowed = 0;
 #define VM_SHARED	 0x8
 #define MREMAP_DONTUNMAP 4
 #define MAX_ERRNO	 4095
+#define EBUSY		 16
 
 /* The first FAULT_CHECK_FIRST samples of a fault key and one in
  * FAULT_CHECK_EVERY after them have their VMA looked up to tell anonymous
@@ -867,7 +868,8 @@ int handle_sys_enter_mprotect(struct trace_event_raw_sys_enter *ctx)
 
 	struct vma_reserved r = {};
 	struct task_struct *task = bpf_get_current_task_btf();
-	if (bpf_find_vma(task, addr, vma_reserved_cb, &r, 0) &&
+	/* -ENOENT: nothing mapped there, and the call fails. */
+	if (bpf_find_vma(task, addr, vma_reserved_cb, &r, 0) == -EBUSY &&
 	    !maple_find_vma(BPF_CORE_READ(task, mm), addr, &r))
 		count_drop(DROP_VMA_BUSY);
 	if (!r.reserved || r.end < addr + rlen)
