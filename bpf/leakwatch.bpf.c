@@ -751,8 +751,8 @@ static __always_inline bool read_reserved(struct vm_area_struct *vma, struct mm_
 		return false;
 	__u64 flags = BPF_CORE_READ(vma, vm_flags);
 	r->end = end;
-	r->reserved = !(flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)) &&
-		      !BPF_CORE_READ(vma, vm_file);
+	r->reserved =
+	    !(flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)) && !BPF_CORE_READ(vma, vm_file);
 	return true;
 }
 
@@ -809,7 +809,8 @@ static __always_inline bool maple_find_vma(struct mm_struct *mm, __u64 addr, str
 		}
 		__builtin_memset(pivots, 0, sizeof(pivots));
 		if (bpf_probe_read_kernel(pivots, (nslots - 1) * sizeof(__u64),
-					  node + bpf_core_field_offset(struct maple_range_64, pivot)))
+					  node +
+					      bpf_core_field_offset(struct maple_range_64, pivot)))
 			return false;
 		/* The first slot whose pivot (its last index) reaches addr; past
 		 * the node's data, pivots are 0 and the last slot runs to the
@@ -824,7 +825,8 @@ static __always_inline bool maple_find_vma(struct mm_struct *mm, __u64 addr, str
 			}
 		}
 		void *next = NULL;
-		if (bpf_probe_read_kernel(&next, sizeof(next), node + slots_off + off * sizeof(void *)))
+		if (bpf_probe_read_kernel(&next, sizeof(next),
+					  node + slots_off + off * sizeof(void *)))
 			return false;
 		if (type == maple_leaf_64)
 			return read_reserved(next, mm, addr, r);

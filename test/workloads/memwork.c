@@ -244,7 +244,7 @@ int main(void)
 		} else if (!strcmp(cmd, "decommit")) {
 			sscanf(line, "%*s %llx %lld", &a, &b);
 			printf(mprotect((void *)a, (size_t)b << 10, PROT_NONE) ? "err mprotect\n"
-									: "ok\n");
+									       : "ok\n");
 		} else if (!strcmp(cmd, "oom")) {
 			oom_forever();
 		} else if (!strcmp(cmd, "free")) {
