@@ -168,7 +168,7 @@ leakwatch_container_leak_confidence{cgroup="/system.slice/nginx.service",contain
 # TYPE leakwatch_container_leaking gauge
 leakwatch_container_leaking{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 1
 leakwatch_container_leaking{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod=""} 0
-# HELP leakwatch_container_mapped_bytes Private anonymous mappings and brk heap of the container's processes that the tracer sees outstanding.
+# HELP leakwatch_container_mapped_bytes Private anonymous memory committed by the container's processes (mappings, brk heap, reservations made accessible by mprotect) that the tracer sees outstanding, touched or not.
 # TYPE leakwatch_container_mapped_bytes gauge
 leakwatch_container_mapped_bytes{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 512
 leakwatch_container_mapped_bytes{cgroup="/system.slice/nginx.service",container="nginx.service",container_id="",namespace="",pod=""} 0
