@@ -490,18 +490,108 @@ static __always_inline __u64 untrack_range(__u32 tgid, __u64 start, __u64 end, _
 	return freed;
 }
 
+#define MAPLE_NODE_MASK	     255UL
+#define MAPLE_TYPE_SHIFT     3
+#define MAPLE_MAX_DEPTH	     8
+#define MAPLE_RANGE64_SLOTS  16
+#define MAPLE_ARANGE64_SLOTS 10
+
+/* vma if it holds addr in mm, else NULL (a stale read of a tree changing
+ * under a lockless walk). */
+static __always_inline struct vm_area_struct *vma_holding(struct vm_area_struct *vma,
+							  struct mm_struct *mm, __u64 addr)
+{
+	if (!vma || BPF_CORE_READ(vma, vm_mm) != mm)
+		return NULL;
+	if (addr < BPF_CORE_READ(vma, vm_start) || addr >= BPF_CORE_READ(vma, vm_end))
+		return NULL;
+	return vma;
+}
+
+/* Finds the VMA holding addr by walking the process's maple tree of VMAs
+ * without its mmap lock, as the kernel's own lockless readers do under RCU.
+ * bpf_find_vma only try-locks, and fails whenever another thread of the
+ * process holds or waits for the lock: exactly when threads grow their
+ * arenas at once (a fifth of four threads' arena growth was missed). A
+ * node freed under the walk (dead: its parent is itself) ends it; what it
+ * finds is checked to hold addr and belong to mm. NULL if nothing does. */
+static __always_inline struct vm_area_struct *maple_vma(struct mm_struct *mm, __u64 addr)
+{
+	if (!bpf_core_type_exists(struct maple_range_64) ||
+	    !bpf_core_type_exists(struct maple_arange_64))
+		return NULL; /* before 6.1: an rbtree, not walked here */
+	void *enode = BPF_CORE_READ(mm, mm_mt.ma_root);
+	/* The root is tagged as an XArray internal entry when it is a node;
+	 * otherwise it is the tree's one entry. Nodes below are plain encoded
+	 * node pointers. */
+	if (((__u64)enode & 3) != 2 || (__u64)enode < 4096)
+		return vma_holding(enode, mm, addr);
+	__u64 pivots[MAPLE_RANGE64_SLOTS - 1];
+	for (int depth = 0; depth < MAPLE_MAX_DEPTH; depth++) {
+		__u64 e = (__u64)enode;
+		void *node = (void *)(e & ~MAPLE_NODE_MASK);
+		__u32 type = (e >> MAPLE_TYPE_SHIFT) & 0xf;
+		void *parent = NULL;
+		bpf_probe_read_kernel(&parent, sizeof(parent), node);
+		if ((void *)((__u64)parent & ~MAPLE_NODE_MASK) == node)
+			return NULL; /* dead */
+		__u32 nslots;
+		__u64 slots_off;
+		if (type == maple_arange_64) {
+			nslots = MAPLE_ARANGE64_SLOTS;
+			slots_off = bpf_core_field_offset(struct maple_arange_64, slot);
+		} else if (type == maple_range_64 || type == maple_leaf_64) {
+			nslots = MAPLE_RANGE64_SLOTS;
+			slots_off = bpf_core_field_offset(struct maple_range_64, slot);
+		} else {
+			return NULL;
+		}
+		__builtin_memset(pivots, 0, sizeof(pivots));
+		if (bpf_probe_read_kernel(pivots, (nslots - 1) * sizeof(__u64),
+					  node +
+					      bpf_core_field_offset(struct maple_range_64, pivot)))
+			return NULL;
+		/* The first slot whose pivot (its last index) reaches addr; past
+		 * the node's data, pivots are 0 and the last slot runs to the
+		 * node's end. */
+		__u32 off = nslots - 1;
+		for (__u32 i = 0; i < MAPLE_RANGE64_SLOTS - 1; i++) {
+			if (i >= nslots - 1)
+				break;
+			if (pivots[i] >= addr || (i > 0 && !pivots[i])) {
+				off = i;
+				break;
+			}
+		}
+		void *next = NULL;
+		if (bpf_probe_read_kernel(&next, sizeof(next),
+					  node + slots_off + off * sizeof(void *)))
+			return NULL;
+		if (type == maple_leaf_64)
+			return vma_holding(next, mm, addr);
+		enode = next;
+	}
+	return NULL;
+}
+
 static long vma_start_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
 {
 	*(__u64 *)data = BPF_CORE_READ(vma, vm_start);
 	return 0;
 }
 
-/* Start of the VMA holding addr in the current process, 0 if none. Only
- * called for ranges that may begin inside a mapping. */
+/* Start of the VMA holding addr in the current process, 0 if none (or if
+ * neither lookup could tell). Only called for ranges that may begin inside
+ * a mapping. */
 static __always_inline __u64 vma_start_of(__u64 addr)
 {
 	__u64 start = 0;
-	bpf_find_vma(bpf_get_current_task_btf(), addr, vma_start_cb, &start, 0);
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (bpf_find_vma(task, addr, vma_start_cb, &start, 0) == -EBUSY) {
+		struct vm_area_struct *vma = maple_vma(BPF_CORE_READ(task, mm), addr);
+		if (vma)
+			start = BPF_CORE_READ(vma, vm_start);
+	}
 	return start < addr ? start : 0;
 }
 
@@ -739,100 +829,19 @@ struct vma_reserved {
 	bool reserved; /* private anonymous and PROT_NONE: reserved, not committed */
 };
 
-/* Fills r from the VMA at vma if it holds addr; false if not (a stale
- * read of a tree changing under us). */
-static __always_inline bool read_reserved(struct vm_area_struct *vma, struct mm_struct *mm,
-					  __u64 addr, struct vma_reserved *r)
+/* Fills r from vma: where it ends, and whether it is reserved. */
+static __always_inline void read_reserved(struct vm_area_struct *vma, struct vma_reserved *r)
 {
-	if (!vma || BPF_CORE_READ(vma, vm_mm) != mm)
-		return false;
-	__u64 start = BPF_CORE_READ(vma, vm_start), end = BPF_CORE_READ(vma, vm_end);
-	if (addr < start || addr >= end)
-		return false;
 	__u64 flags = BPF_CORE_READ(vma, vm_flags);
-	r->end = end;
+	r->end = BPF_CORE_READ(vma, vm_end);
 	r->reserved =
 	    !(flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)) && !BPF_CORE_READ(vma, vm_file);
-	return true;
 }
 
 static long vma_reserved_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
 {
-	struct vma_reserved *r = data;
-	read_reserved(vma, BPF_CORE_READ(task, mm), BPF_CORE_READ(vma, vm_start), r);
+	read_reserved(vma, data);
 	return 0;
-}
-
-#define MAPLE_NODE_MASK	     255UL
-#define MAPLE_TYPE_SHIFT     3
-#define MAPLE_MAX_DEPTH	     8
-#define MAPLE_RANGE64_SLOTS  16
-#define MAPLE_ARANGE64_SLOTS 10
-
-/* Finds the VMA holding addr by walking the process's maple tree of VMAs
- * without its mmap lock, as the kernel's own lockless readers do under RCU.
- * bpf_find_vma only try-locks, and fails whenever another thread of the
- * process holds or waits for the lock: exactly when threads grow their
- * arenas at once (a quarter of four threads' arena growth was missed). A
- * node freed under the walk (dead: its parent is itself) ends it; whatever
- * it finds is checked to hold addr. Returns whether it found the VMA. */
-static __always_inline bool maple_find_vma(struct mm_struct *mm, __u64 addr, struct vma_reserved *r)
-{
-	if (!bpf_core_type_exists(struct maple_range_64) ||
-	    !bpf_core_type_exists(struct maple_arange_64))
-		return false; /* before 6.1: an rbtree, not walked here */
-	void *enode = BPF_CORE_READ(mm, mm_mt.ma_root);
-	/* The root is tagged as an XArray internal entry when it is a node;
-	 * otherwise it is the tree's one entry. Nodes below are plain encoded
-	 * node pointers. */
-	if (((__u64)enode & 3) != 2 || (__u64)enode < 4096)
-		return read_reserved(enode, mm, addr, r);
-	__u64 pivots[MAPLE_RANGE64_SLOTS - 1];
-	for (int depth = 0; depth < MAPLE_MAX_DEPTH; depth++) {
-		__u64 e = (__u64)enode;
-		void *node = (void *)(e & ~MAPLE_NODE_MASK);
-		__u32 type = (e >> MAPLE_TYPE_SHIFT) & 0xf;
-		void *parent = NULL;
-		bpf_probe_read_kernel(&parent, sizeof(parent), node);
-		if ((void *)((__u64)parent & ~MAPLE_NODE_MASK) == node)
-			return false; /* dead */
-		__u32 nslots;
-		__u64 slots_off;
-		if (type == maple_arange_64) {
-			nslots = MAPLE_ARANGE64_SLOTS;
-			slots_off = bpf_core_field_offset(struct maple_arange_64, slot);
-		} else if (type == maple_range_64 || type == maple_leaf_64) {
-			nslots = MAPLE_RANGE64_SLOTS;
-			slots_off = bpf_core_field_offset(struct maple_range_64, slot);
-		} else {
-			return false;
-		}
-		__builtin_memset(pivots, 0, sizeof(pivots));
-		if (bpf_probe_read_kernel(pivots, (nslots - 1) * sizeof(__u64),
-					  node +
-					      bpf_core_field_offset(struct maple_range_64, pivot)))
-			return false;
-		/* The first slot whose pivot (its last index) reaches addr; past
-		 * the node's data, pivots are 0 and the last slot runs to the
-		 * node's end. */
-		__u32 off = nslots - 1;
-		for (__u32 i = 0; i < MAPLE_RANGE64_SLOTS - 1; i++) {
-			if (i >= nslots - 1)
-				break;
-			if (pivots[i] >= addr || (i > 0 && !pivots[i])) {
-				off = i;
-				break;
-			}
-		}
-		void *next = NULL;
-		if (bpf_probe_read_kernel(&next, sizeof(next),
-					  node + slots_off + off * sizeof(void *)))
-			return false;
-		if (type == maple_leaf_64)
-			return read_reserved(next, mm, addr, r);
-		enode = next;
-	}
-	return false;
 }
 
 /* mprotect commits reserved memory: glibc reserves each thread arena's 64
@@ -871,9 +880,13 @@ int handle_sys_enter_mprotect(struct trace_event_raw_sys_enter *ctx)
 	struct vma_reserved r = {};
 	struct task_struct *task = bpf_get_current_task_btf();
 	/* -ENOENT: nothing mapped there, and the call fails. */
-	if (bpf_find_vma(task, addr, vma_reserved_cb, &r, 0) == -EBUSY &&
-	    !maple_find_vma(BPF_CORE_READ(task, mm), addr, &r))
-		count_drop(DROP_VMA_BUSY);
+	if (bpf_find_vma(task, addr, vma_reserved_cb, &r, 0) == -EBUSY) {
+		struct vm_area_struct *vma = maple_vma(BPF_CORE_READ(task, mm), addr);
+		if (vma)
+			read_reserved(vma, &r);
+		else
+			count_drop(DROP_VMA_BUSY);
+	}
 	if (!r.reserved || r.end < addr + rlen)
 		return 0;
 	struct pending p = {.args = {addr, rlen, prot, 0}};
