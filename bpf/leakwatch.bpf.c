@@ -9,6 +9,9 @@
  *     process exits or execs (user space sweeps those on the events below).
  *     Mappings shorter than mmap_sample_bytes are sampled by size at entry,
  *     so a loop of small mappings mostly runs two short programs.
+ *   syscalls:sys_{enter,exit}_mprotect: reserved (PROT_NONE) private
+ *     anonymous memory made accessible is tracked like an mmap from the
+ *     stack that committed it; tracked memory made PROT_NONE is untracked.
  *   perf software event page-faults (a perf_event program, sampled every
  *     fault_sample_period faults per CPU by the kernel's perf counter, so an
  *     unsampled fault runs no BPF at all): user stack and byte weight of
@@ -57,8 +60,15 @@ volatile __u32 procs_overflowed = 0;
 #define MAP_FIXED	 0x10
 #define MAP_ANONYMOUS	 0x20
 #define PROT_NONE	 0x0
+#define PROT_READ	 0x1
+#define PROT_WRITE	 0x2
+#define VM_READ		 0x1
+#define VM_WRITE	 0x2
+#define VM_EXEC		 0x4
+#define VM_SHARED	 0x8
 #define MREMAP_DONTUNMAP 4
 #define MAX_ERRNO	 4095
+#define EBUSY		 16
 
 /* The first FAULT_CHECK_FIRST samples of a fault key and one in
  * FAULT_CHECK_EVERY after them have their VMA looked up to tell anonymous
@@ -336,6 +346,30 @@ static __always_inline void track(__u32 tgid, __u64 start, __u64 len, __u64 memc
 	mark_tracked(tgid, now);
 }
 
+/* Grows the tracked range that ends at start by len when the same stack of
+ * the same kind made it and it was not sampled: consecutive growths of a
+ * heap then cost one entry. Returns whether it did. */
+static __always_inline bool extend_previous(__u32 tgid, __u64 start, __u64 len, __u64 memcg,
+					    __u64 stack_id, __u32 kind)
+{
+	struct mapping_key ek = {.tgid = tgid, .start = start};
+	__u64 *prev_start = bpf_map_lookup_elem(&mapping_ends, &ek);
+	if (!prev_start)
+		return false;
+	__u64 ps = *prev_start;
+	struct mapping_key pk = {.tgid = tgid, .start = ps};
+	struct mapping *prev = bpf_map_lookup_elem(&live_mappings, &pk);
+	if (!prev || prev->kind != kind || prev->sampled_len || prev->stack_id != stack_id ||
+	    prev->memcg != memcg)
+		return false;
+	prev->len += len;
+	bpf_map_delete_elem(&mapping_ends, &ek);
+	struct mapping_key nek = {.tgid = tgid, .start = start + len};
+	if (bpf_map_update_elem(&mapping_ends, &nek, &ps, BPF_ANY))
+		count_drop(DROP_ENDS_FULL);
+	return true;
+}
+
 /* Splits off [start, end) when it begins strictly inside a tracked mapping.
  * Neither key finds such a mapping, so the walk starts from hint, the start
  * of the VMA that held start (adjacent anonymous mappings merge into one VMA,
@@ -456,18 +490,108 @@ static __always_inline __u64 untrack_range(__u32 tgid, __u64 start, __u64 end, _
 	return freed;
 }
 
+#define MAPLE_NODE_MASK	     255UL
+#define MAPLE_TYPE_SHIFT     3
+#define MAPLE_MAX_DEPTH	     8
+#define MAPLE_RANGE64_SLOTS  16
+#define MAPLE_ARANGE64_SLOTS 10
+
+/* vma if it holds addr in mm, else NULL (a stale read of a tree changing
+ * under a lockless walk). */
+static __always_inline struct vm_area_struct *vma_holding(struct vm_area_struct *vma,
+							  struct mm_struct *mm, __u64 addr)
+{
+	if (!vma || BPF_CORE_READ(vma, vm_mm) != mm)
+		return NULL;
+	if (addr < BPF_CORE_READ(vma, vm_start) || addr >= BPF_CORE_READ(vma, vm_end))
+		return NULL;
+	return vma;
+}
+
+/* Finds the VMA holding addr by walking the process's maple tree of VMAs
+ * without its mmap lock, as the kernel's own lockless readers do under RCU.
+ * bpf_find_vma only try-locks, and fails whenever another thread of the
+ * process holds or waits for the lock: exactly when threads grow their
+ * arenas at once (a fifth of four threads' arena growth was missed). A
+ * node freed under the walk (dead: its parent is itself) ends it; what it
+ * finds is checked to hold addr and belong to mm. NULL if nothing does. */
+static __always_inline struct vm_area_struct *maple_vma(struct mm_struct *mm, __u64 addr)
+{
+	if (!bpf_core_type_exists(struct maple_range_64) ||
+	    !bpf_core_type_exists(struct maple_arange_64))
+		return NULL; /* before 6.1: an rbtree, not walked here */
+	void *enode = BPF_CORE_READ(mm, mm_mt.ma_root);
+	/* The root is tagged as an XArray internal entry when it is a node;
+	 * otherwise it is the tree's one entry. Nodes below are plain encoded
+	 * node pointers. */
+	if (((__u64)enode & 3) != 2 || (__u64)enode < 4096)
+		return vma_holding(enode, mm, addr);
+	__u64 pivots[MAPLE_RANGE64_SLOTS - 1];
+	for (int depth = 0; depth < MAPLE_MAX_DEPTH; depth++) {
+		__u64 e = (__u64)enode;
+		void *node = (void *)(e & ~MAPLE_NODE_MASK);
+		__u32 type = (e >> MAPLE_TYPE_SHIFT) & 0xf;
+		void *parent = NULL;
+		bpf_probe_read_kernel(&parent, sizeof(parent), node);
+		if ((void *)((__u64)parent & ~MAPLE_NODE_MASK) == node)
+			return NULL; /* dead */
+		__u32 nslots;
+		__u64 slots_off;
+		if (type == maple_arange_64) {
+			nslots = MAPLE_ARANGE64_SLOTS;
+			slots_off = bpf_core_field_offset(struct maple_arange_64, slot);
+		} else if (type == maple_range_64 || type == maple_leaf_64) {
+			nslots = MAPLE_RANGE64_SLOTS;
+			slots_off = bpf_core_field_offset(struct maple_range_64, slot);
+		} else {
+			return NULL;
+		}
+		__builtin_memset(pivots, 0, sizeof(pivots));
+		if (bpf_probe_read_kernel(pivots, (nslots - 1) * sizeof(__u64),
+					  node +
+					      bpf_core_field_offset(struct maple_range_64, pivot)))
+			return NULL;
+		/* The first slot whose pivot (its last index) reaches addr; past
+		 * the node's data, pivots are 0 and the last slot runs to the
+		 * node's end. */
+		__u32 off = nslots - 1;
+		for (__u32 i = 0; i < MAPLE_RANGE64_SLOTS - 1; i++) {
+			if (i >= nslots - 1)
+				break;
+			if (pivots[i] >= addr || (i > 0 && !pivots[i])) {
+				off = i;
+				break;
+			}
+		}
+		void *next = NULL;
+		if (bpf_probe_read_kernel(&next, sizeof(next),
+					  node + slots_off + off * sizeof(void *)))
+			return NULL;
+		if (type == maple_leaf_64)
+			return vma_holding(next, mm, addr);
+		enode = next;
+	}
+	return NULL;
+}
+
 static long vma_start_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
 {
 	*(__u64 *)data = BPF_CORE_READ(vma, vm_start);
 	return 0;
 }
 
-/* Start of the VMA holding addr in the current process, 0 if none. Only
- * called for ranges that may begin inside a mapping. */
+/* Start of the VMA holding addr in the current process, 0 if none (or if
+ * neither lookup could tell). Only called for ranges that may begin inside
+ * a mapping. */
 static __always_inline __u64 vma_start_of(__u64 addr)
 {
 	__u64 start = 0;
-	bpf_find_vma(bpf_get_current_task_btf(), addr, vma_start_cb, &start, 0);
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (bpf_find_vma(task, addr, vma_start_cb, &start, 0) == -EBUSY) {
+		struct vm_area_struct *vma = maple_vma(BPF_CORE_READ(task, mm), addr);
+		if (vma)
+			start = BPF_CORE_READ(vma, vm_start);
+	}
 	return start < addr ? start : 0;
 }
 
@@ -693,25 +817,114 @@ int handle_sys_exit_brk(struct trace_event_raw_sys_exit *ctx)
 	if (c)
 		c->brk_grow_bytes += grow;
 
-	/* Extend the previous growth in place when the same stack asked for it:
-	 * a leaking loop then costs one entry, not one per brk call. */
-	struct mapping_key ek = {.tgid = tgid, .start = old};
-	__u64 *prev_start = bpf_map_lookup_elem(&mapping_ends, &ek);
-	if (prev_start) {
-		__u64 ps = *prev_start;
-		struct mapping_key pk = {.tgid = tgid, .start = ps};
-		struct mapping *prev = bpf_map_lookup_elem(&live_mappings, &pk);
-		if (prev && prev->kind == MAPPING_BRK && prev->stack_id == stack_id &&
-		    prev->memcg == memcg) {
-			prev->len += grow;
-			bpf_map_delete_elem(&mapping_ends, &ek);
-			struct mapping_key nek = {.tgid = tgid, .start = new};
-			if (bpf_map_update_elem(&mapping_ends, &nek, &ps, BPF_ANY))
-				count_drop(DROP_ENDS_FULL);
+	/* A leaking loop then costs one entry, not one per brk call. */
+	if (!extend_previous(tgid, old, grow, memcg, stack_id, MAPPING_BRK))
+		track(tgid, old, grow, memcg, stack_id, MAPPING_BRK, 0, now);
+	return 0;
+}
+
+/* What the VMA holding an mprotect's start was at entry. */
+struct vma_reserved {
+	__u64 end;
+	bool reserved; /* private anonymous and PROT_NONE: reserved, not committed */
+};
+
+/* Fills r from vma: where it ends, and whether it is reserved. */
+static __always_inline void read_reserved(struct vm_area_struct *vma, struct vma_reserved *r)
+{
+	__u64 flags = BPF_CORE_READ(vma, vm_flags);
+	r->end = BPF_CORE_READ(vma, vm_end);
+	r->reserved =
+	    !(flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)) && !BPF_CORE_READ(vma, vm_file);
+}
+
+static long vma_reserved_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+	read_reserved(vma, data);
+	return 0;
+}
+
+/* mprotect commits reserved memory: glibc reserves each thread arena's 64
+ * MiB PROT_NONE and makes it readable and writable as the arena grows, as
+ * JIT runtimes and VMs do with their heaps. A range inside one reserved VMA
+ * that becomes accessible is tracked like an mmap from the stack that asked
+ * (sampled by size the same way); anything else (RW <-> RX flips of JIT
+ * code, RELRO, ranges spanning VMAs) is left alone. A tracked range made
+ * PROT_NONE again is untracked at entry, as munmap does; MADV_DONTNEED is
+ * not followed, since the range stays committed and glibc reuses it without
+ * another mprotect (the resident view sees what it gave back). */
+SEC("tracepoint/syscalls/sys_enter_mprotect")
+int handle_sys_enter_mprotect(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 addr = ctx->args[0], len = ctx->args[1], prot = ctx->args[2];
+	barrier_var(prot);
+	if (!len || (addr & (page_size - 1)))
+		return 0;
+	__u64 rlen = page_round_up(len);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (prot == PROT_NONE) {
+		if (!procs_overflowed && !bpf_map_lookup_elem(&tracked_procs, &tgid))
 			return 0;
-		}
+		__u64 freed = untrack_range(tgid, addr, addr + rlen, vma_start_of(addr));
+		if (!freed)
+			return 0;
+		struct counters *c = counters_for(current_memcg());
+		if (c)
+			c->mprotect_shrink_bytes += freed;
+		return 0;
 	}
-	track(tgid, old, grow, memcg, stack_id, MAPPING_BRK, 0, now);
+	if (!(prot & (PROT_READ | PROT_WRITE)))
+		return 0;
+
+	struct vma_reserved r = {};
+	struct task_struct *task = bpf_get_current_task_btf();
+	/* -ENOENT: nothing mapped there, and the call fails. */
+	if (bpf_find_vma(task, addr, vma_reserved_cb, &r, 0) == -EBUSY) {
+		struct vm_area_struct *vma = maple_vma(BPF_CORE_READ(task, mm), addr);
+		if (vma)
+			read_reserved(vma, &r);
+		else
+			count_drop(DROP_VMA_BUSY);
+	}
+	if (!r.reserved || r.end < addr + rlen)
+		return 0;
+	struct pending p = {.args = {addr, rlen, prot, 0}};
+	if (mmap_sample_bytes && rlen < mmap_sample_bytes) {
+		/* As for mmap: tracked with probability rlen / mmap_sample_bytes,
+		 * standing for mmap_sample_bytes / rlen ranges like it. */
+		if (bpf_get_prandom_u32() % mmap_sample_bytes >= rlen)
+			return 0;
+		p.sampled_len = rlen;
+	}
+	stash_pending(&p);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_mprotect")
+int handle_sys_exit_mprotect(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!unstash(&p))
+		return 0;
+	if (ctx->ret != 0)
+		return 0;
+
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 start = p.args[0], len = p.args[1];
+	__u64 memcg = current_memcg();
+	__u64 stack_id = user_stack_id(ctx);
+	struct counters *c = counters_for(memcg);
+	if (c)
+		c->mprotect_grow_bytes += p.sampled_len ? mmap_sample_bytes : len;
+
+	/* An arena grows by one range after another: a leaking loop extends
+	 * the previous entry instead of adding one. A sampled range's weight
+	 * is its own, so it never merges. */
+	if (!p.sampled_len && extend_previous(tgid, start, len, memcg, stack_id, MAPPING_MPROTECT))
+		return 0;
+	track(tgid, start, len, memcg, stack_id, MAPPING_MPROTECT, p.sampled_len,
+	      bpf_ktime_get_ns());
 	return 0;
 }
 

@@ -12,6 +12,9 @@
 enum mapping_kind {
 	MAPPING_MMAP = 1, /* private anonymous mmap, possibly moved by mremap */
 	MAPPING_BRK = 2,  /* heap growth through brk */
+	/* a PROT_NONE reservation made accessible by mprotect (glibc thread
+	 * arenas, JIT and VM heaps that reserve then commit) */
+	MAPPING_MPROTECT = 3,
 };
 
 /* Why something was not recorded. Indexes the drops array. */
@@ -26,7 +29,8 @@ enum drop_reason {
 	DROP_EVENTS_FULL = 7,	   /* ring buffer full: an event is lost */
 	DROP_PROCS_FULL = 8,	   /* tracked_procs full: exit cleanup needs the sweep */
 	DROP_UNMAP_UNRESOLVED = 9, /* an unmap only partly resolved: a hole inside a mapping */
-	DROP_REASON_COUNT = 10,
+	DROP_VMA_BUSY = 10,	   /* mprotect: its VMA could not be looked up, not tracked */
+	DROP_REASON_COUNT = 11,
 };
 
 /* Per memory cgroup counters (per CPU, summed in Go). Bytes are page-rounded. */
@@ -44,6 +48,10 @@ struct counters {
 	 * weight times its fault key's file-backed share of checks so far, so
 	 * keys count by their bytes, however often each was checked. */
 	__u64 fault_file_bytes;
+	/* Reserved (PROT_NONE) private anonymous memory made accessible, and
+	 * tracked memory made PROT_NONE again. */
+	__u64 mprotect_grow_bytes;
+	__u64 mprotect_shrink_bytes;
 };
 
 struct mapping_key {

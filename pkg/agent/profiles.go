@@ -46,6 +46,9 @@ func (a *Agent) Profile(ctx context.Context, id, kind string, window time.Durati
 	if a.sym != nil {
 		res = a.sym
 	}
+	if profile.Type(kind) == profile.Inuse && window == 0 && a.tracer != nil {
+		meta.Resident = a.residentBytes(ctx, memcg)
+	}
 	p, err := a.prof.Build(memcg, profile.Type(kind), window, res, meta)
 	if errors.Is(err, profile.ErrWindow) {
 		return nil, fmt.Errorf("%w: %w", view.ErrBadRequest, err)

@@ -88,7 +88,7 @@ func NewCollector(src view.Source, info buildinfo.Info) prometheus.Collector {
 		oomKills: containerDesc("oom_kills_total",
 			"Processes of the container killed by the out-of-memory killer since the agent started."),
 		mapped: containerDesc("mapped_bytes",
-			"Private anonymous mappings and brk heap of the container's processes that the tracer sees outstanding."),
+			"Private anonymous memory committed by the container's processes (mappings, brk heap, reservations made accessible by mprotect) that the tracer sees outstanding, touched or not."),
 		pageFaults: containerDesc("page_faults_total",
 			"Page faults of the container's cgroup, as the kernel counts them."),
 		faultedBytes: containerDesc("faulted_bytes_total",

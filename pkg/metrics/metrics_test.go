@@ -170,7 +170,7 @@ leakwatch_container_leak_confidence{cgroup="/kubepods.slice/kubepods-burstable.s
 # HELP leakwatch_container_leaking Whether the leak detector judges that the container leaks memory (1) or not (0).
 # TYPE leakwatch_container_leaking gauge
 leakwatch_container_leaking{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 1
-# HELP leakwatch_container_mapped_bytes Private anonymous mappings and brk heap of the container's processes that the tracer sees outstanding.
+# HELP leakwatch_container_mapped_bytes Private anonymous memory committed by the container's processes (mappings, brk heap, reservations made accessible by mprotect) that the tracer sees outstanding, touched or not.
 # TYPE leakwatch_container_mapped_bytes gauge
 leakwatch_container_mapped_bytes{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 512
 # HELP leakwatch_container_memory_bytes Memory of the container's memory cgroup at the last collection, by type. leak_signal is anonymous plus unreclaimable kernel memory, the figure the leak detector watches.

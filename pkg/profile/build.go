@@ -2,7 +2,15 @@
 // profiles, in the Go heap tradition: inuse_objects/inuse_space
 // (outstanding anonymous mappings and heap by allocating stack) and
 // faulted_space (sampled page-fault bytes by faulting stack), each sample
-// labelled with pid and comm. With a window (?seconds=N) a profile is the
+// labelled with pid and comm.
+//
+// inuse_space is committed memory: private anonymous mappings, heap grown by
+// brk and reservations made accessible by mprotect, counted whole whether or
+// not a page of them was ever touched (a VM's committed heap, a glibc arena
+// that gave pages back with MADV_DONTNEED). inuse_resident_space, present in
+// a current inuse profile when the caller supplies it (Meta.Resident), is the
+// part of those bytes resident in RAM when the profile was built.
+// faulted_space is bytes faulted in, which is resident when faulted. With a window (?seconds=N) a profile is the
 // growth over the last N seconds, as Go's /debug/pprof/heap?seconds=N, so a
 // leak is not drowned by what the container allocated at start. Unlike Go's,
 // no figure is negative: inuse_* hold what grew, and memory released in the
@@ -61,6 +69,18 @@ type Meta struct {
 	// FaultSampleBytes is the tracer's sampling distance, the period of a
 	// faults profile.
 	FaultSampleBytes uint64
+	// Resident is the resident part of each stack's inuse bytes, read when
+	// the profile is built; nil leaves inuse_resident_space out. Used only
+	// for a current inuse profile (window 0): residency has no history.
+	Resident map[ResidentKey]int64
+}
+
+// ResidentKey names one stack of one process (pid and start time, as the
+// tracer and /proc name it) in Meta.Resident.
+type ResidentKey struct {
+	PID       uint32
+	StartTime uint64
+	Stack     uint64
 }
 
 // ErrWindow reports a window longer than the history kept.
@@ -76,7 +96,7 @@ var ErrWindow = errors.New("window exceeds the history kept")
 var allocatorFrames = regexp.MustCompile(`^(runtime\.|runtime/internal/|internal/runtime/|` +
 	`(__)?(libc_)?(malloc|calloc|realloc|reallocarray|memalign|posix_memalign|aligned_alloc|valloc|pvalloc)$|` +
 	`_int_(malloc|realloc|memalign)$|sysmalloc$|tcache_init$|` +
-	`(__)?(GI___)?(mmap|mmap64|mremap|brk|sbrk)$|` +
+	`(__)?(GI___)?(mmap|mmap64|mremap|mprotect|brk|sbrk)$|` +
 	`(__)?(memset|memcpy|memmove)(_[a-z0-9_]+)?$|` +
 	`x_cgo_|_cgo_|crosscall|operator new|je_|tc_|mi_)`)
 
@@ -112,6 +132,10 @@ func (s *Store) Build(memcg uint64, typ Type, window time.Duration, res Resolver
 		},
 	}
 	released := typ == Inuse && window > 0
+	resident := meta.Resident
+	if typ != Inuse || window > 0 {
+		resident = nil
+	}
 	switch typ {
 	case Inuse:
 		p.SampleType = []*profile.ValueType{{Type: "inuse_objects", Unit: "count"}, {Type: "inuse_space", Unit: "bytes"}}
@@ -123,9 +147,16 @@ func (s *Store) Build(memcg uint64, typ Type, window time.Duration, res Resolver
 		p.DefaultSampleType = "inuse_space"
 		p.PeriodType = &profile.ValueType{Type: "space", Unit: "bytes"}
 		p.Period = 1
+		p.Comments = append(p.Comments, "inuse_objects, inuse_space: committed ranges and bytes (mapped, heap grown, reservations made accessible), touched or not")
+		if resident != nil {
+			// Before inuse_*, as released_* are: inuse_space stays last.
+			p.SampleType = append([]*profile.ValueType{{Type: "inuse_resident_space", Unit: "bytes"}}, p.SampleType...)
+			p.Comments = append(p.Comments, "inuse_resident_space: the bytes of those resident in RAM when this profile was built (Rss per tracked range from /proc/PID/smaps)")
+		}
 	case Faults:
 		p.SampleType = []*profile.ValueType{{Type: "faulted_samples", Unit: "count"}, {Type: "faulted_space", Unit: "bytes"}}
 		p.DefaultSampleType = "faulted_space"
+		p.Comments = append(p.Comments, "faulted_samples, faulted_space: sampled page faults on anonymous memory and the bytes they stand for, resident when faulted")
 		p.PeriodType = &profile.ValueType{Type: "space", Unit: "bytes"}
 		p.Period = int64(meta.FaultSampleBytes)
 	default:
@@ -179,6 +210,9 @@ func (s *Store) Build(memcg uint64, typ Type, window time.Duration, res Resolver
 		val[n-2], val[n-1] = v.count, v.bytes
 		if released {
 			val[0], val[1] = v.relCount, v.relBytes
+		}
+		if resident != nil {
+			val[0] = resident[ResidentKey{PID: k.pid, StartTime: k.starts, Stack: k.stack}]
 		}
 		p.Sample = append(p.Sample, &profile.Sample{Location: locs, Value: val, Label: l.str, NumLabel: l.num})
 	}

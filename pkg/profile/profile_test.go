@@ -387,3 +387,58 @@ func TestSweptExitLeavesPresentKeysLive(t *testing.T) {
 		t.Errorf("released_space %v: the swept exit is taken for a release", rel)
 	}
 }
+
+// A current inuse profile given residency carries inuse_resident_space per
+// sample, keyed by process (pid and start time) and stack; a growth window
+// has no residency history and leaves it out.
+func TestInuseResidentSpace(t *testing.T) {
+	s := NewStore(Config{Step: 10 * time.Second, Horizon: time.Hour, MaxKeys: 100, MaxStacks: 100})
+	stacks := map[uint64]tracer.Stack{1: {Frames: []uint64{0x2000}}, 2: {Frames: []uint64{0x5000}}}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 2 {
+		s.Update(t0.Add(time.Duration(i)*10*time.Second), snap([]tracer.Allocation{
+			{Memcg: memcg, PID: pid, StackID: 1, Kind: tracer.KindMprotect, Bytes: 256 << 20, Count: 1},
+			{Memcg: memcg, PID: pid, StackID: 2, Kind: tracer.KindMmap, Bytes: 8 << 20, Count: 2},
+		}, nil, stacks), procInfo)
+	}
+	res := &fakeResolver{names: map[uint64]string{0x2000: "commit", 0x5000: "startup"}}
+	meta := Meta{Now: t0, Resident: map[ResidentKey]int64{
+		{PID: pid, StartTime: 1000, Stack: 1}: 64 << 20,
+		{PID: pid, StartTime: 999, Stack: 2}:  1 << 20, // another process that had the pid
+	}}
+	p, err := s.Build(memcg, Inuse, 0, res, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(p.SampleType); n != 3 || p.SampleType[0].Type != "inuse_resident_space" || p.SampleType[0].Unit != "bytes" ||
+		p.SampleType[2].Type != "inuse_space" {
+		t.Fatalf("sample types %v, want inuse_resident_space first and inuse_space last", p.SampleType)
+	}
+	got := map[string][2]int64{}
+	for _, sm := range p.Sample {
+		got[sm.Location[0].Line[0].Function.Name] = [2]int64{sm.Value[2], sm.Value[0]}
+	}
+	if want := [2]int64{256 << 20, 64 << 20}; got["commit"] != want {
+		t.Errorf("commit: inuse/resident %v, want %v", got["commit"], want)
+	}
+	if want := [2]int64{8 << 20, 0}; got["startup"] != want {
+		t.Errorf("startup: inuse/resident %v, want %v (residency of another process)", got["startup"], want)
+	}
+	var buf bytes.Buffer
+	if err := p.Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := profile.Parse(&buf); err != nil {
+		t.Fatalf("profile does not parse back: %v", err)
+	}
+
+	p, err = s.Build(memcg, Inuse, 10*time.Second, res, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range p.SampleType {
+		if st.Type == "inuse_resident_space" {
+			t.Errorf("a growth profile has sample type %s, want no resident one", st.Type)
+		}
+	}
+}

@@ -14,17 +14,19 @@ import (
 )
 
 type leakwatchCounters struct {
-	_              structs.HostLayout
-	MmapCalls      uint64
-	MmapBytes      uint64
-	MunmapCalls    uint64
-	MunmapBytes    uint64
-	BrkGrowBytes   uint64
-	BrkShrinkBytes uint64
-	MremapCalls    uint64
-	FaultSamples   uint64
-	FaultBytes     uint64
-	FaultFileBytes uint64
+	_                   structs.HostLayout
+	MmapCalls           uint64
+	MmapBytes           uint64
+	MunmapCalls         uint64
+	MunmapBytes         uint64
+	BrkGrowBytes        uint64
+	BrkShrinkBytes      uint64
+	MremapCalls         uint64
+	FaultSamples        uint64
+	FaultBytes          uint64
+	FaultFileBytes      uint64
+	MprotectGrowBytes   uint64
+	MprotectShrinkBytes uint64
 }
 
 type leakwatchDropReason uint32
@@ -40,7 +42,8 @@ const (
 	leakwatchDropReasonDROP_EVENTS_FULL      leakwatchDropReason = 7
 	leakwatchDropReasonDROP_PROCS_FULL       leakwatchDropReason = 8
 	leakwatchDropReasonDROP_UNMAP_UNRESOLVED leakwatchDropReason = 9
-	leakwatchDropReasonDROP_REASON_COUNT     leakwatchDropReason = 10
+	leakwatchDropReasonDROP_VMA_BUSY         leakwatchDropReason = 10
+	leakwatchDropReasonDROP_REASON_COUNT     leakwatchDropReason = 11
 )
 
 type leakwatchEvent struct {
@@ -105,8 +108,9 @@ type leakwatchMappingKey struct {
 type leakwatchMappingKind uint32
 
 const (
-	leakwatchMappingKindMAPPING_MMAP leakwatchMappingKind = 1
-	leakwatchMappingKindMAPPING_BRK  leakwatchMappingKind = 2
+	leakwatchMappingKindMAPPING_MMAP     leakwatchMappingKind = 1
+	leakwatchMappingKindMAPPING_BRK      leakwatchMappingKind = 2
+	leakwatchMappingKindMAPPING_MPROTECT leakwatchMappingKind = 3
 )
 
 type leakwatchPending struct {
@@ -143,10 +147,12 @@ const (
 	leakwatchProgHandleSchedProcessExit = "handle_sched_process_exit"
 	leakwatchProgHandleSysEnterBrk      = "handle_sys_enter_brk"
 	leakwatchProgHandleSysEnterMmap     = "handle_sys_enter_mmap"
+	leakwatchProgHandleSysEnterMprotect = "handle_sys_enter_mprotect"
 	leakwatchProgHandleSysEnterMremap   = "handle_sys_enter_mremap"
 	leakwatchProgHandleSysEnterMunmap   = "handle_sys_enter_munmap"
 	leakwatchProgHandleSysExitBrk       = "handle_sys_exit_brk"
 	leakwatchProgHandleSysExitMmap      = "handle_sys_exit_mmap"
+	leakwatchProgHandleSysExitMprotect  = "handle_sys_exit_mprotect"
 	leakwatchProgHandleSysExitMremap    = "handle_sys_exit_mremap"
 	leakwatchVarMmapSampleBytes         = "mmap_sample_bytes"
 	leakwatchVarPageSize                = "page_size"
@@ -206,10 +212,12 @@ type leakwatchProgramSpecs struct {
 	HandleSchedProcessExit *ebpf.ProgramSpec `ebpf:"handle_sched_process_exit"`
 	HandleSysEnterBrk      *ebpf.ProgramSpec `ebpf:"handle_sys_enter_brk"`
 	HandleSysEnterMmap     *ebpf.ProgramSpec `ebpf:"handle_sys_enter_mmap"`
+	HandleSysEnterMprotect *ebpf.ProgramSpec `ebpf:"handle_sys_enter_mprotect"`
 	HandleSysEnterMremap   *ebpf.ProgramSpec `ebpf:"handle_sys_enter_mremap"`
 	HandleSysEnterMunmap   *ebpf.ProgramSpec `ebpf:"handle_sys_enter_munmap"`
 	HandleSysExitBrk       *ebpf.ProgramSpec `ebpf:"handle_sys_exit_brk"`
 	HandleSysExitMmap      *ebpf.ProgramSpec `ebpf:"handle_sys_exit_mmap"`
+	HandleSysExitMprotect  *ebpf.ProgramSpec `ebpf:"handle_sys_exit_mprotect"`
 	HandleSysExitMremap    *ebpf.ProgramSpec `ebpf:"handle_sys_exit_mremap"`
 }
 
@@ -314,10 +322,12 @@ type leakwatchPrograms struct {
 	HandleSchedProcessExit *ebpf.Program `ebpf:"handle_sched_process_exit"`
 	HandleSysEnterBrk      *ebpf.Program `ebpf:"handle_sys_enter_brk"`
 	HandleSysEnterMmap     *ebpf.Program `ebpf:"handle_sys_enter_mmap"`
+	HandleSysEnterMprotect *ebpf.Program `ebpf:"handle_sys_enter_mprotect"`
 	HandleSysEnterMremap   *ebpf.Program `ebpf:"handle_sys_enter_mremap"`
 	HandleSysEnterMunmap   *ebpf.Program `ebpf:"handle_sys_enter_munmap"`
 	HandleSysExitBrk       *ebpf.Program `ebpf:"handle_sys_exit_brk"`
 	HandleSysExitMmap      *ebpf.Program `ebpf:"handle_sys_exit_mmap"`
+	HandleSysExitMprotect  *ebpf.Program `ebpf:"handle_sys_exit_mprotect"`
 	HandleSysExitMremap    *ebpf.Program `ebpf:"handle_sys_exit_mremap"`
 }
 
@@ -329,10 +339,12 @@ func (p *leakwatchPrograms) Close() error {
 		p.HandleSchedProcessExit,
 		p.HandleSysEnterBrk,
 		p.HandleSysEnterMmap,
+		p.HandleSysEnterMprotect,
 		p.HandleSysEnterMremap,
 		p.HandleSysEnterMunmap,
 		p.HandleSysExitBrk,
 		p.HandleSysExitMmap,
+		p.HandleSysExitMprotect,
 		p.HandleSysExitMremap,
 	)
 }

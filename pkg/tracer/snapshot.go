@@ -274,6 +274,8 @@ func (t *Tracer) readCounters(snap *Snapshot) error {
 			c.BrkGrowBytes += v.BrkGrowBytes
 			c.BrkShrinkBytes += v.BrkShrinkBytes
 			c.MremapCalls += v.MremapCalls
+			c.MprotectGrowBytes += v.MprotectGrowBytes
+			c.MprotectShrinkBytes += v.MprotectShrinkBytes
 			c.FaultSamples += v.FaultSamples
 			faultBytes += v.FaultBytes
 			fileBytes += v.FaultFileBytes

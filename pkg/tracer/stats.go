@@ -44,6 +44,8 @@ func (t *Tracer) programs() []struct {
 		{leakwatchProgHandleSysExitMremap, o.HandleSysExitMremap},
 		{leakwatchProgHandleSysEnterBrk, o.HandleSysEnterBrk},
 		{leakwatchProgHandleSysExitBrk, o.HandleSysExitBrk},
+		{leakwatchProgHandleSysEnterMprotect, o.HandleSysEnterMprotect},
+		{leakwatchProgHandleSysExitMprotect, o.HandleSysExitMprotect},
 		{leakwatchProgHandlePageFault, o.HandlePageFault},
 		{leakwatchProgHandleMarkVictim, o.HandleMarkVictim},
 		{leakwatchProgHandleSchedProcessExit, o.HandleSchedProcessExit},

@@ -442,6 +442,8 @@ func (o *leakwatchPrograms) tracepoints() []tracepointHook {
 		{"syscalls", "sys_exit_mremap", o.HandleSysExitMremap},
 		{"syscalls", "sys_enter_brk", o.HandleSysEnterBrk},
 		{"syscalls", "sys_exit_brk", o.HandleSysExitBrk},
+		{"syscalls", "sys_enter_mprotect", o.HandleSysEnterMprotect},
+		{"syscalls", "sys_exit_mprotect", o.HandleSysExitMprotect},
 		{"sched", "sched_process_exit", o.HandleSchedProcessExit},
 		{"sched", "sched_process_exec", o.HandleSchedProcessExec},
 	}

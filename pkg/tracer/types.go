@@ -24,9 +24,13 @@ type CgroupCounters struct {
 	FaultSamples   uint64 // sampled page faults, anonymous and file-backed
 	FaultBytes     uint64 // estimated anonymous bytes faulted in
 	FileFaultBytes uint64 // estimated file-backed (page cache) bytes faulted in
+	// Reserved (PROT_NONE) private anonymous memory made accessible by
+	// mprotect, and tracked memory made PROT_NONE again.
+	MprotectGrowBytes   uint64
+	MprotectShrinkBytes uint64
 
 	// Outstanding bytes right now, from the live mappings.
-	MappedBytes uint64 // private anonymous mmap
+	MappedBytes uint64 // private anonymous mmap, and reservations committed by mprotect
 	BrkBytes    uint64 // heap grown by brk and not given back
 }
 
@@ -36,6 +40,9 @@ type Kind uint8
 const (
 	KindMmap Kind = 1
 	KindBrk  Kind = 2
+	// KindMprotect is a reservation (PROT_NONE) made accessible: glibc's
+	// thread arenas, VM heaps that reserve and then commit.
+	KindMprotect Kind = 3
 )
 
 func (k Kind) String() string {
@@ -44,6 +51,8 @@ func (k Kind) String() string {
 		return "mmap"
 	case KindBrk:
 		return "brk"
+	case KindMprotect:
+		return "mprotect"
 	}
 	return "unknown"
 }
@@ -128,12 +137,14 @@ const (
 	DropEventsFull       DropReason = "events_full"
 	DropProcsFull        DropReason = "procs_full"
 	DropUnmapUnresolved  DropReason = "unmap_unresolved"
+	DropVMABusy          DropReason = "vma_busy"          // mprotect: VMA not found, neither locked nor locklessly
 	DropEventsUnconsumed DropReason = "events_unconsumed" // user space: Events() reader too slow
 )
 
 var kernelDropReasons = [...]DropReason{
 	DropPendingFull, DropMappingsFull, DropEndsFull, DropStacksFull, DropStackError,
 	DropFaultsFull, DropCgroupsFull, DropEventsFull, DropProcsFull, DropUnmapUnresolved,
+	DropVMABusy,
 }
 
 // EventType says what an Event reports.

@@ -96,7 +96,8 @@ type Container struct {
 
 	Memory Memory `json:"memory"`
 	// MappedBytes is what the tracer sees outstanding: private anonymous
-	// mappings plus heap grown by brk, of the cgroup's processes.
+	// memory committed by the cgroup's processes (mappings, heap grown by
+	// brk, reservations made accessible by mprotect), touched or not.
 	MappedBytes uint64 `json:"mapped_bytes"`
 	// FaultedBytes is the tracer's estimate of anonymous memory faulted in
 	// since it started (cumulative).

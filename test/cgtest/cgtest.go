@@ -451,3 +451,28 @@ func (p *Proc) Repeat(t testing.TB, command string, every time.Duration, times i
 	t.Cleanup(stop)
 	return stop
 }
+
+// Anon reads the group's anonymous memory from memory.stat ("anon" on v2,
+// "rss" on v1), in bytes.
+func (g *Group) Anon(t testing.TB) int64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(g.Dir, "memory.stat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "anon"
+	if g.Version == 1 {
+		key = "rss"
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == key {
+			v, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				t.Fatalf("cgtest: %s in %s/memory.stat: %v", key, g.Dir, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("cgtest: no %s in %s/memory.stat", key, g.Dir)
+	return 0
+}

@@ -12,10 +12,21 @@
 //                every page in read_pages(); "ok ADDR"
 //   leak N M     leak_step(): touch N KiB in new mappings, M times; "ok"
 //   free         unmap everything touch and leak mapped (a GC cycle's end)
+//   arenas N K   N threads at once each leak K KiB in arena_leak(): small
+//                mallocs, touched, which glibc serves from the thread's own
+//                arena (reserved PROT_NONE, grown by mprotect); "ok"
+//   reserve R C T  mmap R KiB PROT_NONE, commit its first C KiB with mprotect
+//                in 1 MiB slices in commit_slices(), touch the first T KiB;
+//                "ok ADDR" (a VM's heap: reserve, then commit)
+//   decommit A N mprotect N KiB at A back to PROT_NONE
+//   flip N K     map K KiB and flip it N times read-execute, then read-write
+//                again, as a JIT flips its code; "ok ADDR"
 //   oom          touch memory until the kernel kills the process
 //   nop          do nothing; answers once start-up is over
 //   exit         exit 0
 #define _GNU_SOURCE
+#include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +101,58 @@ __attribute__((noinline)) void leak_step(size_t len)
 	remember(p, len);
 }
 
+/* arena_leak mallocs blocks below the mmap threshold, so glibc serves them
+ * from the calling thread's arena, and touches them. */
+__attribute__((noinline)) void arena_leak(size_t kib)
+{
+	const size_t block = 4000;
+	for (size_t done = 0; done < kib << 10; done += block) {
+		char *p = malloc(block);
+		if (!p)
+			return;
+		memset(p, 1, block);
+	}
+}
+
+static pthread_barrier_t arenas_done;
+
+static void *arena_thread(void *arg)
+{
+	arena_leak((size_t)arg);
+	/* Alive until every thread has leaked, so no two share an arena. */
+	pthread_barrier_wait(&arenas_done);
+	return NULL;
+}
+
+static int run_arenas(int n, size_t kib)
+{
+	pthread_t th[64];
+	if (n < 1 || n > 64)
+		return -1;
+	pthread_barrier_init(&arenas_done, NULL, (unsigned)n);
+	int started = 0;
+	for (; started < n; started++)
+		if (pthread_create(&th[started], NULL, arena_thread, (void *)kib))
+			break;
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&arenas_done);
+	return started == n ? 0 : -1;
+}
+
+/* commit_slices makes a reservation accessible 1 MiB at a time, as a VM
+ * commits its heap. */
+__attribute__((noinline)) int commit_slices(char *p, size_t len)
+{
+	const size_t slice = 1 << 20;
+	for (size_t off = 0; off < len; off += slice) {
+		size_t n = len - off < slice ? len - off : slice;
+		if (mprotect(p + off, n, PROT_READ | PROT_WRITE))
+			return -1;
+	}
+	return 0;
+}
+
 __attribute__((noinline)) void oom_forever(void)
 {
 	for (;;) {
@@ -103,6 +166,9 @@ __attribute__((noinline)) void oom_forever(void)
 int main(void)
 {
 	page = sysconf(_SC_PAGESIZE);
+	/* One arena per thread for the arenas command (glibc's default stops
+	 * at 8 per core). */
+	mallopt(M_ARENA_MAX, 128);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	char line[256];
 	while (fgets(line, sizeof(line), stdin)) {
@@ -149,6 +215,36 @@ int main(void)
 			for (long long i = 0; i < b; i++)
 				leak_step((size_t)a << 10);
 			printf("ok\n");
+		} else if (!strcmp(cmd, "arenas")) {
+			sscanf(line, "%*s %lld %lld", &a, &b);
+			printf(run_arenas((int)a, (size_t)b) ? "err arenas\n" : "ok\n");
+		} else if (!strcmp(cmd, "reserve")) {
+			sscanf(line, "%*s %lld %lld %lld", &a, &b, &c);
+			char *p = mmap(NULL, (size_t)a << 10, PROT_NONE,
+				       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+			if (p == MAP_FAILED) {
+				printf("err mmap\n");
+				continue;
+			}
+			madvise(p, (size_t)a << 10, MADV_NOHUGEPAGE);
+			if (commit_slices(p, (size_t)b << 10)) {
+				printf("err mprotect\n");
+				continue;
+			}
+			touch_pages(p, (size_t)c << 10);
+			printf("ok %lx\n", (unsigned long)p);
+		} else if (!strcmp(cmd, "flip")) {
+			sscanf(line, "%*s %lld %lld", &a, &b);
+			char *p = map_anon((size_t)b << 10);
+			int err = p == MAP_FAILED;
+			for (long long i = 0; i < a && !err; i++)
+				err = mprotect(p, (size_t)b << 10, PROT_READ | PROT_EXEC) ||
+				      mprotect(p, (size_t)b << 10, PROT_READ | PROT_WRITE);
+			printf(err ? "err flip\n" : "ok %lx\n", (unsigned long)p);
+		} else if (!strcmp(cmd, "decommit")) {
+			sscanf(line, "%*s %llx %lld", &a, &b);
+			printf(mprotect((void *)a, (size_t)b << 10, PROT_NONE) ? "err mprotect\n"
+									       : "ok\n");
 		} else if (!strcmp(cmd, "oom")) {
 			oom_forever();
 		} else if (!strcmp(cmd, "free")) {
