@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/pprof/profile"
 
+	"github.com/leakwatch/leakwatch/test/agenttest"
 	"github.com/leakwatch/leakwatch/test/cgtest"
 )
 
@@ -31,6 +32,7 @@ type stackSample struct {
 	names []string
 	addrs []uint64
 	files []string // mapping file of each location, "" without one
+	offs  []uint64 // offset in that file of each location
 	value int64
 	comm  string
 }
@@ -59,11 +61,12 @@ func readStacks(t *testing.T, file, sampleType string) []stackSample {
 		}
 		for _, l := range s.Location {
 			st.addrs = append(st.addrs, l.Address)
-			file := ""
+			file, off := "", l.Address
 			if l.Mapping != nil {
-				file = l.Mapping.File
+				file, off = l.Mapping.File, l.Address-l.Mapping.Start+l.Mapping.Offset
 			}
 			st.files = append(st.files, file)
+			st.offs = append(st.offs, off)
 			for _, line := range l.Line {
 				st.names = append(st.names, line.Function.Name)
 			}
@@ -237,16 +240,20 @@ func parseBacktraces(s string) [][]string {
 	return stacks
 }
 
-// perfStacks reads `perf script` of a recording: the stacks of comm,
+// perfFrame is one user frame of `perf script`: its address as perf
+// prints it (the offset in the mapped file), symbol and file.
+type perfFrame struct{ ip, sym, dso string }
+
+// perfStacks reads `perf script` of a recording: the user stacks of comm,
 // innermost first.
-func perfStacks(t *testing.T, data, comm string) [][]string {
+func perfStacks(t *testing.T, data, comm string) [][]perfFrame {
 	t.Helper()
-	out, err := exec.Command("perf", "script", "-i", data, "-F", "comm,ip,sym", "--no-inline").Output()
+	out, err := exec.Command("perf", "script", "-i", data, "-F", "comm,ip,sym,dso", "--no-inline").Output()
 	if err != nil {
 		t.Fatalf("perf script: %v", err)
 	}
-	var stacks [][]string
-	var cur []string
+	var stacks [][]perfFrame
+	var cur []perfFrame
 	keep := false
 	flush := func() {
 		if keep && len(cur) > 0 {
@@ -265,14 +272,32 @@ func perfStacks(t *testing.T, data, comm string) [][]string {
 			flush()
 			keep = strings.TrimSpace(line) == comm
 		default:
-			f := strings.Fields(line)
-			if len(f) >= 2 && !strings.HasPrefix(f[0], "ffffffff") { // user frames only
-				cur = append(cur, strings.Join(f[1:], " "))
+			// "\t<ip> <symbol> (<file>)", the symbol "[unknown]" when
+			// perf has none.
+			ip, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
+			if strings.HasPrefix(ip, "ffffffff") { // user frames only
+				continue
 			}
+			sym, dso := rest, ""
+			if k := strings.LastIndex(rest, " ("); k >= 0 && strings.HasSuffix(rest, ")") {
+				sym, dso = rest[:k], rest[k+2:len(rest)-1]
+			}
+			cur = append(cur, perfFrame{ip: ip, sym: sym, dso: dso})
 		}
 	}
 	flush()
 	return stacks
+}
+
+// perfNames are the symbol names of perf's stacks.
+func perfNames(stacks [][]perfFrame) [][]string {
+	out := make([][]string, len(stacks))
+	for i, st := range stacks {
+		for _, f := range st {
+			out[i] = append(out[i], f.sym)
+		}
+	}
+	return out
 }
 
 // A Go program with frame pointers faults in main.retainBytes while its
@@ -355,7 +380,7 @@ func TestNativeProfileKeepsTheSkippedCaller(t *testing.T) {
 	p.Send(t, "exit")
 	p.Wait(t, time.Minute)
 
-	refs := perfStacks(t, data, "memwork")
+	refs := perfNames(perfStacks(t, data, "memwork"))
 	checked, wrong := compareFrames(samples, "memwork", refs)
 	var hinted, total int64
 	for _, s := range samples {
@@ -377,5 +402,80 @@ func TestNativeProfileKeepsTheSkippedCaller(t *testing.T) {
 	}
 	if hinted < 32*mib {
 		t.Errorf("%d MiB under leak_step, want the 32 MiB it mapped: the hint through mmap() was not taken", hinted/mib)
+	}
+}
+
+// Debian's prometheus (Go 1.19, stripped, frame pointers) in its own
+// memory cgroup, scraping itself: the word at the stack pointer is never
+// a hint for its Go code, so no stack of its faults or inuse profiles may
+// hold a frame that its frame-pointer walk does not. perf's frame-pointer
+// walk of every page fault and mmap() call from exec on is the reference
+// (perf cannot unwind Go by DWARF here, and the binary has no symbols to
+// name frames by), compared by file offset: the check needs no names,
+// which the symbolizer may get wrong in stripped binaries. Before the
+// check, 1 to 4 stacks of ~60 per run held such a frame (a stale Go
+// return address, once one in libc).
+func TestStrippedGoProfileHasNoHintFrame(t *testing.T) {
+	perf, err := exec.LookPath("perf")
+	if err != nil {
+		t.Fatalf("perf not found (Debian package linux-perf; hack/install-deps.sh installs it): %v", err)
+	}
+	prom, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Fatalf("prometheus not found (Debian package prometheus; hack/install-deps.sh installs it): %v", err)
+	}
+	a := startAgent(t, "--interval", "1s")
+	dir := t.TempDir()
+	listen := agenttest.FreePort(t)
+	config := filepath.Join(dir, "prometheus.yml")
+	// It scrapes itself each second, so that it keeps allocating.
+	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: [%q]\n", listen)
+	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := cgtest.New(t, 512*mib)
+	data := filepath.Join(dir, "perf.data")
+	p := g.Start(t, perf, "record", "-q", "-c", "1", "--call-graph", "fp", "-o", data,
+		"-e", "page-faults", "-e", "raw_syscalls:sys_enter", "--filter", "id == 9", "--",
+		prom, "--config.file="+config, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+listen, "--log.level=warn")
+	id := a.waitTracked(t, g.Rel)
+	samples := a.waitStacks(t, id, "type=faults", "faulted_space", 16*mib, func(s stackSample) bool { return s.comm == "prometheus" })
+	inuse := readStacks(t, a.download(t, id, "type=inuse"), "inuse_space")
+	// perf ends prometheus (SIGTERM) and writes its recording on SIGINT.
+	if err := p.Cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	p.Wait(t, time.Minute)
+
+	key := func(file string, off uint64) string { return fmt.Sprintf("%s@%x", file, off) }
+	var refs [][]string
+	for _, st := range perfStacks(t, data, "prometheus") {
+		r := make([]string, 0, len(st))
+		for _, f := range st {
+			off, err := strconv.ParseUint(f.ip, 16, 64)
+			if err != nil {
+				t.Fatalf("perf frame address %q: %v", f.ip, err)
+			}
+			r = append(r, key(f.dso, off))
+		}
+		refs = append(refs, r)
+	}
+	var byOffset []stackSample
+	for _, s := range append(samples, inuse...) {
+		k := stackSample{value: s.value, comm: s.comm}
+		for i := range s.addrs {
+			k.names = append(k.names, key(s.files[i], s.offs[i]))
+		}
+		byOffset = append(byOffset, k)
+	}
+	checked, wrong := compareFrames(byOffset, "prometheus", refs)
+	t.Logf("%d faults and %d inuse samples, %d perf stacks; perf checked %.0f%% of the bytes; %d stacks hold frames its frame-pointer walk does not",
+		len(samples), len(inuse), len(refs), 100*checked, len(wrong))
+	for _, s := range wrong {
+		t.Errorf("%d KiB under %v: a frame the walk does not show (perf shows %v)", s.value>>10, s.names, refsWith(refs, s.names[0]))
+	}
+	if checked < 0.95 {
+		t.Errorf("perf checked %.0f%% of the bytes, want at least 95%%: the other stacks begin where no walk did", 100*checked)
 	}
 }
