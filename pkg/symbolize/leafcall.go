@@ -40,62 +40,97 @@ var endbr64 = []byte{0xf3, 0x0f, 0x1e, 0xfa}
 //     in order, moves the stack pointer (no push, no sub, no enter): the
 //     word at the stack pointer is still the one its call pushed;
 //   - ret is in an executable mapping of the process, just after a call
-//     instruction: a direct call to leaf's function or to a PLT stub whose
-//     GOT slot holds it, a call through a GOT slot that holds it, or a call
-//     through a register or memory that cannot be followed.
+//     instruction: a direct call to leaf's function, or a call through a
+//     PLT stub or a GOT slot or a register, which cannot always be
+//     followed; a GOT slot that can be read (the process still runs) must
+//     hold leaf's function.
 //
-// Code is read from the process's memory (/proc/PID/mem, which needs
-// CAP_SYS_PTRACE for processes of other users), so a process that has
-// exited gets false: no hint is better than a made-up frame.
-func (s *Symbolizer) SkippedCaller(pid uint32, startTime uint64, leaf, ret uint64) bool {
+// The code is read from the files the process mapped (kept mapped by the
+// symbol tables of native files), so a process that has exited, as an OOM
+// kill's victim, is judged the same way.
+func (s *Symbolizer) SkippedCaller(pid uint32, startTime uint64, leaf, ret uint64) (ok bool) {
 	key := procKey{pid, startTime}
 	p, err := s.process(key)
-	if err != nil || leaf == 0 || ret == 0 || p.find(ret-1) == nil {
+	if err != nil || leaf == 0 || ret == 0 {
 		return false
 	}
-	start, ok := s.nativeFunction(key, p, leaf)
-	if !ok || leaf-start > maxPrologueBytes {
-		return false
-	}
-	mem, err := os.Open(s.procPath(pid, "mem"))
-	if err != nil {
-		return false
-	}
-	defer mem.Close()
-	// The pid may have been reused since the stack was taken: the memory
-	// read must be the process's own.
-	if s.checkIdentity(key) != nil {
-		return false
-	}
-	code := make([]byte, leaf-start)
-	if _, err := mem.ReadAt(code, int64(start)); err != nil || !keepsStackPointer(code) {
-		return false
-	}
-	return callsInto(mem, ret, start) && s.checkIdentity(key) == nil
-}
-
-// nativeFunction returns the start of the ELF function symbol holding
-// addr, an address in the process, unless addr is Go code.
-func (s *Symbolizer) nativeFunction(key procKey, p *process, addr uint64) (start uint64, ok bool) {
-	pm := p.find(addr)
-	if pm == nil {
-		return 0, false
-	}
-	o := s.object(key, pm)
-	if o == nil {
-		return 0, false
-	}
-	defer o.release()
-	// The symbol names are mapped file data: a file truncated under us
-	// faults.
+	// Code is mapped file data: a file truncated under us faults.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			s.st.errors.Add(1)
-			start, ok = 0, false
+			ok = false
 		}
 	}()
+	code := s.codeAt(key, p)
+	defer code.release()
+	start, ok := code.nativeFunction(leaf)
+	if !ok || leaf-start > maxPrologueBytes {
+		return false
+	}
+	prologue, ok := code.read(start, leaf-start)
+	if !ok || !keepsStackPointer(prologue) {
+		return false
+	}
+	slots := &procMemory{s: s, key: key}
+	defer slots.close()
+	return callsInto(code.read, slots.word, ret, start)
+}
+
+// codeReader reads the code of a process from the files it mapped,
+// holding each file's object until released.
+type codeReader struct {
+	s    *Symbolizer
+	key  procKey
+	p    *process
+	held map[*procMapping]*object
+}
+
+func (s *Symbolizer) codeAt(key procKey, p *process) *codeReader {
+	return &codeReader{s: s, key: key, p: p, held: make(map[*procMapping]*object)}
+}
+
+func (c *codeReader) release() {
+	for _, o := range c.held {
+		if o != nil {
+			o.release()
+		}
+	}
+}
+
+// object returns the object of the mapping holding addr, and addr in the
+// file's own addresses.
+func (c *codeReader) object(addr uint64) (*object, uint64, bool) {
+	pm := c.p.find(addr)
+	if pm == nil {
+		return nil, 0, false
+	}
+	o, seen := c.held[pm]
+	if !seen {
+		o = c.s.object(c.key, pm)
+		c.held[pm] = o
+	}
+	if o == nil {
+		return nil, 0, false
+	}
 	v, ok := o.vaddr(addr - pm.Start + pm.Offset)
+	return o, v, ok
+}
+
+// read returns n bytes of code at addr, an address of the process, from
+// one executable mapping.
+func (c *codeReader) read(addr, n uint64) ([]byte, bool) {
+	o, v, ok := c.object(addr)
+	if !ok || (n > 0 && c.p.find(addr+n-1) != c.p.find(addr)) {
+		return nil, false
+	}
+	return o.code(v, n)
+}
+
+// nativeFunction returns the start of the ELF function symbol holding
+// addr, an address of the process, unless addr is Go code.
+func (c *codeReader) nativeFunction(addr uint64) (uint64, bool) {
+	o, v, ok := c.object(addr)
 	if !ok || (o.goTab != nil && len(o.goTab.frames(v)) > 0) {
 		return 0, false
 	}
@@ -104,6 +139,47 @@ func (s *Symbolizer) nativeFunction(key procKey, p *process, addr uint64) (start
 		return 0, false
 	}
 	return addr - (v - sym.addr), true
+}
+
+// procMemory reads words of a live process's memory (/proc/PID/mem, which
+// needs CAP_SYS_PTRACE for processes of other users): the GOT slots that
+// the dynamic linker filled in.
+type procMemory struct {
+	s      *Symbolizer
+	key    procKey
+	f      *os.File
+	failed bool
+}
+
+// word returns the 8 bytes at addr, or false when the process has exited
+// or its memory cannot be read.
+func (m *procMemory) word(addr uint64) (uint64, bool) {
+	if m.f == nil && !m.failed {
+		f, err := os.Open(m.s.procPath(m.key.pid, "mem"))
+		// The pid may have been reused: the memory must be the process's.
+		if err != nil || m.s.checkIdentity(m.key) != nil {
+			if f != nil {
+				_ = f.Close()
+			}
+			m.failed = true
+		} else {
+			m.f = f
+		}
+	}
+	if m.f == nil {
+		return 0, false
+	}
+	var b [8]byte
+	if _, err := m.f.ReadAt(b[:], int64(addr)); err != nil || m.s.checkIdentity(m.key) != nil {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint64(b[:]), true
+}
+
+func (m *procMemory) close() {
+	if m.f != nil {
+		_ = m.f.Close()
+	}
 }
 
 // keepsStackPointer reports whether code, a function's instructions from
@@ -145,22 +221,33 @@ func movesStackPointer(inst x86asm.Inst) bool {
 	return false
 }
 
-// callsInto reports whether the bytes before ret are a call instruction
-// that went to the function at fn, as far as the bytes tell.
-func callsInto(mem *os.File, ret, fn uint64) bool {
+// callsInto reports whether the code before ret is a call instruction
+// that went to the function at fn, as far as the code tells: code reads
+// the process's code, slot a GOT slot's current value (false when it
+// cannot be read).
+func callsInto(code func(addr, n uint64) ([]byte, bool), slot func(addr uint64) (uint64, bool), ret, fn uint64) bool {
 	const longest = 7 // REX prefix, ff, ModRM, SIB, disp32 ends before that
-	var b [longest]byte
 	if ret < longest {
 		return false
 	}
-	if _, err := mem.ReadAt(b[:], int64(ret-longest)); err != nil {
+	b, ok := code(ret-longest, longest)
+	if !ok {
 		return false
 	}
-	// call rel32
+	// holds reports whether a GOT slot holds fn, or cannot be read: a
+	// call through it is then as good as any indirect call.
+	holds := func(addr uint64) bool {
+		v, ok := slot(addr)
+		return !ok || v == fn
+	}
+	// call rel32, to fn or to a PLT stub.
 	if b[2] == 0xe8 {
 		target := ret + uint64(int64(int32(binary.LittleEndian.Uint32(b[3:]))))
-		if target == fn || pltTarget(mem, target) == fn {
+		if target == fn {
 			return true
+		}
+		if got, ok := pltSlot(code, target); ok {
+			return holds(got)
 		}
 	}
 	// call r/m64 (ff /2), of whichever length ends at ret.
@@ -177,39 +264,30 @@ func callsInto(mem *os.File, ret, fn uint64) bool {
 				return true
 			}
 			// call *slot(%rip), as -fno-plt code calls a library.
-			return word(mem, ret+uint64(a.Disp)) == fn
+			return holds(ret + uint64(a.Disp))
 		}
 	}
 	return false
 }
 
-// pltTarget returns what the PLT stub at addr jumps to: the address in its
-// GOT slot (jmp *slot(%rip), after endbr64 and bnd where the binary has
-// them), or 0 when addr is no such stub.
-func pltTarget(mem *os.File, addr uint64) uint64 {
-	var b [16]byte
-	if _, err := mem.ReadAt(b[:], int64(addr)); err != nil {
-		return 0
+// pltSlot returns the GOT slot that the PLT stub at addr jumps through
+// (jmp *slot(%rip), after endbr64 and bnd where the binary has them), or
+// false when addr is no such stub.
+func pltSlot(code func(addr, n uint64) ([]byte, bool), addr uint64) (uint64, bool) {
+	b, ok := code(addr, 11)
+	if !ok {
+		return 0, false
 	}
 	i := 0
-	if bytes.HasPrefix(b[:], endbr64) {
+	if bytes.HasPrefix(b, endbr64) {
 		i = len(endbr64)
 	}
 	if b[i] == 0xf2 { // bnd
 		i++
 	}
 	if b[i] != 0xff || b[i+1] != 0x25 {
-		return 0
+		return 0, false
 	}
 	next := addr + uint64(i) + 6
-	return word(mem, next+uint64(int64(int32(binary.LittleEndian.Uint32(b[i+2:])))))
-}
-
-// word reads 8 bytes of memory at addr, or 0.
-func word(mem *os.File, addr uint64) uint64 {
-	var b [8]byte
-	if _, err := mem.ReadAt(b[:], int64(addr)); err != nil {
-		return 0
-	}
-	return binary.LittleEndian.Uint64(b[:])
+	return next + uint64(int64(int32(binary.LittleEndian.Uint32(b[i+2:])))), true
 }

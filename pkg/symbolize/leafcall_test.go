@@ -2,8 +2,6 @@ package symbolize
 
 import (
 	"encoding/binary"
-	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -40,8 +38,8 @@ func TestKeepsStackPointer(t *testing.T) {
 	}
 }
 
-// callsInto reads through a file as it reads /proc/PID/mem: here offsets in
-// a file stand for addresses.
+// Addresses here are offsets in img; slots are read from img while the
+// process "runs", and cannot be read once it has exited.
 func TestCallsInto(t *testing.T) {
 	const (
 		fn    = 0x100 // the leaf's function
@@ -67,15 +65,19 @@ func TestCallsInto(t *testing.T) {
 	binary.LittleEndian.PutUint32(img[0x252:], uint32(got-0x256))
 	toSlot := uint64(0x256)
 
-	path := filepath.Join(t.TempDir(), "mem")
-	if err := os.WriteFile(path, img, 0o600); err != nil {
-		t.Fatal(err)
+	code := func(addr, n uint64) ([]byte, bool) {
+		if addr > uint64(len(img)) || n > uint64(len(img))-addr {
+			return nil, false
+		}
+		return img[addr : addr+n], true
 	}
-	mem, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
+	live := true
+	slot := func(addr uint64) (uint64, bool) {
+		if !live {
+			return 0, false
+		}
+		return binary.LittleEndian.Uint64(img[addr:]), true
 	}
-	defer mem.Close()
 	for _, tc := range []struct {
 		name string
 		ret  uint64
@@ -89,17 +91,20 @@ func TestCallsInto(t *testing.T) {
 		{"no call before", 0x4f0, false},
 		{"inside the function itself", fn + 3, false},
 	} {
-		if got := callsInto(mem, tc.ret, fn); got != tc.want {
+		if got := callsInto(code, slot, tc.ret, fn); got != tc.want {
 			t.Errorf("%s: callsInto = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	// The slot no longer holds the function: neither the PLT nor the GOT
-	// call proves anything.
+	// The slot holds another function: neither the PLT nor the GOT call
+	// went to fn.
 	binary.LittleEndian.PutUint64(img[got:], other)
-	if err := os.WriteFile(path, img, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if callsInto(mem, toPLT, fn) || callsInto(mem, toSlot, fn) {
+	if callsInto(code, slot, toPLT, fn) || callsInto(code, slot, toSlot, fn) {
 		t.Error("a call through a slot that holds another function counts")
+	}
+	// Once the process has exited its slots cannot be read: calls through
+	// them count as any indirect call, a direct call elsewhere still not.
+	live = false
+	if !callsInto(code, slot, toPLT, fn) || !callsInto(code, slot, toSlot, fn) || callsInto(code, slot, toOther, fn) {
+		t.Error("after exit: PLT and GOT calls must count, a direct call elsewhere must not")
 	}
 }
