@@ -108,3 +108,42 @@ func TestCallsInto(t *testing.T) {
 		t.Error("after exit: PLT and GOT calls must count, a direct call elsewhere must not")
 	}
 }
+
+// A real process: its own frameless function called directly, libc's
+// getppid() called through the PLT, and a function that pushes a register.
+// After it exits the code still reads from its files; only the GOT slot
+// behind the PLT call can no longer be read, so that call counts as any
+// indirect call.
+func TestSkippedCaller(t *testing.T) {
+	bin := build(t, "cc", "leafcall", "-O1", "-g0", "-fno-omit-frame-pointer", "-fPIE", "-pie", "testdata/leafcall.c")
+	f := start(t, bin, "own_leaf", "getppid", "direct_ret", "plt_ret", "pushing", "pushed_body", "pushing_ret")
+	s := newTestSymbolizer(t, Config{})
+	if err := s.Capture(f.pid, f.start); err != nil {
+		t.Fatal(err)
+	}
+	v := f.vals
+	tests := []struct {
+		name              string
+		leaf, ret         uint64
+		whileLive, exited bool
+	}{
+		{"direct call into a frameless function", v["own_leaf"], v["direct_ret"], true, true},
+		{"call through the PLT into libc", v["getppid"], v["plt_ret"], true, true},
+		{"the PLT call went elsewhere", v["own_leaf"], v["plt_ret"], false, true},
+		{"the direct call went elsewhere", v["getppid"], v["direct_ret"], false, false},
+		{"leaf before the push", v["pushing"], v["pushing_ret"], true, true},
+		{"leaf after the push", v["pushed_body"], v["pushing_ret"], false, false},
+		{"word in no mapping", v["own_leaf"], 0x1000, false, false},
+	}
+	for _, tc := range tests {
+		if got := s.SkippedCaller(f.pid, f.start, tc.leaf, tc.ret); got != tc.whileLive {
+			t.Errorf("%s: SkippedCaller = %v while the process runs, want %v", tc.name, got, tc.whileLive)
+		}
+	}
+	f.stop(t)
+	for _, tc := range tests {
+		if got := s.SkippedCaller(f.pid, f.start, tc.leaf, tc.ret); got != tc.exited {
+			t.Errorf("%s: SkippedCaller = %v after exit, want %v", tc.name, got, tc.exited)
+		}
+	}
+}
