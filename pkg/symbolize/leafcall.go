@@ -47,7 +47,10 @@ var endbr64 = []byte{0xf3, 0x0f, 0x1e, 0xfa}
 //
 // The code is read from the files the process mapped (kept mapped by the
 // symbol tables of native files), so a process that has exited, as an OOM
-// kill's victim, is judged the same way.
+// kill's victim, is judged the same way. A Go binary's code is not kept:
+// a return address into one (its cgo C code calling libc, as x_cgo_mmap
+// does) gets no hint either, which costs nothing a profile shows, since
+// allocator frames are trimmed there.
 func (s *Symbolizer) SkippedCaller(pid uint32, startTime uint64, leaf, ret uint64) (ok bool) {
 	key := procKey{pid, startTime}
 	p, err := s.process(key)
