@@ -27,6 +27,10 @@ func (r resolver) Capture(pid uint32, startTime uint64) error { return r.s.Captu
 
 func (r resolver) Forget(pid uint32, startTime uint64) { r.s.Forget(pid, startTime) }
 
+func (r resolver) SkippedCaller(pid uint32, startTime uint64, leaf, ret uint64) bool {
+	return r.s.SkippedCaller(pid, startTime, leaf, ret)
+}
+
 func (r resolver) Resolve(pid uint32, startTime uint64, addrs []uint64) ([]profile.Location, error) {
 	out := make([]profile.Location, len(addrs))
 	maps := make(map[*symbolize.Mapping]*profile.Mapping)

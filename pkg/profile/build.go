@@ -59,6 +59,11 @@ type Location struct {
 // time. pkg/symbolize implements it.
 type Resolver interface {
 	Resolve(pid uint32, startTime uint64, addrs []uint64) ([]Location, error)
+	// SkippedCaller reports whether a stack's leaf-return hint ret is
+	// provably the return address of the call into the function at leaf,
+	// the caller that the frame-pointer walk skipped; false when that
+	// cannot be shown.
+	SkippedCaller(pid uint32, startTime uint64, leaf, ret uint64) bool
 }
 
 // Meta describes the profile being built.
@@ -299,6 +304,7 @@ type stackFrames struct {
 type builder struct {
 	res      Resolver
 	resolved map[sampleKey]map[uint64]Location // per process (stack 0)
+	hints    map[hintKey]bool
 	locByKey map[locKey]*profile.Location
 	fnByKey  map[fnKey]*profile.Function
 	mapByKey map[mapKey]*profile.Mapping
@@ -312,6 +318,7 @@ func newBuilder(res Resolver) *builder {
 	return &builder{
 		res:      res,
 		resolved: make(map[sampleKey]map[uint64]Location),
+		hints:    make(map[hintKey]bool),
 		locByKey: make(map[locKey]*profile.Location),
 		fnByKey:  make(map[fnKey]*profile.Function),
 		mapByKey: make(map[mapKey]*profile.Mapping),
@@ -326,12 +333,10 @@ func (b *builder) locations(k sampleKey, st stackFrames) []*profile.Location {
 		return []*profile.Location{b.unknownStack()}
 	}
 	addrs := st.frames
-	resolved := b.resolve(k, st)
-	if st.leafReturn != 0 && (len(addrs) < 2 || st.leafReturn != addrs[1]) {
-		if l, ok := resolved[lookupAddr(st.leafReturn, 1)]; ok && l.Mapping != nil && l.Mapping.Executable {
-			addrs = append([]uint64{addrs[0], st.leafReturn}, addrs[1:]...)
-		}
+	if b.skippedCaller(k, st) {
+		addrs = append([]uint64{addrs[0], st.leafReturn}, addrs[1:]...)
 	}
+	resolved := b.resolve(k, addrs)
 	locs := make([]*profile.Location, 0, len(addrs))
 	for i, a := range addrs {
 		locs = append(locs, b.location(k.pid, resolved[lookupAddr(a, i)], a))
@@ -352,8 +357,27 @@ func isAllocator(l *profile.Location) bool {
 	return allocatorFrames.MatchString(l.Line[0].Function.Name)
 }
 
+// skippedCaller reports whether a stack's leaf-return hint is to be
+// inserted as its second frame: only where the resolver shows it is the
+// return address of the innermost function's call. Anything else at the
+// stack pointer (a saved register, a local, a stale slot) would add a
+// frame that never ran. Answers are kept per process for the build, as
+// many stacks share a leaf and its caller.
+func (b *builder) skippedCaller(k sampleKey, st stackFrames) bool {
+	if st.leafReturn == 0 || b.res == nil || (len(st.frames) > 1 && st.leafReturn == st.frames[1]) {
+		return false
+	}
+	hk := hintKey{pid: k.pid, starts: k.starts, leaf: st.frames[0], ret: st.leafReturn}
+	ok, seen := b.hints[hk]
+	if !seen {
+		ok = b.res.SkippedCaller(k.pid, k.starts, hk.leaf, hk.ret)
+		b.hints[hk] = ok
+	}
+	return ok
+}
+
 // resolve symbolizes every address of one process once per profile.
-func (b *builder) resolve(k sampleKey, st stackFrames) map[uint64]Location {
+func (b *builder) resolve(k sampleKey, addrs []uint64) map[uint64]Location {
 	pk := sampleKey{pid: k.pid, starts: k.starts}
 	m := b.resolved[pk]
 	if m == nil {
@@ -367,10 +391,7 @@ func (b *builder) resolve(k sampleKey, st stackFrames) map[uint64]Location {
 			missing = append(missing, a)
 		}
 	}
-	if st.leafReturn != 0 {
-		want(lookupAddr(st.leafReturn, 1))
-	}
-	for i, a := range st.frames {
+	for i, a := range addrs {
 		want(lookupAddr(a, i))
 	}
 	if len(missing) == 0 || b.res == nil {
@@ -408,7 +429,12 @@ type (
 		file, buildID string
 		addr          uint64
 	}
-	fnKey  struct{ name, file string }
+	fnKey   struct{ name, file string }
+	hintKey struct {
+		pid       uint32
+		starts    uint64
+		leaf, ret uint64
+	}
 	mapKey struct {
 		pid   uint32
 		start uint64

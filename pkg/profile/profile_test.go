@@ -3,6 +3,7 @@ package profile
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,8 +16,9 @@ import (
 // executable mapping; it stands in for pkg/symbolize so that these tests
 // check the profile logic alone.
 type fakeResolver struct {
-	names map[uint64]string // lookup address -> function
-	calls int
+	names   map[uint64]string  // lookup address -> function
+	callers map[[2]uint64]bool // {leaf, hint} pairs whose hint is the skipped caller
+	calls   int
 }
 
 var exe = &Mapping{Start: 0x1000, Limit: 0x9000, File: "/app", BuildID: "abc", Executable: true}
@@ -34,6 +36,10 @@ func (r *fakeResolver) Resolve(_ uint32, _ uint64, addrs []uint64) ([]Location, 
 		}
 	}
 	return out, nil
+}
+
+func (r *fakeResolver) SkippedCaller(_ uint32, _ uint64, leaf, ret uint64) bool {
+	return r.callers[[2]uint64{leaf, ret}]
 }
 
 const (
@@ -76,7 +82,10 @@ func TestInuseGrowthWindowAndTrimming(t *testing.T) {
 		1: {Frames: []uint64{0x2000, 0x3001}, LeafReturn: 0x4001},
 		2: {Frames: []uint64{0x5000, 0x3001}},
 	}
-	res := &fakeResolver{names: map[uint64]string{0x2000: "__mmap", 0x3000: "main", 0x4000: "leak", 0x5000: "startup"}}
+	res := &fakeResolver{
+		names:   map[uint64]string{0x2000: "__mmap", 0x3000: "main", 0x4000: "leak", 0x5000: "startup"},
+		callers: map[[2]uint64]bool{{0x2000, 0x4001}: true},
+	}
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 13 { // two minutes: leak grows 1 MiB per 10 s
 		a := []tracer.Allocation{
@@ -123,6 +132,39 @@ func TestInuseGrowthWindowAndTrimming(t *testing.T) {
 
 	if _, err := s.Build(memcg, Inuse, 2*time.Hour, res, Meta{Now: now}); !errors.Is(err, ErrWindow) {
 		t.Errorf("window beyond the horizon: %v, want ErrWindow", err)
+	}
+}
+
+// A hint that the resolver cannot show to be the skipped caller's return
+// address (here: a stale word in a Go frame, an address in code that never
+// ran on this stack) is not a frame.
+func TestUnprovenLeafHintAddsNoFrame(t *testing.T) {
+	s := NewStore(DefaultConfig())
+	st := map[uint64]tracer.Stack{
+		1: {Frames: []uint64{0x2000, 0x3001}, LeafReturn: 0x4001}, // proven
+		2: {Frames: []uint64{0x5000, 0x3001}, LeafReturn: 0x6001}, // not
+	}
+	s.Update(time.Now(), snap([]tracer.Allocation{
+		{Memcg: memcg, PID: pid, StackID: 1, Kind: tracer.KindMmap, Bytes: 1 << 20, Count: 1},
+		{Memcg: memcg, PID: pid, StackID: 2, Kind: tracer.KindMmap, Bytes: 2 << 20, Count: 1},
+	}, nil, st), procInfo)
+	res := &fakeResolver{
+		names:   map[uint64]string{0x2000: "__mmap", 0x3000: "main.main", 0x4000: "map_anon", 0x5000: "main.leakHere", 0x6000: "time.Sleep"},
+		callers: map[[2]uint64]bool{{0x2000, 0x4001}: true},
+	}
+	p, err := s.Build(memcg, Inuse, 0, res, Meta{Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"map_anon main.main": true, "main.leakHere main.main": true}
+	for _, smp := range p.Sample {
+		var names []string
+		for _, l := range smp.Location {
+			names = append(names, l.Line[0].Function.Name)
+		}
+		if got := strings.Join(names, " "); !want[got] {
+			t.Errorf("stack %q, want one of %v", got, want)
+		}
 	}
 }
 

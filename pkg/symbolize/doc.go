@@ -47,7 +47,10 @@
 // tables (default 64) holding at most Config.MaxTableBytes of heap
 // (default 16 MiB; a table larger than that alone is kept alone). The
 // bytes bound counts what a table allocates (Stats.TableBytes), not the
-// file data it maps, a Go pclntab or a string table (Stats.MappedBytes):
+// file data it maps, a Go pclntab, a string table, or the executable
+// segments of a native file, whose code [Symbolizer.SkippedCaller] decodes
+// to tell whether a stack's leaf-return hint is its skipped caller
+// (Stats.MappedBytes):
 // that is page cache, shared with the processes that run the file, and
 // counts in the agent's RSS only as the file pages that loads and lookups
 // touched (RssFile), which the kernel can drop at any time. A table

@@ -38,6 +38,15 @@ const (
 
 // lookup returns the name of the function holding addr.
 func (t *funcTable) lookup(addr uint64) (string, bool) {
+	s, ok := t.find(addr)
+	if !ok {
+		return "", false
+	}
+	return string(t.name(s.name)), true
+}
+
+// find returns the named function symbol whose extent holds addr.
+func (t *funcTable) find(addr uint64) (funcSym, bool) {
 	i, _ := slices.BinarySearchFunc(t.syms, addr, func(s funcSym, a uint64) int {
 		if s.addr <= a {
 			return -1
@@ -48,13 +57,11 @@ func (t *funcTable) lookup(addr uint64) (string, bool) {
 	// for one whose extent holds addr. A symbol without a size is never
 	// trusted: attributing the gap after it would make a name up.
 	for j := i - 1; j >= 0 && j >= i-8; j-- {
-		if s := t.syms[j]; addr-s.addr < uint64(s.size&maxFuncSize) {
-			if name := t.name(s.name); len(name) > 0 {
-				return string(name), true
-			}
+		if s := t.syms[j]; addr-s.addr < uint64(s.size&maxFuncSize) && len(t.name(s.name)) > 0 {
+			return s, true
 		}
 	}
-	return "", false
+	return funcSym{}, false
 }
 
 func (t *funcTable) name(n uint32) []byte {

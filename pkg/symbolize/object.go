@@ -25,6 +25,10 @@ type object struct {
 	// pclntab does not cover (cgo and assembly outside the Go text).
 	funcs funcTable
 	goTab *goTable // nil unless the file is a Go binary
+	// text is the file's executable segments, mapped, of files that are
+	// not Go binaries: the code that SkippedCaller decodes, also after
+	// the processes that ran it have exited.
+	text []textSegment
 
 	// heapBytes is what the object holds on the heap, which
 	// Config.MaxTableBytes bounds; mappedBytes is what it maps of its
@@ -35,6 +39,22 @@ type object struct {
 	evicted atomic.Bool
 	unmap   func()
 	once    sync.Once
+}
+
+type textSegment struct {
+	vaddr uint64
+	data  []byte
+}
+
+// code returns n bytes of the file's code at vaddr.
+func (o *object) code(vaddr, n uint64) ([]byte, bool) {
+	for _, t := range o.text {
+		if vaddr >= t.vaddr && vaddr-t.vaddr <= uint64(len(t.data)) && n <= uint64(len(t.data))-(vaddr-t.vaddr) {
+			off := vaddr - t.vaddr
+			return t.data[off : off+n], true
+		}
+	}
+	return nil, false
 }
 
 type segment struct {
@@ -113,6 +133,19 @@ func loadObject(r io.ReaderAt, size int64, m mapper) (*object, error) {
 		return nil, err
 	}
 	o.funcs, release = funcs, append(release, rel...)
+	if o.goTab == nil {
+		for _, sg := range o.loads {
+			if !sg.exec || sg.filesz == 0 {
+				continue
+			}
+			b, rel, err := keep(int64(sg.off), int64(sg.filesz))
+			if err != nil {
+				unmap()
+				return nil, err
+			}
+			o.text, release = append(o.text, textSegment{vaddr: sg.vaddr, data: b}), append(release, rel)
+		}
+	}
 	o.unmap = unmap
 	o.heapBytes, o.mappedBytes = o.heapSize(), mapped
 	return o, nil
@@ -122,7 +155,7 @@ func loadObject(r io.ReaderAt, size int64, m mapper) (*object, error) {
 // mapped file data they point into.
 func (o *object) heapSize() int64 {
 	n := unsafe.Sizeof(*o) + uintptr(len(o.buildID)) +
-		uintptr(cap(o.loads))*unsafe.Sizeof(segment{}) + uintptr(cap(o.funcs.syms))*unsafe.Sizeof(funcSym{})
+		uintptr(cap(o.loads))*unsafe.Sizeof(segment{}) + uintptr(cap(o.text))*unsafe.Sizeof(textSegment{}) + uintptr(cap(o.funcs.syms))*unsafe.Sizeof(funcSym{})
 	if g := o.goTab; g != nil {
 		n += unsafe.Sizeof(*g)
 		if g.legacy != nil {

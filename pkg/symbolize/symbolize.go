@@ -303,13 +303,10 @@ func (s *Symbolizer) capture(key procKey) (*process, error) {
 	entries = slices.DeleteFunc(entries, func(e mapsEntry) bool { return !e.executable() })
 	sig := mapsSignature(entries)
 
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, ErrClosed
+	old, ok, err := s.cached(key)
+	if err != nil {
+		return nil, err
 	}
-	old, ok := s.procs.get(key)
-	s.mu.Unlock()
 	if ok && (old.sig == sig || len(entries) == 0) {
 		// An exiting process's maps read empty once its memory is torn
 		// down (an OOM kill's victim, captured again for its forensics):
@@ -358,21 +355,9 @@ func (s *Symbolizer) Forget(pid uint32, startTime uint64) {
 // frames; nothing is guessed.
 func (s *Symbolizer) Symbolize(pid uint32, startTime uint64, addrs []uint64) ([]Location, error) {
 	key := procKey{pid, startTime}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, ErrClosed
-	}
-	p, ok := s.procs.get(key)
-	s.mu.Unlock()
-	if ok {
-		s.st.processHits.Add(1)
-	} else {
-		s.st.processMisses.Add(1)
-		var err error
-		if p, err = s.capture(key); err != nil {
-			return nil, fmt.Errorf("capturing %d: %w", pid, err)
-		}
+	p, err := s.process(key)
+	if err != nil {
+		return nil, err
 	}
 	if p.perfPath != "" {
 		s.refreshPerfMap(p)
@@ -422,6 +407,35 @@ func (s *Symbolizer) Symbolize(pid uint32, startTime uint64, addrs []uint64) ([]
 		}
 	}
 	return locs, nil
+}
+
+// process returns the captured map of a process, capturing it first if it
+// was not and still runs.
+func (s *Symbolizer) process(key procKey) (*process, error) {
+	p, ok, err := s.cached(key)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		s.st.processHits.Add(1)
+		return p, nil
+	}
+	s.st.processMisses.Add(1)
+	if p, err = s.capture(key); err != nil {
+		return nil, fmt.Errorf("capturing %d: %w", key.pid, err)
+	}
+	return p, nil
+}
+
+// cached returns the captured map of a process, if there is one.
+func (s *Symbolizer) cached(key procKey) (*process, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, false, ErrClosed
+	}
+	p, ok := s.procs.get(key)
+	return p, ok, nil
 }
 
 // Stats returns the counters.

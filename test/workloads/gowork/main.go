@@ -3,6 +3,9 @@
 // each.
 //
 //	leak N   keep N more KiB alive in retainBytes, touching every page
+//	sleepy N leak N MiB, 1 MiB at a time with a 1 ms sleep between, while
+//	         four other goroutines sleep; what was at the bottom of
+//	         time.Sleep's frame is left in retainBytes's frame
 //	nop      do nothing; answers once start-up is over
 //	exit     exit 0
 package main
@@ -11,6 +14,8 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 )
 
 var retained [][]byte
@@ -24,6 +29,24 @@ func retainBytes(kib int) {
 	retained = append(retained, b)
 }
 
+var sleepersOnce sync.Once
+
+func sleepy(mib int) {
+	sleepersOnce.Do(func() {
+		for range 4 {
+			go func() {
+				for {
+					time.Sleep(time.Millisecond)
+				}
+			}()
+		}
+	})
+	for range mib {
+		retainBytes(1024)
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func main() {
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -33,6 +56,9 @@ func main() {
 		switch cmd {
 		case "leak":
 			retainBytes(n)
+			fmt.Println("ok")
+		case "sleepy":
+			sleepy(n)
 			fmt.Println("ok")
 		case "nop":
 			fmt.Println("ok")
