@@ -3,8 +3,10 @@
 # Idempotent: packages already present are skipped, so `make` targets can call it.
 set -euo pipefail
 
-# prometheus brings promtool, used by the metrics tests.
-packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev prometheus)
+# prometheus brings promtool, used by the metrics tests; it and fzf (3 MB) are
+# stripped Go 1.19 binaries as Debian ships them, which pkg/symbolize's tests
+# symbolize; binutils' objdump and strip check them.
+packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev binutils prometheus fzf)
 if [[ "${LEAKWATCH_EXTRA_PACKAGES:-}" != "" ]]; then
 	read -r -a extra <<<"${LEAKWATCH_EXTRA_PACKAGES}"
 	packages+=("${extra[@]}")

@@ -20,7 +20,11 @@ type goTable struct {
 	version   int // 118 or 120
 	quantum   uint64
 	nfunc     int
-	textStart uint64
+	ptr       int    // pointer size
+	textStart uint64 // runtime.text, which functab entries are offsets from
+	// funcnameOff is the offset of funcnametab from the header;
+	// moduledata the address of the runtime's, 0 unless searched for.
+	funcnameOff, moduledata uint64
 
 	funcnametab, cutab, filetab, pctab, functab []byte
 	// gofunc is the data from go:func.*, which funcdata offsets (the inline
@@ -53,21 +57,10 @@ type goSymbols struct {
 // loadGoTable finds and reads the pclntab of f, or returns nil when f is
 // not a Go binary or its table is unusable.
 func loadGoTable(f *elf.File, gs goSymbols, fits func(off, n uint64) bool, m mapper) (*goTable, []func()) {
-	sect := f.Section(".gopclntab")
-	if sect == nil && gs.pclntab != 0 {
-		// External linking may fold the table into another section; the
-		// runtime's own symbols say where it is.
-		sect = sectionAt(f, gs.pclntab)
-	}
-	if sect == nil || sect.Type == elf.SHT_NOBITS || sect.Size < 64 || sect.Size > maxPclntabBytes || !fits(sect.Offset, sect.Size) {
-		return nil, nil
-	}
-	start := uint64(0)
-	if addr := gs.pclntab; addr != 0 && addr >= sect.Addr && addr-sect.Addr < sect.Size {
-		start = addr - sect.Addr
-	}
-	data, rel, err := m(int64(sect.Offset+start), int64(sect.Size-start))
-	if err != nil {
+	im := newGoImage(f, fits, m)
+	defer im.close()
+	pcln, data, rel, ok := im.pclntab(gs)
+	if !ok {
 		return nil, nil
 	}
 	release := []func(){rel}
@@ -78,30 +71,35 @@ func loadGoTable(f *elf.File, gs goSymbols, fits func(off, n uint64) bool, m map
 		return nil
 	}
 
-	textStart := gs.text
-	if textStart == 0 {
-		if t := f.Section(".text"); t != nil {
-			textStart = t.Addr
-		}
-	}
-	t := &goTable{bo: f.ByteOrder, textStart: textStart}
+	t := &goTable{bo: f.ByteOrder}
 	if !t.parseHeader(data) {
-		if tab := legacyTable(data, textStart); tab != nil {
+		// Go 1.2 to 1.17 tables hold absolute entry addresses: no text
+		// start is needed.
+		if tab := legacyTable(data); tab != nil {
 			return &goTable{legacy: tab}, release
 		}
 		return nil, done()
 	}
+	if t.textStart = t.findTextStart(im, gs, pcln); t.textStart == 0 {
+		// An entry's offset means nothing without it; a guess (the .text
+		// section, which external linking starts with C code) names
+		// every frame after a neighbour.
+		return nil, done()
+	}
 
 	if t.version >= 120 {
-		if addr := gs.funcdata; addr != 0 {
-			pclnAddr := sect.Addr + start
-			if addr >= pclnAddr && addr-pclnAddr < uint64(len(data)) {
-				t.gofunc = data[addr-pclnAddr:]
-			} else if s := sectionAt(f, addr); s != nil && s.Type != elf.SHT_NOBITS && s.Size <= maxPclntabBytes && fits(s.Offset, s.Size) {
-				if d, rel, err := m(int64(s.Offset+addr-s.Addr), int64(s.Size-(addr-s.Addr))); err == nil {
-					t.gofunc = d
-					release = append(release, rel)
-				}
+		var gofunc uint64
+		if gs.funcdata != 0 {
+			gofunc = gs.funcdata
+		} else if t.moduledata != 0 {
+			gofunc, _ = im.word(t.moduledata+mdGofunc120*uint64(t.ptr), t.ptr)
+		}
+		if gofunc >= pcln && gofunc-pcln < uint64(len(data)) {
+			t.gofunc = data[gofunc-pcln:]
+		} else if gofunc != 0 {
+			if d, rel, ok := im.mapAt(gofunc, maxPclntabBytes); ok {
+				t.gofunc = d
+				release = append(release, rel)
 			}
 		}
 		if t.gofunc == nil {
@@ -109,6 +107,24 @@ func loadGoTable(f *elf.File, gs goSymbols, fits func(off, n uint64) bool, m map
 		}
 	}
 	return t, release
+}
+
+// findTextStart returns the address the table's entry offsets count from:
+// runtime.text. Go 1.18 to 1.2x write it into the header (relocated in a
+// PIE); later ones leave it 0 there and only the runtime's moduledata
+// holds it, which a stripped binary is searched for.
+func (t *goTable) findTextStart(im *goImage, gs goSymbols, pcln uint64) uint64 {
+	if text, ok := im.word(pcln+8+2*uint64(t.ptr), t.ptr); ok && text != 0 {
+		return text
+	}
+	if gs.text != 0 {
+		return gs.text
+	}
+	if t.moduledata = im.moduledata(t, pcln, t.ptr); t.moduledata != 0 {
+		text, _ := im.word(t.moduledata+mdText*uint64(t.ptr), t.ptr)
+		return text
+	}
+	return 0
 }
 
 // covered is the range of addresses t resolves: the binary's Go code,
@@ -181,6 +197,7 @@ func (t *goTable) parseHeader(data []byte) bool {
 		return data[off:]
 	}
 	nfunc := word(0)
+	t.ptr, t.funcnameOff = ptr, word(3)
 	t.funcnametab, t.cutab, t.filetab, t.pctab, t.functab = from(3), from(4), from(5), from(6), from(7)
 	if t.funcnametab == nil || t.cutab == nil || t.filetab == nil || t.pctab == nil || t.functab == nil ||
 		nfunc == 0 || nfunc > uint64(len(t.functab))/8 {
@@ -431,7 +448,7 @@ func (t *goTable) treesPlausible(gofunc []byte, funcs []int) bool {
 // legacyTable reads a Go 1.2 to 1.17 table with debug/gosym, which
 // allocates per function the table claims: the claim is checked against
 // the table's size first.
-func legacyTable(data []byte, textStart uint64) (tab *gosym.Table) {
+func legacyTable(data []byte) (tab *gosym.Table) {
 	if len(data) < 16 || data[4] != 0 || data[5] != 0 || (data[7] != 4 && data[7] != 8) {
 		return nil
 	}
@@ -454,7 +471,7 @@ func legacyTable(data []byte, textStart uint64) (tab *gosym.Table) {
 			tab = nil
 		}
 	}()
-	t, err := gosym.NewTable(nil, gosym.NewLineTable(data, textStart))
+	t, err := gosym.NewTable(nil, gosym.NewLineTable(data, 0))
 	if err != nil || len(t.Funcs) == 0 {
 		return nil
 	}

@@ -1,0 +1,495 @@
+package symbolize
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"debug/elf"
+	"debug/gosym"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Go binaries as they are shipped, checked function by function against
+// references that do not share this package's reader: the ELF symbol
+// table of the same (or an identical unstripped) build, `go tool
+// addr2line`, and for binaries that ship stripped, debug/gosym and the
+// machine code's own call targets.
+
+// Debian binaries of Go 1.19 (pclntab magic 0xfffffff0), stripped and
+// linked externally: their .text starts with C start-up code, before
+// runtime.text. hack/install-deps.sh installs them.
+var debianGoBinaries = []string{"/usr/bin/prometheus", "/usr/bin/fzf"}
+
+// requireFile fails where CI must have the file and skips, saying so,
+// elsewhere.
+func requireFile(t *testing.T, path string) {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		if os.Getenv("LEAKWATCH_REQUIRE_PRIVILEGED") == "1" {
+			t.Fatalf("%s: %v (hack/install-deps.sh installs it)", path, err)
+		}
+		t.Skipf("%s: %v; run hack/install-deps.sh", path, err)
+	}
+}
+
+// goBuildVariant builds testdata/cgofixture with the given flags.
+func goBuildVariant(t *testing.T, name string, flags ...string) string {
+	t.Helper()
+	return build(t, "cgo", name, flags...)
+}
+
+// symtabFuncs returns the Go functions of an unstripped binary's symbol
+// table: those between runtime.text and runtime.etext with a package path
+// in their names (internal linking puts C code there too), named as the
+// pclntab names them (without the .abi0 of assembly functions).
+func symtabFuncs(t *testing.T, path string) []elf.Symbol {
+	t.Helper()
+	syms := elfSymbols(t, path)
+	var text, etext uint64
+	for _, s := range syms {
+		switch s.Name {
+		case "runtime.text":
+			text = s.Value
+		case "runtime.etext":
+			etext = s.Value
+		}
+	}
+	if text == 0 || etext <= text {
+		t.Fatalf("%s: runtime.text %#x, runtime.etext %#x", path, text, etext)
+	}
+	var out []elf.Symbol
+	for _, s := range syms {
+		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Size > 0 && s.Value >= text && s.Value < etext &&
+			strings.Contains(s.Name, ".") && !strings.Contains(s.Name, "(") {
+			s.Name = strings.TrimSuffix(s.Name, ".abi0")
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// elfSymbols returns the symbol table of the file at path.
+func elfSymbols(t *testing.T, path string) []elf.Symbol {
+	t.Helper()
+	syms, err := openELFFile(t, path).Symbols()
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return syms
+}
+
+// openELFFile opens path with debug/elf until the test ends.
+func openELFFile(t *testing.T, path string) *elf.File {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// samplePCs returns, for every stride-th function, its entry, a PC in
+// its middle and its last byte.
+func samplePCs(entry, size uint64) []uint64 {
+	return []uint64{entry, entry + size/2, entry + size - 1}
+}
+
+// outermost is the function holding pc by o's reading: the last frame.
+func outermost(o *object, pc uint64) string {
+	fr := o.frames(pc)
+	if len(fr) == 0 {
+		return ""
+	}
+	return fr[len(fr)-1].Function
+}
+
+// tally counts PCs checked and named right, and keeps a few misses.
+type tally struct {
+	checked, right int
+	misses         []string
+}
+
+func (c *tally) check(pc uint64, got, want string) {
+	c.checked++
+	if got == want {
+		c.right++
+	} else if len(c.misses) < 5 {
+		c.misses = append(c.misses, fmt.Sprintf("%#x: %q, want %q", pc, got, want))
+	}
+}
+
+func (c *tally) report(t *testing.T, what string) {
+	t.Helper()
+	t.Logf("%s: %d PCs checked, %d named right", what, c.checked, c.right)
+	if c.checked == 0 || c.right != c.checked {
+		t.Errorf("%s: %d of %d PCs named wrong: %s", what, c.checked-c.right, c.checked, strings.Join(c.misses, "; "))
+	}
+}
+
+// checkAgainstSymtab symbolizes PCs of bin by o and compares the outermost
+// function with the symbol table of ref, an unstripped build of the same
+// code.
+func checkAgainstSymtab(t *testing.T, o *object, ref string) {
+	t.Helper()
+	var c tally
+	funcs := symtabFuncs(t, ref)
+	stride := max(1, len(funcs)/1500)
+	for i := 0; i < len(funcs); i += stride {
+		s := funcs[i]
+		for _, pc := range samplePCs(s.Value, s.Size) {
+			// The linker writes the middle dot of the pclntab's names
+			// as a dot into ELF symbols.
+			c.check(pc, strings.ReplaceAll(outermost(o, pc), "·", "."), s.Name)
+		}
+	}
+	c.report(t, "against the ELF symbol table")
+}
+
+// addr2line asks `go tool addr2line` for the functions at pcs.
+func addr2line(t *testing.T, bin string, pcs []uint64) []string {
+	t.Helper()
+	var in bytes.Buffer
+	for _, pc := range pcs {
+		fmt.Fprintf(&in, "%#x\n", pc)
+	}
+	cmd := exec.Command("go", "tool", "addr2line", bin)
+	cmd.Stdin = &in
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go tool addr2line: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2*len(pcs) {
+		t.Fatalf("go tool addr2line answered %d lines for %d PCs", len(lines), len(pcs))
+	}
+	names := make([]string, len(pcs))
+	for i := range pcs {
+		names[i] = lines[2*i]
+	}
+	return names
+}
+
+// Go 1.26 builds of testdata/cgofixture, linked internally and externally,
+// PIE or not, with and without symbols. An external link puts C start-up
+// code before runtime.text, and Go 1.26 no longer writes the text start into
+// the pclntab header, so a stripped one is right only if the runtime's
+// moduledata is found.
+func TestGoBuildsAgainstSymtab(t *testing.T) {
+	for _, tt := range []struct {
+		name, buildmode, linkmode string
+	}{
+		{"internal", "exe", "internal"},
+		{"external", "exe", "external"},
+		{"pie-internal", "pie", "internal"},
+		{"pie-external", "pie", "external"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			mode, link := "-buildmode="+tt.buildmode, "-ldflags=-linkmode="+tt.linkmode
+			full := goBuildVariant(t, "real-"+tt.name, mode, link)
+			stripped := goBuildVariant(t, "real-"+tt.name+"-stripped", mode, link+" -s -w")
+			t.Run("unstripped", func(t *testing.T) { checkAgainstSymtab(t, loadPath(t, full), full) })
+			t.Run("stripped", func(t *testing.T) {
+				sameLayout(t, full, stripped)
+				checkAgainstSymtab(t, loadPath(t, stripped), full)
+			})
+			t.Run("no-section-headers", func(t *testing.T) {
+				checkAgainstSymtab(t, loadPath(t, dropSectionHeaders(t, stripped)), full)
+			})
+		})
+	}
+}
+
+// The reference itself is checked: on an internally linked binary, where
+// the Go tools' reading (.text as the text start) is right, `go tool
+// addr2line` names what the symbol table names.
+func TestSymtabReferenceAgreesWithAddr2line(t *testing.T) {
+	bin := goBuildVariant(t, "real-internal", "-buildmode=exe", "-ldflags=-linkmode=internal")
+	funcs := symtabFuncs(t, bin)
+	var pcs []uint64
+	var want []string
+	for i := 0; i < len(funcs); i += max(1, len(funcs)/300) {
+		for _, pc := range samplePCs(funcs[i].Value, funcs[i].Size) {
+			pcs = append(pcs, pc)
+			want = append(want, funcs[i].Name)
+		}
+	}
+	o := loadPath(t, bin)
+	var c tally
+	for i, name := range addr2line(t, bin, pcs) {
+		if name != want[i] {
+			t.Fatalf("%#x: addr2line %q, symbol table %q", pcs[i], name, want[i])
+		}
+		c.check(pcs[i], outermost(o, pcs[i]), name)
+	}
+	c.report(t, "against go tool addr2line")
+}
+
+// A Go 1.17 binary (pclntab magic 0xfffffffa) that Go's own source tree
+// keeps as test data, unstripped, with strip(1)'s output and without
+// section headers.
+func TestGo117Binary(t *testing.T) {
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	src := filepath.Join(strings.TrimSpace(string(out)), "src/debug/buildinfo/testdata/go117/go117.base64")
+	enc, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatalf("the Go toolchain's Go 1.17 test binary: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "go117")
+	data, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(enc)), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if m := pclntabMagic(t, bin); m != goMagic116 {
+		t.Fatalf("magic %#x, want the Go 1.16 layout", m)
+	}
+	checkAgainstSymtab(t, loadPath(t, bin), bin)
+	stripped := bin + "-stripped"
+	if msg, err := exec.Command("strip", "-o", stripped, bin).CombinedOutput(); err != nil {
+		t.Fatalf("strip: %v\n%s", err, msg)
+	}
+	t.Run("stripped", func(t *testing.T) { checkAgainstSymtab(t, loadPath(t, stripped), bin) })
+	t.Run("no-section-headers", func(t *testing.T) {
+		checkAgainstSymtab(t, loadPath(t, dropSectionHeaders(t, stripped)), bin)
+	})
+}
+
+// Debian's stripped Go 1.19 binaries: names as debug/gosym reads the same
+// table from the header's text start, and function entries where the
+// machine code's direct calls land.
+func TestDebianGoBinaries(t *testing.T) {
+	for _, bin := range debianGoBinaries {
+		t.Run(filepath.Base(bin), func(t *testing.T) {
+			requireFile(t, bin)
+			if m := pclntabMagic(t, bin); m != goMagic118 {
+				t.Fatalf("magic %#x, want the Go 1.18 layout", m)
+			}
+			o := loadPath(t, bin)
+			tab := gosymTable(t, bin)
+			var c tally
+			stride := max(1, len(tab.Funcs)/1500)
+			for i := 0; i < len(tab.Funcs); i += stride {
+				fn := tab.Funcs[i]
+				for _, pc := range samplePCs(fn.Entry, fn.End-fn.Entry) {
+					c.check(pc, outermost(o, pc), fn.Name)
+				}
+			}
+			c.report(t, "against debug/gosym")
+			checkCallTargets(t, o, bin)
+			checkGoexit(t, o, bin)
+			t.Run("no-section-headers", func(t *testing.T) {
+				o := loadPath(t, dropSectionHeaders(t, bin))
+				var c tally
+				for i := 0; i < len(tab.Funcs); i += stride {
+					fn := tab.Funcs[i]
+					c.check(fn.Entry, outermost(o, fn.Entry), fn.Name)
+				}
+				c.report(t, "without section headers, against debug/gosym")
+			})
+		})
+	}
+}
+
+// checkCallTargets disassembles part of bin with GNU objdump and checks
+// that every direct call lands on the entry of a function by o's reading
+// (the runtime's Duff devices, entered in the middle, excepted).
+func checkCallTargets(t *testing.T, o *object, bin string) {
+	t.Helper()
+	text := openELFFile(t, bin).Section(".text")
+	lo := text.Addr + text.Size/3
+	cmd := exec.Command("objdump", "-d", "--no-show-raw-insn", fmt.Sprintf("--start-address=%#x", lo), fmt.Sprintf("--stop-address=%#x", lo+1<<20), bin)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("objdump: %v", err)
+	}
+	call := regexp.MustCompile(`\scall\s+([0-9a-f]+)`)
+	var c tally
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() && c.checked < 3000 {
+		m := call.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		target, _ := strconv.ParseUint(m[1], 16, 64)
+		name := outermost(o, target)
+		if strings.HasPrefix(name, "runtime.duff") {
+			continue
+		}
+		// An entry is where the function's name begins: the byte before
+		// belongs to another function, or to none.
+		entry := name != "" && outermost(o, target-1) != name
+		c.check(target, fmt.Sprint(entry), "true")
+	}
+	c.report(t, "direct call targets are function entries")
+}
+
+// checkGoexit finds runtime.goexit, the frame every goroutine's stack ends
+// in: its code is a NOP, a call of runtime.goexit1 and a NOP, so the return
+// address its frames carry, past the call, must still be named goexit.
+func checkGoexit(t *testing.T, o *object, bin string) {
+	t.Helper()
+	tab := gosymTable(t, bin)
+	fn := tab.LookupFunc("runtime.goexit")
+	if fn == nil {
+		t.Fatal("no runtime.goexit in debug/gosym's reading")
+	}
+	code := readAt(t, openELFFile(t, bin), fn.Entry, 7)
+	if code[0] != 0x90 || code[1] != 0xe8 {
+		t.Fatalf("runtime.goexit at %#x starts % x, not NOP; CALL", fn.Entry, code)
+	}
+	target := fn.Entry + 6 + uint64(int64(int32(binary.LittleEndian.Uint32(code[2:]))))
+	for pc, want := range map[uint64]string{fn.Entry: "runtime.goexit", fn.Entry + 6: "runtime.goexit", target: "runtime.goexit1"} {
+		if got := outermost(o, pc); got != want {
+			t.Errorf("%#x: %q, want %q", pc, got, want)
+		}
+	}
+}
+
+func gosymTable(t *testing.T, bin string) *gosym.Table {
+	t.Helper()
+	f := openELFFile(t, bin)
+	data, err := f.Section(".gopclntab").Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Go 1.18 header's own text start; debug/gosym takes it as given.
+	textStart := f.ByteOrder.Uint64(data[8+2*8:])
+	tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, textStart))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tab
+}
+
+func pclntabMagic(t *testing.T, bin string) uint32 {
+	t.Helper()
+	f := openELFFile(t, bin)
+	s := f.Section(".gopclntab")
+	if s == nil {
+		t.Fatalf("%s: no .gopclntab", bin)
+	}
+	b := make([]byte, 4)
+	if _, err := s.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return f.ByteOrder.Uint32(b)
+}
+
+// readAt reads n bytes of f at a virtual address.
+func readAt(t *testing.T, f *elf.File, addr uint64, n int) []byte {
+	t.Helper()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD && addr >= p.Vaddr && addr+uint64(n) <= p.Vaddr+p.Filesz {
+			b := make([]byte, n)
+			if _, err := p.ReadAt(b, int64(addr-p.Vaddr)); err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+	t.Fatalf("%#x not in a segment", addr)
+	return nil
+}
+
+// sameLayout fails unless b holds a's functions at the same addresses:
+// the same text section, and at each function's entry in a's symbol table
+// the same first bytes. The code is not identical: stripping moves the
+// data, which its PC-relative operands reach.
+func sameLayout(t *testing.T, a, b string) {
+	t.Helper()
+	fa, fb := openELFFile(t, a), openELFFile(t, b)
+	texts := [2]*elf.Section{fa.Section(".text"), fb.Section(".text")}
+	if texts[0].Addr != texts[1].Addr || texts[0].Size != texts[1].Size {
+		t.Fatalf("%s and %s differ in their text sections", a, b)
+	}
+	same := 0
+	funcs := symtabFuncs(t, a)
+	for _, s := range funcs {
+		n := int(min(s.Size, 4))
+		if bytes.Equal(readAt(t, fa, s.Value, n), readAt(t, fb, s.Value, n)) {
+			same++
+		}
+	}
+	// A function starting with a PC-relative instruction differs; a
+	// shifted layout would differ nearly everywhere.
+	if same < len(funcs)*9/10 {
+		t.Fatalf("%s and %s: %d of %d functions start alike: the symbol table of one is no reference for the other", a, b, same, len(funcs))
+	}
+}
+
+// dropSectionHeaders copies bin without its section header table, as
+// sstrip leaves a binary: only the program headers say what is where.
+func dropSectionHeaders(t *testing.T, bin string) string {
+	t.Helper()
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) < 64 || data[4] != byte(elf.ELFCLASS64) || data[5] != byte(elf.ELFDATA2LSB) {
+		t.Fatalf("%s: not a little-endian ELF64 file", bin)
+	}
+	// e_shoff, e_shnum and e_shstrndx.
+	binary.LittleEndian.PutUint64(data[0x28:], 0)
+	binary.LittleEndian.PutUint16(data[0x3c:], 0)
+	binary.LittleEndian.PutUint16(data[0x3e:], 0)
+	out := filepath.Join(t.TempDir(), filepath.Base(bin)+"-noshdr")
+	if err := os.WriteFile(out, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// The Go 1.2 layout (magic 0xfffffffb) from a Go 1.15 build that Go's own
+// source tree keeps as test data (its pclntab only): entries are absolute,
+// so no text start is needed; Go's test of it places main.main at 0x105c280.
+func TestGo115Pclntab(t *testing.T) {
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	fh, err := os.Open(filepath.Join(strings.TrimSpace(string(out)), "src/debug/gosym/testdata/pcln115.gz"))
+	if err != nil {
+		t.Fatalf("the Go toolchain's Go 1.15 pclntab: %v", err)
+	}
+	defer fh.Close()
+	zr, err := gzip.NewReader(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := binary.LittleEndian.Uint32(data); m != goMagic12 {
+		t.Fatalf("magic %#x, want the Go 1.2 layout", m)
+	}
+	if !plausibleHeader(data, binary.LittleEndian) {
+		t.Error("the scan would not accept the header")
+	}
+	tab := legacyTable(data)
+	if tab == nil {
+		t.Fatal("table not read")
+	}
+	g := &goTable{legacy: tab}
+	for _, pc := range []uint64{0x105c280, 0x105c281} {
+		if fr := g.frames(pc); len(fr) != 1 || fr[0].Function != "main.main" {
+			t.Errorf("%#x: %+v, want main.main", pc, fr)
+		}
+	}
+}
