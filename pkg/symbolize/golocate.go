@@ -208,6 +208,8 @@ const (
 	// from Go 1.20 on, which added the coverage counters.
 	mdGofunc118 = 38
 	mdGofunc120 = 40
+
+	maxModuledataTries = 16
 )
 
 // moduledata finds the runtime's moduledata of the table at pcln: a
@@ -217,7 +219,13 @@ const (
 func (im *goImage) moduledata(t *goTable, pcln uint64, ptr int) uint64 {
 	first, _ := t.functabEntry(0)
 	end, _ := t.functabEntry(t.nfunc)
+	// A binary has one; each candidate costs scans of the relocations,
+	// so a file made of the pclntab's address cannot make this quadratic.
+	tries := 0
 	fits := func(md uint64) bool {
+		if tries++; tries > maxModuledataTries {
+			return false
+		}
 		names, ok := im.word(md+mdFuncnametab*uint64(ptr), ptr)
 		if !ok || names != pcln+t.funcnameOff {
 			return false

@@ -7,11 +7,11 @@ import (
 )
 
 // goTable reads a Go binary's pclntab the way the runtime does, for Go
-// 1.18 and later, including the inline tree of Go 1.20 and later, so a PC
-// in an inlined body yields the inlined function and every function it was
-// inlined into. debug/gosym cannot: it reports the outermost function with
-// the innermost file and line. Older binaries go through debug/gosym and get
-// the outermost function only.
+// 1.18 and later, including the inline trees, so a PC in an inlined body
+// yields the inlined function and every function it was inlined into.
+// debug/gosym cannot: it reports the outermost function with the innermost
+// file and line. Older binaries (Go 1.2 to 1.17) go through debug/gosym and
+// get the outermost function only.
 //
 // Every read is bounds-checked: the table comes from a file that may be
 // corrupt, and a bad offset yields fewer frames, never a panic.
@@ -44,7 +44,10 @@ const (
 
 	pcdataInlTreeIndex = 2
 	funcdataInlTree    = 3
-	inlinedCallSize    = 16 // Go 1.20+ runtime.inlinedCall
+	// runtime.inlinedCall: Go 1.18 and 1.19 keep the parent's index, file
+	// and line (20 bytes), Go 1.20 on the start line instead (16 bytes).
+	inlinedCallSize118 = 20
+	inlinedCallSize120 = 16
 	maxInlineDepth     = 64
 )
 
@@ -87,24 +90,34 @@ func loadGoTable(f *elf.File, gs goSymbols, fits func(off, n uint64) bool, m map
 		return nil, done()
 	}
 
-	if t.version >= 120 {
-		var gofunc uint64
-		if gs.funcdata != 0 {
-			gofunc = gs.funcdata
-		} else if t.moduledata != 0 {
-			gofunc, _ = im.word(t.moduledata+mdGofunc120*uint64(t.ptr), t.ptr)
+	var gofunc uint64
+	if gs.funcdata != 0 {
+		gofunc = gs.funcdata
+	} else {
+		if t.moduledata == 0 {
+			t.moduledata = im.moduledata(t, pcln, t.ptr)
 		}
-		if gofunc >= pcln && gofunc-pcln < uint64(len(data)) {
-			t.gofunc = data[gofunc-pcln:]
-		} else if gofunc != 0 {
-			if d, rel, ok := im.mapAt(gofunc, maxPclntabBytes); ok {
-				t.gofunc = d
-				release = append(release, rel)
+		if t.moduledata != 0 {
+			field := uint64(mdGofunc118)
+			if t.version >= 120 {
+				field = mdGofunc120
 			}
+			gofunc, _ = im.word(t.moduledata+field*uint64(t.ptr), t.ptr)
 		}
-		if t.gofunc == nil {
-			t.gofunc = t.guessGofunc(data)
+	}
+	if gofunc >= pcln && gofunc-pcln < uint64(len(data)) {
+		t.gofunc = data[gofunc-pcln:]
+	} else if gofunc != 0 {
+		if d, rel, ok := im.mapAt(gofunc, maxPclntabBytes); ok {
+			t.gofunc = d
+			release = append(release, rel)
 		}
+	}
+	if t.gofunc != nil && !t.treesPlausible(t.gofunc, t.someTrees()) {
+		t.gofunc = nil
+	}
+	if t.gofunc == nil && t.version >= 120 {
+		t.gofunc = t.guessGofunc(data)
 	}
 	return t, release
 }
@@ -309,13 +322,10 @@ func (t *goTable) frames(pc uint64) []Frame {
 		table := f.pcdata(pcdataInlTreeIndex)
 		ix := t.pcvalue(table, f.entry, pc)
 		for depth := 0; ix >= 0 && depth < maxInlineDepth; depth++ {
-			at := int(ix) * inlinedCallSize
-			if at+inlinedCallSize > len(tree) {
+			nameOff, parentPC, startLine, ok := t.inlinedCall(tree, ix)
+			if !ok {
 				break
 			}
-			nameOff := t.u32(tree, at+4)
-			parentPC := t.u32(tree, at+8)
-			startLine := int32(t.u32(tree, at+12))
 			file, line := t.fileLine(f, pc)
 			out = append(out, Frame{Function: t.name(nameOff), File: file, Line: line, StartLine: int(startLine), Inlined: true})
 			if uint64(parentPC) >= f.size {
@@ -334,6 +344,24 @@ func (t *goTable) frames(pc uint64) []Frame {
 		return nil
 	}
 	return append(out, fr)
+}
+
+// inlinedCall reads entry ix of an inline tree: the inlined function's
+// name offset, the offset from the outer function's entry of a PC at the
+// call site, and (Go 1.20 on) the inlined function's start line.
+func (t *goTable) inlinedCall(tree []byte, ix int32) (nameOff, parentPC uint32, startLine int32, ok bool) {
+	size, name, parent := inlinedCallSize120, 4, 8
+	if t.version < 120 {
+		size, name, parent = inlinedCallSize118, 12, 16
+	}
+	at := int(ix) * size
+	if ix < 0 || at+size > len(tree) {
+		return 0, 0, 0, false
+	}
+	if t.version >= 120 {
+		startLine = int32(t.u32(tree, at+12))
+	}
+	return t.u32(tree, at+name), t.u32(tree, at+parent), startLine, true
 }
 
 func (t *goTable) fileLine(f goFunc, pc uint64) (string, int) {
@@ -396,19 +424,15 @@ func (t *goTable) pcvalue(off uint32, entry, targetPC uint64) int32 {
 func (t *goTable) guessGofunc(data []byte) []byte {
 	base := len(data) - len(t.functab)
 	var end uint64
-	var withTree []int
 	for i := 0; i < t.nfunc; i++ {
 		f, ok := t.funcAt(i)
 		if !ok {
 			return nil
 		}
 		_, foff := t.functabEntry(i)
-		e := uint64(foff) + uint64(f.hdr) + 4*uint64(f.npcdata) + 4*uint64(f.nfuncdat)
-		end = max(end, e)
-		if _, ok := f.funcdata(funcdataInlTree); ok && len(withTree) < 64 {
-			withTree = append(withTree, i)
-		}
+		end = max(end, uint64(foff)+uint64(f.hdr)+4*uint64(f.npcdata)+4*uint64(f.nfuncdat))
 	}
+	withTree := t.someTrees()
 	if len(withTree) == 0 {
 		return nil
 	}
@@ -425,18 +449,35 @@ func (t *goTable) guessGofunc(data []byte) []byte {
 	return nil
 }
 
+// someTrees returns up to 64 functions that have an inline tree.
+func (t *goTable) someTrees() []int {
+	var withTree []int
+	for i := 0; i < t.nfunc && len(withTree) < 64; i++ {
+		f, ok := t.funcAt(i)
+		if !ok {
+			return nil
+		}
+		if _, ok := f.funcdata(funcdataInlTree); ok {
+			withTree = append(withTree, i)
+		}
+	}
+	return withTree
+}
+
+// treesPlausible checks gofunc as the base of the inline trees of funcs:
+// each tree's first entry must name a function and point inside its own.
 func (t *goTable) treesPlausible(gofunc []byte, funcs []int) bool {
 	for _, i := range funcs {
 		f, _ := t.funcAt(i)
 		off, _ := f.funcdata(funcdataInlTree)
-		at := uint64(off)
-		if at+inlinedCallSize > uint64(len(gofunc)) {
+		if uint64(off) >= uint64(len(gofunc)) {
 			return false
 		}
-		e := gofunc[at : at+inlinedCallSize]
-		nameOff := t.bo.Uint32(e[4:])
-		parentPC := t.bo.Uint32(e[8:])
-		if e[1] != 0 || e[2] != 0 || e[3] != 0 || uint64(parentPC) >= f.size ||
+		tree := gofunc[off:]
+		nameOff, parentPC, _, ok := t.inlinedCall(tree, 0)
+		// The padding after funcID, and in Go 1.20 on the bytes before.
+		pad := len(tree) > 3 && tree[3] == 0 && (t.version < 120 || tree[1] == 0 && tree[2] == 0)
+		if !ok || !pad || uint64(parentPC) >= f.size ||
 			uint64(nameOff) >= uint64(len(t.funcnametab)) || (nameOff > 0 && t.funcnametab[nameOff-1] != 0) ||
 			cString(t.funcnametab, nameOff) == "" {
 			return false

@@ -195,13 +195,17 @@ func TestGoBuildsAgainstSymtab(t *testing.T) {
 		{"pie-external", "pie", "external"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			// -trimpath: the two builds' sources are in different
+			// directories, and their file names are compared.
 			mode, link := "-buildmode="+tt.buildmode, "-ldflags=-linkmode="+tt.linkmode
-			full := goBuildVariant(t, "real-"+tt.name, mode, link)
-			stripped := goBuildVariant(t, "real-"+tt.name+"-stripped", mode, link+" -s -w")
+			full := goBuildVariant(t, "real-"+tt.name, "-trimpath", mode, link)
+			stripped := goBuildVariant(t, "real-"+tt.name+"-stripped", "-trimpath", mode, link+" -s -w")
 			t.Run("unstripped", func(t *testing.T) { checkAgainstSymtab(t, loadPath(t, full), full) })
 			t.Run("stripped", func(t *testing.T) {
 				sameLayout(t, full, stripped)
-				checkAgainstSymtab(t, loadPath(t, stripped), full)
+				o := loadPath(t, stripped)
+				checkAgainstSymtab(t, o, full)
+				checkInlining(t, o, gosymTable(t, full))
 			})
 			t.Run("no-section-headers", func(t *testing.T) {
 				checkAgainstSymtab(t, loadPath(t, dropSectionHeaders(t, stripped)), full)
@@ -214,7 +218,7 @@ func TestGoBuildsAgainstSymtab(t *testing.T) {
 // the Go tools' reading (.text as the text start) is right, `go tool
 // addr2line` names what the symbol table names.
 func TestSymtabReferenceAgreesWithAddr2line(t *testing.T) {
-	bin := goBuildVariant(t, "real-internal", "-buildmode=exe", "-ldflags=-linkmode=internal")
+	bin := goBuildVariant(t, "real-internal", "-trimpath", "-buildmode=exe", "-ldflags=-linkmode=internal")
 	funcs := symtabFuncs(t, bin)
 	var pcs []uint64
 	var want []string
@@ -291,6 +295,7 @@ func TestDebianGoBinaries(t *testing.T) {
 				}
 			}
 			c.report(t, "against debug/gosym")
+			checkInlining(t, o, tab)
 			checkCallTargets(t, o, bin)
 			checkGoexit(t, o, bin)
 			t.Run("no-section-headers", func(t *testing.T) {
@@ -303,6 +308,47 @@ func TestDebianGoBinaries(t *testing.T) {
 				c.report(t, "without section headers, against debug/gosym")
 			})
 		})
+	}
+}
+
+// checkInlining checks the inlined frames o gives at PCs across tab's
+// functions: the innermost frame is at the file and line debug/gosym gives
+// (the innermost position), and an inlined function that also exists on
+// its own is in that function's file.
+func checkInlining(t *testing.T, o *object, tab *gosym.Table) {
+	t.Helper()
+	var c tally
+	inlined := 0
+	for i := 0; i < len(tab.Funcs); i += max(1, len(tab.Funcs)/1000) {
+		fn := tab.Funcs[i]
+		if !strings.Contains(fn.Name, ".") {
+			// C code an internal link put into the table, without
+			// positions of its own (debug/gosym makes one up).
+			continue
+		}
+		for k := uint64(0); k < 16; k++ {
+			pc := fn.Entry + k*(fn.End-fn.Entry)/16
+			fr := o.frames(pc)
+			file, line, _ := tab.PCToLine(pc)
+			if len(fr) == 0 || file == "" {
+				continue
+			}
+			c.check(pc, fmt.Sprintf("%s:%d", fr[0].File, fr[0].Line), fmt.Sprintf("%s:%d", file, line))
+			if len(fr) > 1 {
+				inlined++
+			}
+			for _, f := range fr[:len(fr)-1] {
+				if own := tab.LookupFunc(f.Function); own != nil {
+					ownFile, _, _ := tab.PCToLine(own.Entry)
+					c.check(pc, f.Function+" in "+f.File, f.Function+" in "+ownFile)
+				}
+			}
+		}
+	}
+	t.Logf("%d PCs with inlined frames", inlined)
+	c.report(t, "inlined frames against debug/gosym")
+	if inlined < c.checked/20 {
+		t.Errorf("%d of %d PCs in inlined code: the inline trees were not read", inlined, c.checked)
 	}
 }
 
@@ -368,8 +414,16 @@ func gosymTable(t *testing.T, bin string) *gosym.Table {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The Go 1.18 header's own text start; debug/gosym takes it as given.
+	// The Go 1.18 header's own text start, which debug/gosym takes as
+	// given, else (later Go writes 0 there) runtime.text.
 	textStart := f.ByteOrder.Uint64(data[8+2*8:])
+	if textStart == 0 {
+		for _, s := range elfSymbols(t, bin) {
+			if s.Name == "runtime.text" {
+				textStart = s.Value
+			}
+		}
+	}
 	tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, textStart))
 	if err != nil {
 		t.Fatal(err)
