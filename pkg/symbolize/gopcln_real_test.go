@@ -10,6 +10,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Go binaries as they are shipped, checked function by function against
@@ -545,5 +548,129 @@ func TestGo115Pclntab(t *testing.T) {
 		if fr := g.frames(pc); len(fr) != 1 || fr[0].Function != "main.main" {
 			t.Errorf("%#x: %+v, want main.main", pc, fr)
 		}
+	}
+}
+
+// A running prometheus names its own goroutines' frames, through its
+// runtime, in /debug/pprof/goroutine?debug=1: every "#" line is a PC (the
+// call instruction) and a function, the inlined ones first. The Symbolizer,
+// reading the same live process from outside, must name each PC alike, and
+// the last return address of every stack, in runtime.goexit, as goexit (the
+// issue saw runtime.gcWriteBarrier there).
+func TestRunningPrometheusAgreesWithItsRuntime(t *testing.T) {
+	const bin = "/usr/bin/prometheus"
+	requireFile(t, bin)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte("global: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	dump := fetchWhenUp(t, "http://"+addr+"/debug/pprof/goroutine?debug=1", 20*time.Second, &logs)
+
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticks, err := statStartTime(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newTestSymbolizer(t, Config{})
+	pid, start := uint32(cmd.Process.Pid), ticks*(1e9/clockTicks)
+	names := func(stack ...uint64) [][]string {
+		locs, err := s.Symbolize(pid, start, stack)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([][]string, len(locs))
+		for i, l := range locs {
+			for _, f := range l.Frames {
+				out[i] = append(out[i], f.Function)
+			}
+		}
+		return out
+	}
+
+	frame := regexp.MustCompile(`^#\s+0x([0-9a-f]+)\s+(\S+)\+0x[0-9a-f]+\s`)
+	var pcs []uint64
+	want := map[uint64][]string{}
+	var goexits []uint64
+	// runtime.Callers lists inlined calls as frames of their own, each at
+	// its call site's PC: the lines in one physical function, which
+	// debug/gosym tells, are one PC's frames for the Symbolizer.
+	tab := gosymTable(t, bin)
+	var last, lastEntry uint64
+	for _, line := range strings.Split(dump, "\n") {
+		if m := frame.FindStringSubmatch(line); m != nil {
+			pc, _ := strconv.ParseUint(m[1], 16, 64)
+			fn := tab.PCToFunc(pc)
+			if fn == nil {
+				t.Fatalf("%#x: no function in debug/gosym's reading", pc)
+			}
+			if last == 0 || fn.Entry != lastEntry {
+				if _, ok := want[pc]; !ok {
+					pcs = append(pcs, pc)
+				}
+				want[pc], last, lastEntry = nil, pc, fn.Entry
+			}
+			want[last] = append(want[last], m[2])
+			continue
+		}
+		last = 0
+		if _, rets, ok := strings.Cut(line, " @ "); ok {
+			f := strings.Fields(rets)
+			ret, _ := strconv.ParseUint(strings.TrimPrefix(f[len(f)-1], "0x"), 16, 64)
+			goexits = append(goexits, ret)
+		}
+	}
+	var c tally
+	for _, pc := range pcs {
+		c.check(pc, strings.Join(names(pc)[0], " < "), strings.Join(want[pc], " < "))
+	}
+	c.report(t, "against the runtime's own frames")
+	var g tally
+	for _, ret := range goexits {
+		// As the tracer reports it: a return address after a leaf.
+		got := names(0, ret)[1]
+		g.check(ret, strings.Join(got, " < "), "runtime.goexit")
+	}
+	g.report(t, "last return address of each goroutine")
+}
+
+// fetchWhenUp gets url once the server answers, within d.
+func fetchWhenUp(t *testing.T, url string, d time.Duration, logs *bytes.Buffer) string {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(d)
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			body, rerr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if rerr == nil && resp.StatusCode == http.StatusOK {
+				return string(body)
+			}
+			err = fmt.Errorf("status %s, %w", resp.Status, rerr)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v\n%s", url, err, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
