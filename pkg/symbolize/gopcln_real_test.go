@@ -572,8 +572,13 @@ func TestRunningPrometheusAgreesWithItsRuntime(t *testing.T) {
 	_ = l.Close()
 	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logPath := filepath.Join(dir, "log")
+	logs, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -581,7 +586,7 @@ func TestRunningPrometheusAgreesWithItsRuntime(t *testing.T) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	dump := fetchWhenUp(t, "http://"+addr+"/debug/pprof/goroutine?debug=1", 20*time.Second, &logs)
+	dump := fetchWhenUp(t, "http://"+addr+"/debug/pprof/goroutine?debug=1", time.Minute, logPath)
 
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
 	if err != nil {
@@ -653,8 +658,9 @@ func TestRunningPrometheusAgreesWithItsRuntime(t *testing.T) {
 	g.report(t, "last return address of each goroutine")
 }
 
-// fetchWhenUp gets url once the server answers, within d.
-func fetchWhenUp(t *testing.T, url string, d time.Duration, logs *bytes.Buffer) string {
+// fetchWhenUp gets url once the server answers, within d; else it fails
+// with the server's log.
+func fetchWhenUp(t *testing.T, url string, d time.Duration, logPath string) string {
 	t.Helper()
 	client := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(d)
@@ -669,7 +675,8 @@ func fetchWhenUp(t *testing.T, url string, d time.Duration, logs *bytes.Buffer) 
 			err = fmt.Errorf("status %s, %w", resp.Status, rerr)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v\n%s", url, err, logs.String())
+			logs, _ := os.ReadFile(logPath)
+			t.Fatalf("%s: %v\n%s", url, err, logs)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
