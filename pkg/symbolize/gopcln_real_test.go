@@ -45,12 +45,6 @@ func requireFile(t *testing.T, path string) {
 	}
 }
 
-// goBuildVariant builds testdata/cgofixture with the given flags.
-func goBuildVariant(t *testing.T, name string, flags ...string) string {
-	t.Helper()
-	return build(t, "cgo", name, flags...)
-}
-
 // symtabFuncs returns the Go functions of an unstripped binary's symbol
 // table: those between runtime.text and runtime.etext with a package path
 // in their names (internal linking puts C code there too), named as the
@@ -190,19 +184,22 @@ func addr2line(t *testing.T, bin string, pcs []uint64) []string {
 // moduledata is found.
 func TestGoBuildsAgainstSymtab(t *testing.T) {
 	for _, tt := range []struct {
-		name, buildmode, linkmode string
+		name, tool, buildmode, linkmode string
 	}{
-		{"internal", "exe", "internal"},
-		{"external", "exe", "external"},
-		{"pie-internal", "pie", "internal"},
-		{"pie-external", "pie", "external"},
+		{"internal", "cgo", "exe", "internal"},
+		{"external", "cgo", "exe", "external"},
+		{"pie-internal", "cgo", "pie", "internal"},
+		{"pie-external", "cgo", "pie", "external"},
+		// Other machines and a 32-bit one, without cgo.
+		{"arm64", "go:arm64", "exe", "internal"},
+		{"386", "go:386", "exe", "internal"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			// -trimpath: the two builds' sources are in different
 			// directories, and their file names are compared.
 			mode, link := "-buildmode="+tt.buildmode, "-ldflags=-linkmode="+tt.linkmode
-			full := goBuildVariant(t, "real-"+tt.name, "-trimpath", mode, link)
-			stripped := goBuildVariant(t, "real-"+tt.name+"-stripped", "-trimpath", mode, link+" -s -w")
+			full := build(t, tt.tool, "real-"+tt.name, "-trimpath", mode, link)
+			stripped := build(t, tt.tool, "real-"+tt.name+"-stripped", "-trimpath", mode, link+" -s -w")
 			t.Run("unstripped", func(t *testing.T) { checkAgainstSymtab(t, loadPath(t, full), full) })
 			t.Run("stripped", func(t *testing.T) {
 				sameLayout(t, full, stripped)
@@ -221,7 +218,7 @@ func TestGoBuildsAgainstSymtab(t *testing.T) {
 // the Go tools' reading (.text as the text start) is right, `go tool
 // addr2line` names what the symbol table names.
 func TestSymtabReferenceAgreesWithAddr2line(t *testing.T) {
-	bin := goBuildVariant(t, "real-internal", "-trimpath", "-buildmode=exe", "-ldflags=-linkmode=internal")
+	bin := build(t, "cgo", "real-internal", "-trimpath", "-buildmode=exe", "-ldflags=-linkmode=internal")
 	funcs := symtabFuncs(t, bin)
 	var pcs []uint64
 	var want []string
@@ -419,7 +416,10 @@ func gosymTable(t *testing.T, bin string) *gosym.Table {
 	}
 	// The Go 1.18 header's own text start, which debug/gosym takes as
 	// given, else (later Go writes 0 there) runtime.text.
-	textStart := f.ByteOrder.Uint64(data[8+2*8:])
+	textStart := uint64(f.ByteOrder.Uint32(data[8+2*4:]))
+	if ptr := data[7]; ptr == 8 {
+		textStart = f.ByteOrder.Uint64(data[8+2*8:])
+	}
 	if textStart == 0 {
 		for _, s := range elfSymbols(t, bin) {
 			if s.Name == "runtime.text" {
@@ -498,13 +498,22 @@ func dropSectionHeaders(t *testing.T, bin string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(data) < 64 || data[4] != byte(elf.ELFCLASS64) || data[5] != byte(elf.ELFDATA2LSB) {
-		t.Fatalf("%s: not a little-endian ELF64 file", bin)
+	if len(data) < 64 || data[5] != byte(elf.ELFDATA2LSB) {
+		t.Fatalf("%s: not a little-endian ELF file", bin)
 	}
 	// e_shoff, e_shnum and e_shstrndx.
-	binary.LittleEndian.PutUint64(data[0x28:], 0)
-	binary.LittleEndian.PutUint16(data[0x3c:], 0)
-	binary.LittleEndian.PutUint16(data[0x3e:], 0)
+	switch elf.Class(data[4]) {
+	case elf.ELFCLASS64:
+		binary.LittleEndian.PutUint64(data[0x28:], 0)
+		binary.LittleEndian.PutUint16(data[0x3c:], 0)
+		binary.LittleEndian.PutUint16(data[0x3e:], 0)
+	case elf.ELFCLASS32:
+		binary.LittleEndian.PutUint32(data[0x20:], 0)
+		binary.LittleEndian.PutUint16(data[0x30:], 0)
+		binary.LittleEndian.PutUint16(data[0x32:], 0)
+	default:
+		t.Fatalf("%s: ELF class %d", bin, data[4])
+	}
 	out := filepath.Join(t.TempDir(), filepath.Base(bin)+"-noshdr")
 	if err := os.WriteFile(out, data, 0o755); err != nil {
 		t.Fatal(err)
