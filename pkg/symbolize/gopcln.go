@@ -105,16 +105,19 @@ func loadGoTable(f *elf.File, gs goSymbols, fits func(off, n uint64) bool, m map
 			gofunc, _ = im.word(t.moduledata+field*uint64(t.ptr), t.ptr)
 		}
 	}
+	// The address is checked against real trees: a moduledata field read
+	// from the wrong Go version's layout must not name inlined frames.
 	if gofunc >= pcln && gofunc-pcln < uint64(len(data)) {
-		t.gofunc = data[gofunc-pcln:]
+		if d := data[gofunc-pcln:]; t.treesPlausible(d, t.someTrees()) {
+			t.gofunc = d
+		}
 	} else if gofunc != 0 {
-		if d, rel, ok := im.mapAt(gofunc, maxPclntabBytes); ok {
+		if d, rel, ok := im.mapAt(gofunc, maxPclntabBytes); ok && t.treesPlausible(d, t.someTrees()) {
 			t.gofunc = d
 			release = append(release, rel)
+		} else if ok {
+			rel()
 		}
-	}
-	if t.gofunc != nil && !t.treesPlausible(t.gofunc, t.someTrees()) {
-		t.gofunc = nil
 	}
 	if t.gofunc == nil && t.version >= 120 {
 		t.gofunc = t.guessGofunc(data)
