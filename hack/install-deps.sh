@@ -3,9 +3,11 @@
 # Idempotent: packages already present are skipped, so `make` targets can call it.
 set -euo pipefail
 
-# prometheus brings promtool, used by the metrics tests; gdb and linux-perf
-# are the independent unwinders the profile frame tests compare with.
-packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev prometheus gdb linux-perf)
+# prometheus brings promtool, used by the metrics tests; it and fzf (3 MB) are
+# stripped Go 1.19 binaries as Debian ships them, which pkg/symbolize's tests
+# symbolize; binutils' objdump and strip check them. gdb and linux-perf are
+# the independent unwinders the profile frame tests compare with.
+packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev binutils prometheus fzf gdb linux-perf)
 if [[ "${LEAKWATCH_EXTRA_PACKAGES:-}" != "" ]]; then
 	read -r -a extra <<<"${LEAKWATCH_EXTRA_PACKAGES}"
 	packages+=("${extra[@]}")

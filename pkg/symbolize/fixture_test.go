@@ -238,16 +238,7 @@ func funcName(l Location) string {
 
 func symbolSize(t *testing.T, path, name string) uint64 {
 	t.Helper()
-	f, err := elf.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	syms, err := f.Symbols()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range syms {
+	for _, s := range elfSymbols(t, path) {
 		if s.Name == name {
 			return s.Size
 		}

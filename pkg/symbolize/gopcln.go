@@ -7,11 +7,11 @@ import (
 )
 
 // goTable reads a Go binary's pclntab the way the runtime does, for Go
-// 1.18 and later, including the inline tree of Go 1.20 and later, so a PC
-// in an inlined body yields the inlined function and every function it was
-// inlined into. debug/gosym cannot: it reports the outermost function with
-// the innermost file and line. Older binaries go through debug/gosym and get
-// the outermost function only.
+// 1.18 and later, including the inline trees, so a PC in an inlined body
+// yields the inlined function and every function it was inlined into.
+// debug/gosym cannot: it reports the outermost function with the innermost
+// file and line. Older binaries (Go 1.2 to 1.17) go through debug/gosym and
+// get the outermost function only.
 //
 // Every read is bounds-checked: the table comes from a file that may be
 // corrupt, and a bad offset yields fewer frames, never a panic.
@@ -20,7 +20,11 @@ type goTable struct {
 	version   int // 118 or 120
 	quantum   uint64
 	nfunc     int
-	textStart uint64
+	ptr       int    // pointer size
+	textStart uint64 // runtime.text, which functab entries are offsets from
+	// funcnameOff is the offset of funcnametab from the header;
+	// moduledata the address of the runtime's, 0 unless searched for.
+	funcnameOff, moduledata uint64
 
 	funcnametab, cutab, filetab, pctab, functab []byte
 	// gofunc is the data from go:func.*, which funcdata offsets (the inline
@@ -40,7 +44,10 @@ const (
 
 	pcdataInlTreeIndex = 2
 	funcdataInlTree    = 3
-	inlinedCallSize    = 16 // Go 1.20+ runtime.inlinedCall
+	// runtime.inlinedCall: Go 1.18 and 1.19 keep the parent's index, file
+	// and line (20 bytes), Go 1.20 on the start line instead (16 bytes).
+	inlinedCallSize118 = 20
+	inlinedCallSize120 = 16
 	maxInlineDepth     = 64
 )
 
@@ -53,21 +60,10 @@ type goSymbols struct {
 // loadGoTable finds and reads the pclntab of f, or returns nil when f is
 // not a Go binary or its table is unusable.
 func loadGoTable(f *elf.File, gs goSymbols, fits func(off, n uint64) bool, m mapper) (*goTable, []func()) {
-	sect := f.Section(".gopclntab")
-	if sect == nil && gs.pclntab != 0 {
-		// External linking may fold the table into another section; the
-		// runtime's own symbols say where it is.
-		sect = sectionAt(f, gs.pclntab)
-	}
-	if sect == nil || sect.Type == elf.SHT_NOBITS || sect.Size < 64 || sect.Size > maxPclntabBytes || !fits(sect.Offset, sect.Size) {
-		return nil, nil
-	}
-	start := uint64(0)
-	if addr := gs.pclntab; addr != 0 && addr >= sect.Addr && addr-sect.Addr < sect.Size {
-		start = addr - sect.Addr
-	}
-	data, rel, err := m(int64(sect.Offset+start), int64(sect.Size-start))
-	if err != nil {
+	im := newGoImage(f, fits, m)
+	defer im.close()
+	pcln, data, rel, ok := im.pclntab(gs)
+	if !ok {
 		return nil, nil
 	}
 	release := []func(){rel}
@@ -78,37 +74,73 @@ func loadGoTable(f *elf.File, gs goSymbols, fits func(off, n uint64) bool, m map
 		return nil
 	}
 
-	textStart := gs.text
-	if textStart == 0 {
-		if t := f.Section(".text"); t != nil {
-			textStart = t.Addr
-		}
-	}
-	t := &goTable{bo: f.ByteOrder, textStart: textStart}
+	t := &goTable{bo: f.ByteOrder}
 	if !t.parseHeader(data) {
-		if tab := legacyTable(data, textStart); tab != nil {
+		// Go 1.2 to 1.17 tables hold absolute entry addresses: no text
+		// start is needed.
+		if tab := legacyTable(data); tab != nil {
 			return &goTable{legacy: tab}, release
 		}
 		return nil, done()
 	}
+	if t.textStart = t.findTextStart(im, gs, pcln); t.textStart == 0 {
+		// An entry's offset means nothing without it; a guess (the .text
+		// section, which external linking starts with C code) names
+		// every frame after a neighbour.
+		return nil, done()
+	}
 
-	if t.version >= 120 {
-		if addr := gs.funcdata; addr != 0 {
-			pclnAddr := sect.Addr + start
-			if addr >= pclnAddr && addr-pclnAddr < uint64(len(data)) {
-				t.gofunc = data[addr-pclnAddr:]
-			} else if s := sectionAt(f, addr); s != nil && s.Type != elf.SHT_NOBITS && s.Size <= maxPclntabBytes && fits(s.Offset, s.Size) {
-				if d, rel, err := m(int64(s.Offset+addr-s.Addr), int64(s.Size-(addr-s.Addr))); err == nil {
-					t.gofunc = d
-					release = append(release, rel)
-				}
-			}
+	var gofunc uint64
+	if gs.funcdata != 0 {
+		gofunc = gs.funcdata
+	} else {
+		if t.moduledata == 0 {
+			t.moduledata = im.moduledata(t, pcln, t.ptr)
 		}
-		if t.gofunc == nil {
-			t.gofunc = t.guessGofunc(data)
+		if t.moduledata != 0 {
+			field := uint64(mdGofunc118)
+			if t.version >= 120 {
+				field = mdGofunc120
+			}
+			gofunc, _ = im.word(t.moduledata+field*uint64(t.ptr), t.ptr)
 		}
 	}
+	// The address is checked against real trees: a moduledata field read
+	// from the wrong Go version's layout must not name inlined frames.
+	if gofunc >= pcln && gofunc-pcln < uint64(len(data)) {
+		if d := data[gofunc-pcln:]; t.treesPlausible(d, t.someTrees()) {
+			t.gofunc = d
+		}
+	} else if gofunc != 0 {
+		if d, rel, ok := im.mapAt(gofunc, maxPclntabBytes); ok && t.treesPlausible(d, t.someTrees()) {
+			t.gofunc = d
+			release = append(release, rel)
+		} else if ok {
+			rel()
+		}
+	}
+	if t.gofunc == nil && t.version >= 120 {
+		t.gofunc = t.guessGofunc(data)
+	}
 	return t, release
+}
+
+// findTextStart returns the address the table's entry offsets count from:
+// runtime.text. Go 1.18 to 1.2x write it into the header (relocated in a
+// PIE); later ones leave it 0 there and only the runtime's moduledata
+// holds it, which a stripped binary is searched for.
+func (t *goTable) findTextStart(im *goImage, gs goSymbols, pcln uint64) uint64 {
+	if text, ok := im.word(pcln+8+2*uint64(t.ptr), t.ptr); ok && text != 0 {
+		return text
+	}
+	if gs.text != 0 {
+		return gs.text
+	}
+	if t.moduledata = im.moduledata(t, pcln, t.ptr); t.moduledata != 0 {
+		text, _ := im.word(t.moduledata+mdText*uint64(t.ptr), t.ptr)
+		return text
+	}
+	return 0
 }
 
 // covered is the range of addresses t resolves: the binary's Go code,
@@ -181,6 +213,7 @@ func (t *goTable) parseHeader(data []byte) bool {
 		return data[off:]
 	}
 	nfunc := word(0)
+	t.ptr, t.funcnameOff = ptr, word(3)
 	t.funcnametab, t.cutab, t.filetab, t.pctab, t.functab = from(3), from(4), from(5), from(6), from(7)
 	if t.funcnametab == nil || t.cutab == nil || t.filetab == nil || t.pctab == nil || t.functab == nil ||
 		nfunc == 0 || nfunc > uint64(len(t.functab))/8 {
@@ -292,13 +325,10 @@ func (t *goTable) frames(pc uint64) []Frame {
 		table := f.pcdata(pcdataInlTreeIndex)
 		ix := t.pcvalue(table, f.entry, pc)
 		for depth := 0; ix >= 0 && depth < maxInlineDepth; depth++ {
-			at := int(ix) * inlinedCallSize
-			if at+inlinedCallSize > len(tree) {
+			nameOff, parentPC, startLine, ok := t.inlinedCall(tree, ix)
+			if !ok {
 				break
 			}
-			nameOff := t.u32(tree, at+4)
-			parentPC := t.u32(tree, at+8)
-			startLine := int32(t.u32(tree, at+12))
 			file, line := t.fileLine(f, pc)
 			out = append(out, Frame{Function: t.name(nameOff), File: file, Line: line, StartLine: int(startLine), Inlined: true})
 			if uint64(parentPC) >= f.size {
@@ -317,6 +347,24 @@ func (t *goTable) frames(pc uint64) []Frame {
 		return nil
 	}
 	return append(out, fr)
+}
+
+// inlinedCall reads entry ix of an inline tree: the inlined function's
+// name offset, the offset from the outer function's entry of a PC at the
+// call site, and (Go 1.20 on) the inlined function's start line.
+func (t *goTable) inlinedCall(tree []byte, ix int32) (nameOff, parentPC uint32, startLine int32, ok bool) {
+	size, name, parent := inlinedCallSize120, 4, 8
+	if t.version < 120 {
+		size, name, parent = inlinedCallSize118, 12, 16
+	}
+	at := int(ix) * size
+	if ix < 0 || at+size > len(tree) {
+		return 0, 0, 0, false
+	}
+	if t.version >= 120 {
+		startLine = int32(t.u32(tree, at+12))
+	}
+	return t.u32(tree, at+name), t.u32(tree, at+parent), startLine, true
 }
 
 func (t *goTable) fileLine(f goFunc, pc uint64) (string, int) {
@@ -379,19 +427,15 @@ func (t *goTable) pcvalue(off uint32, entry, targetPC uint64) int32 {
 func (t *goTable) guessGofunc(data []byte) []byte {
 	base := len(data) - len(t.functab)
 	var end uint64
-	var withTree []int
 	for i := 0; i < t.nfunc; i++ {
 		f, ok := t.funcAt(i)
 		if !ok {
 			return nil
 		}
 		_, foff := t.functabEntry(i)
-		e := uint64(foff) + uint64(f.hdr) + 4*uint64(f.npcdata) + 4*uint64(f.nfuncdat)
-		end = max(end, e)
-		if _, ok := f.funcdata(funcdataInlTree); ok && len(withTree) < 64 {
-			withTree = append(withTree, i)
-		}
+		end = max(end, uint64(foff)+uint64(f.hdr)+4*uint64(f.npcdata)+4*uint64(f.nfuncdat))
 	}
+	withTree := t.someTrees()
 	if len(withTree) == 0 {
 		return nil
 	}
@@ -408,18 +452,35 @@ func (t *goTable) guessGofunc(data []byte) []byte {
 	return nil
 }
 
+// someTrees returns up to 64 functions that have an inline tree.
+func (t *goTable) someTrees() []int {
+	var withTree []int
+	for i := 0; i < t.nfunc && len(withTree) < 64; i++ {
+		f, ok := t.funcAt(i)
+		if !ok {
+			return nil
+		}
+		if _, ok := f.funcdata(funcdataInlTree); ok {
+			withTree = append(withTree, i)
+		}
+	}
+	return withTree
+}
+
+// treesPlausible checks gofunc as the base of the inline trees of funcs:
+// each tree's first entry must name a function and point inside its own.
 func (t *goTable) treesPlausible(gofunc []byte, funcs []int) bool {
 	for _, i := range funcs {
 		f, _ := t.funcAt(i)
 		off, _ := f.funcdata(funcdataInlTree)
-		at := uint64(off)
-		if at+inlinedCallSize > uint64(len(gofunc)) {
+		if uint64(off) >= uint64(len(gofunc)) {
 			return false
 		}
-		e := gofunc[at : at+inlinedCallSize]
-		nameOff := t.bo.Uint32(e[4:])
-		parentPC := t.bo.Uint32(e[8:])
-		if e[1] != 0 || e[2] != 0 || e[3] != 0 || uint64(parentPC) >= f.size ||
+		tree := gofunc[off:]
+		nameOff, parentPC, _, ok := t.inlinedCall(tree, 0)
+		// The padding after funcID, and in Go 1.20 on the bytes before.
+		pad := len(tree) > 3 && tree[3] == 0 && (t.version < 120 || tree[1] == 0 && tree[2] == 0)
+		if !ok || !pad || uint64(parentPC) >= f.size ||
 			uint64(nameOff) >= uint64(len(t.funcnametab)) || (nameOff > 0 && t.funcnametab[nameOff-1] != 0) ||
 			cString(t.funcnametab, nameOff) == "" {
 			return false
@@ -431,7 +492,7 @@ func (t *goTable) treesPlausible(gofunc []byte, funcs []int) bool {
 // legacyTable reads a Go 1.2 to 1.17 table with debug/gosym, which
 // allocates per function the table claims: the claim is checked against
 // the table's size first.
-func legacyTable(data []byte, textStart uint64) (tab *gosym.Table) {
+func legacyTable(data []byte) (tab *gosym.Table) {
 	if len(data) < 16 || data[4] != 0 || data[5] != 0 || (data[7] != 4 && data[7] != 8) {
 		return nil
 	}
@@ -454,7 +515,7 @@ func legacyTable(data []byte, textStart uint64) (tab *gosym.Table) {
 			tab = nil
 		}
 	}()
-	t, err := gosym.NewTable(nil, gosym.NewLineTable(data, textStart))
+	t, err := gosym.NewTable(nil, gosym.NewLineTable(data, 0))
 	if err != nil || len(t.Funcs) == 0 {
 		return nil
 	}
