@@ -48,7 +48,8 @@ type leakwatchEvent struct {
 	Type          uint32
 	Pid           uint32
 	Tgid          uint32
-	Pad           uint32
+	OomKind       uint16
+	OomFoundBy    uint16
 	Ts            uint64
 	StartTime     uint64
 	Memcg         uint64
@@ -148,6 +149,7 @@ const (
 	leakwatchProgHandleSysExitBrk       = "handle_sys_exit_brk"
 	leakwatchProgHandleSysExitMmap      = "handle_sys_exit_mmap"
 	leakwatchProgHandleSysExitMremap    = "handle_sys_exit_mremap"
+	leakwatchVarMemcgOomText            = "memcg_oom_text"
 	leakwatchVarMmapSampleBytes         = "mmap_sample_bytes"
 	leakwatchVarPageSize                = "page_size"
 	leakwatchVarProcsOverflowed         = "procs_overflowed"
@@ -233,6 +235,7 @@ type leakwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type leakwatchVariableSpecs struct {
+	MemcgOomText       *ebpf.VariableSpec `ebpf:"memcg_oom_text"`
 	MmapSampleBytes    *ebpf.VariableSpec `ebpf:"mmap_sample_bytes"`
 	PageSize           *ebpf.VariableSpec `ebpf:"page_size"`
 	ProcsOverflowed    *ebpf.VariableSpec `ebpf:"procs_overflowed"`
@@ -294,6 +297,7 @@ func (m *leakwatchMaps) Close() error {
 //
 // It can be passed to loadLeakwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type leakwatchVariables struct {
+	MemcgOomText       *ebpf.Variable `ebpf:"memcg_oom_text"`
 	MmapSampleBytes    *ebpf.Variable `ebpf:"mmap_sample_bytes"`
 	PageSize           *ebpf.Variable `ebpf:"page_size"`
 	ProcsOverflowed    *ebpf.Variable `ebpf:"procs_overflowed"`
