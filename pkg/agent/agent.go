@@ -22,6 +22,7 @@ import (
 	"github.com/leakwatch/leakwatch/pkg/containers"
 	"github.com/leakwatch/leakwatch/pkg/cri"
 	"github.com/leakwatch/leakwatch/pkg/detect"
+	"github.com/leakwatch/leakwatch/pkg/oomrecord"
 	"github.com/leakwatch/leakwatch/pkg/profile"
 	"github.com/leakwatch/leakwatch/pkg/series"
 	"github.com/leakwatch/leakwatch/pkg/state"
@@ -129,17 +130,19 @@ type Agent struct {
 
 	snap atomic.Pointer[view.Snapshot]
 
-	mu         sync.RWMutex // guards entries for Series (the loop is the only writer)
-	entries    map[uint64]*entry
-	errs       map[string]uint64
-	overLimit  uint64
-	collects   uint64
-	ooms       map[uint64]uint64 // OOM kills per memory cgroup, from the tracer
-	oomsMu     sync.Mutex
-	recent     recentProcs // processes announced by the tracer, for those gone by the next collection
-	oomMu      sync.Mutex  // guards oomSeq and oomKills
-	oomSeq     uint64
-	oomKills   []oomRecord
+	mu        sync.RWMutex // guards entries for Series (the loop is the only writer)
+	entries   map[uint64]*entry
+	errs      map[string]uint64
+	overLimit uint64
+	collects  uint64
+	ooms      map[uint64]uint64 // OOM kills per memory cgroup, from the tracer
+	oomsMu    sync.Mutex
+	recent    recentProcs // processes announced by the tracer, for those gone by the next collection
+	oom       *oomrecord.Recorder
+	// foldMu keeps a tracer snapshot and its fold into the profile store
+	// together, so that the collection and an OOM record, which both read
+	// the tracer, fold in the order they read.
+	foldMu     sync.Mutex
 	lastReport time.Time
 	store      *state.Store // nil without a state directory
 }
@@ -183,6 +186,17 @@ func New(cfg Config, hier cgroups.Hierarchy, parts Parts, degraded map[string]st
 		errs:    make(map[string]uint64),
 		ooms:    make(map[uint64]uint64),
 	}
+	oc := oomrecord.DefaultConfig()
+	oc.Window = min(oc.Window, cfg.Profile.Horizon)
+	oc.FaultSampleBytes = cfg.FaultSampleBytes
+	src := oomrecord.Sources{Hier: &a.hier, Names: a.oomNames, Memory: a.readMemory}
+	if store != nil {
+		src.Profiles, src.Refresh = store, a.refreshProfiles
+		if a.sym != nil {
+			src.Resolver = a.sym
+		}
+	}
+	a.oom = oomrecord.New(oc, src, logger)
 	if cfg.StateDir != "" {
 		st, err := state.Open(state.Config{Dir: cfg.StateDir}, logger)
 		if err != nil {
@@ -228,6 +242,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.tracer != nil {
 		go a.handleEvents(a.tracer.Events())
 	}
+	oomCtx, stopOOM := context.WithCancel(ctx)
+	oomDone := make(chan struct{})
+	go func() { a.oom.Run(oomCtx); close(oomDone) }()
+	defer func() { stopOOM(); <-oomDone }()
 	tick := time.NewTicker(a.cfg.Interval)
 	defer tick.Stop()
 	saveEvery := max(1, uint64(a.cfg.SaveEvery/a.cfg.Interval))
@@ -245,8 +263,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// handleEvents counts OOM kills, finalizes the profile data of processes
-// that exit, and re-reads the memory map of processes that exec.
+// handleEvents counts OOM kills and hands them to the recorder, finalizes
+// the profile data of processes that exit, and re-reads the memory map of
+// processes that exec. It does nothing slow: an OOM record is built by the
+// recorder's own goroutine.
 func (a *Agent) handleEvents(events <-chan tracer.Event) {
 	for ev := range events {
 		switch ev.Type {
@@ -254,7 +274,7 @@ func (a *Agent) handleEvents(events <-chan tracer.Event) {
 			a.oomsMu.Lock()
 			a.ooms[ev.Memcg]++
 			a.oomsMu.Unlock()
-			a.recordOOMKill(ev)
+			a.oom.Add(ev)
 		case tracer.EventExit:
 			a.prof.ProcessExited(ev.Process.PID)
 		case tracer.EventExec, tracer.EventTracked:
@@ -284,6 +304,8 @@ func (a *Agent) collect(now time.Time) {
 	}
 
 	var ts *tracer.Snapshot
+	a.foldMu.Lock()
+	defer a.foldMu.Unlock()
 	if a.tracer != nil {
 		if ts, err = a.tracer.Snapshot(); err != nil {
 			a.errs[errTracerSnapshot]++
@@ -339,7 +361,12 @@ func (a *Agent) collect(now time.Time) {
 			a.entries[g.ID] = e
 		}
 		seen[g.ID] = true
-		a.update(e, g, stats, ts, ooms, now)
+		a.update(e, g, stats, ts, now)
+	}
+	// A kill counts in its container whether or not anything in it
+	// survived: one whose last process was killed is not seen again.
+	for memcg, e := range a.entries {
+		e.c.OOMKills = max(e.c.OOMKills, ooms[memcg])
 	}
 	a.expire(seen, now)
 	a.mu.Unlock()
@@ -390,7 +417,7 @@ func childrenOf(groups []cgroups.Group) map[string][]string {
 	return m
 }
 
-func (a *Agent) update(e *entry, g cgroups.Group, st cgroups.MemoryStats, ts *tracer.Snapshot, ooms map[uint64]uint64, now time.Time) {
+func (a *Agent) update(e *entry, g cgroups.Group, st cgroups.MemoryStats, ts *tracer.Snapshot, now time.Time) {
 	c := &e.c
 	c.Cgroup = g.Path
 	c.LastSeen = now
@@ -403,7 +430,9 @@ func (a *Agent) update(e *entry, g cgroups.Group, st cgroups.MemoryStats, ts *tr
 	a.enrich(c)
 
 	c.Memory = memoryView(st)
-	c.OOMKills = max(st.OOMKills, ooms[g.ID])
+	// The kernel's count, which may predate the agent; the tracer's is
+	// added by the caller.
+	c.OOMKills = max(c.OOMKills, st.OOMKills)
 	if ts != nil {
 		tc := ts.Cgroups[g.ID]
 		c.MappedBytes = tc.MappedBytes + tc.BrkBytes
@@ -496,7 +525,7 @@ func (a *Agent) expire(seen map[uint64]bool, now time.Time) {
 
 func (a *Agent) publish(now, start time.Time, ts *tracer.Snapshot) {
 	a.collects++
-	snap := &view.Snapshot{Taken: now, OOMKills: a.oomKillsView()}
+	snap := &view.Snapshot{Taken: now, OOMKills: a.oom.Kills()}
 	a.mu.RLock()
 	snap.Containers = make([]view.Container, 0, len(a.entries))
 	for _, e := range a.entries {
