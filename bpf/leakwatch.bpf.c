@@ -236,6 +236,7 @@ static __always_inline void fill_task(struct event *e, struct task_struct *task)
 	e->tgid = BPF_CORE_READ(task, tgid);
 	e->start_time = BPF_CORE_READ(task, group_leader, start_time);
 	e->memcg = task_memcg(task);
+	e->exec_id = (__u32)BPF_CORE_READ(task, self_exec_id);
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
 }
 
@@ -762,6 +763,7 @@ int handle_page_fault(struct bpf_perf_event_data *ctx)
 	    .memcg = memcg,
 	    .stack_id = user_stack_id(ctx),
 	    .tgid = tgid,
+	    .exec_id = (__u32)BPF_CORE_READ(task, self_exec_id),
 	};
 	struct fault_value *v = bpf_map_lookup_elem(&fault_samples, &key);
 	if (!v) {

@@ -80,7 +80,9 @@ struct fault_key {
 	__u64 memcg;
 	__u64 stack_id;
 	__u32 tgid;
-	__u32 _pad;
+	/* Low bits of the task's self_exec_id, which each exec increments:
+	 * faults before an exec went with the old image's memory. */
+	__u32 exec_id;
 };
 
 /* Bytes and samples count every sample of the key; checked of them had their
@@ -130,6 +132,8 @@ struct event {
 	__u64 file_rss_bytes;
 	__u64 shmem_rss_bytes;
 	char comm[16];
+	__u32 exec_id; /* low bits of the task's self_exec_id, as in fault_key */
+	__u32 _pad;
 };
 
 #endif

@@ -160,13 +160,13 @@ func (r *Recorder) build(ev tracer.Event) Record {
 			r.src.Refresh()
 		}
 		meta := profile.Meta{Container: k.Container, Cgroup: k.Cgroup, Now: ev.Time, FaultSampleBytes: r.cfg.FaultSampleBytes}
-		victim := profile.Process{PID: ev.Process.PID, StartTime: ev.Process.StartTime}
+		victim := profile.Image{Process: profile.Process{PID: ev.Process.PID, StartTime: ev.Process.StartTime}, ExecID: ev.ExecID}
 		var inuse, faults []string
-		if p, err := r.src.Profiles.BuildProcess(ev.Memcg, victim, profile.Inuse, r.cfg.Window, r.src.Resolver, meta); err == nil {
+		if p, err := r.src.Profiles.BuildImage(ev.Memcg, victim, profile.Inuse, r.cfg.Window, r.src.Resolver, meta); err == nil {
 			inuse = profile.TopStacks(p, r.cfg.TopStacks, 4)
 			rec.Inuse = encode(p)
 		}
-		if p, err := r.src.Profiles.BuildProcess(ev.Memcg, victim, profile.Faults, r.cfg.Window, r.src.Resolver, meta); err == nil {
+		if p, err := r.src.Profiles.BuildImage(ev.Memcg, victim, profile.Faults, r.cfg.Window, r.src.Resolver, meta); err == nil {
 			faults = profile.TopStacks(p, r.cfg.TopStacks, 4)
 			rec.Faults = encode(p)
 		}

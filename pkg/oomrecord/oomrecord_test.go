@@ -36,7 +36,8 @@ func (resolver) Resolve(pid uint32, _ uint64, addrs []uint64) ([]profile.Locatio
 }
 
 // Five earlier victims in one 64 MiB cgroup each grew 64 MiB through one
-// stack; the sixth's record holds its own growth only, within the limit.
+// stack; the sixth's record holds its own growth only, within the limit,
+// and not what its pid faulted before its exec.
 func TestRecordHoldsTheVictimsOwnGrowth(t *testing.T) {
 	const memcg = 42
 	store := profile.NewStore(profile.Config{Step: time.Second, Horizon: time.Hour, MaxKeys: 1000, MaxStacks: 1000})
@@ -49,15 +50,19 @@ func TestRecordHoldsTheVictimsOwnGrowth(t *testing.T) {
 		starts[pid] = uint64(i+1) * 1e9
 		snap := &tracer.Snapshot{Stacks: map[uint64]tracer.Stack{
 			uint64(10 + i): {Frames: []uint64{0x7f0000001234, uint64(0x2000 + i*16), 0x3000}},
+			99:             {Frames: []uint64{0x7f0000005678}},
 		}}
 		snap.Allocations = append(snap.Allocations, tracer.Allocation{Memcg: memcg, PID: pid, StackID: uint64(10 + i), Bytes: 64 * mib, Count: 64})
-		snap.Faults = append(snap.Faults, tracer.FaultSample{Memcg: memcg, PID: pid, StackID: uint64(10 + i), Bytes: 64 * mib, Samples: 128})
+		snap.Faults = append(snap.Faults, tracer.FaultSample{Memcg: memcg, PID: pid, ExecID: 2, StackID: uint64(10 + i), Bytes: 64 * mib, Samples: 128},
+			// The shell that exec'd the program, same pid: its faults went
+			// with its memory at the exec.
+			tracer.FaultSample{Memcg: memcg, PID: pid, ExecID: 1, StackID: 99, Bytes: 512 << 10, Samples: 1})
 		now = now.Add(time.Second)
 		store.Update(now, snap, info)
 		store.ProcessExited(pid)
 		// The kernel's start time is exact; /proc's is in 10 ms ticks.
 		events = append(events, tracer.Event{Type: tracer.EventOOMKill, Time: now, Memcg: memcg, TriggerMemcg: memcg, OOMKind: tracer.OOMMemcg,
-			Process: tracer.Process{PID: pid, StartTime: starts[pid] + 7e6}, Comm: "work"})
+			Process: tracer.Process{PID: pid, StartTime: starts[pid] + 7e6}, ExecID: 2, Comm: "work"})
 	}
 	r := New(Config{Keep: 64, Window: 5 * time.Minute, TopStacks: 5, FaultSampleBytes: 512 << 10},
 		Sources{Profiles: store, Resolver: resolver{}}, quiet)

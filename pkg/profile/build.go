@@ -94,28 +94,31 @@ func (s *Store) Build(memcg uint64, typ Type, window time.Duration, res Resolver
 	return s.build(memcg, nil, typ, window, res, meta)
 }
 
-// BuildProcess is Build restricted to one process of the cgroup, named by
-// pid and the kernel's start time of it (ns since boot): an OOM kill's
-// victim, apart from earlier processes with the same pid or in the same
-// cgroup.
-func (s *Store) BuildProcess(memcg uint64, p Process, typ Type, window time.Duration, res Resolver, meta Meta) (*profile.Profile, error) {
-	return s.build(memcg, &p, typ, window, res, meta)
+// BuildImage is Build restricted to the program one process of the cgroup
+// runs, named by pid, the kernel's start time of it (ns since boot) and its
+// exec generation: an OOM kill's victim, apart from earlier processes with
+// the same pid or in the same cgroup, and from what it faulted before its
+// exec (a shell's start-up), which its memory at the kill did not hold.
+// Mappings need no such filter: the tracer drops them at an exec.
+func (s *Store) BuildImage(memcg uint64, img Image, typ Type, window time.Duration, res Resolver, meta Meta) (*profile.Profile, error) {
+	return s.build(memcg, &img, typ, window, res, meta)
 }
 
 // startTolerance is how far a process start time read from /proc (clock
 // ticks of 10 ms, on the boot clock) may lie from the kernel's own.
 const startTolerance = 20 * time.Millisecond
 
-// isProcess says whether a key's process is p.
-func isProcess(pid uint32, starts uint64, p Process) bool {
-	if pid != p.PID {
+// isImage says whether a key belongs to img. An unknown start time
+// (0: the process was gone before /proc could be read) matches any.
+func isImage(k key, img Image) bool {
+	if k.pid != img.PID || (k.typ == Faults && k.exec != img.ExecID) {
 		return false
 	}
-	d := int64(starts) - int64(p.StartTime)
-	return starts == 0 || p.StartTime == 0 || (d > -int64(startTolerance) && d < int64(startTolerance))
+	d := int64(k.starts) - int64(img.StartTime)
+	return k.starts == 0 || img.StartTime == 0 || (d > -int64(startTolerance) && d < int64(startTolerance))
 }
 
-func (s *Store) build(memcg uint64, only *Process, typ Type, window time.Duration, res Resolver, meta Meta) (*profile.Profile, error) {
+func (s *Store) build(memcg uint64, only *Image, typ Type, window time.Duration, res Resolver, meta Meta) (*profile.Profile, error) {
 	if window > s.cfg.Horizon {
 		return nil, fmt.Errorf("%w: %v asked, %v kept", ErrWindow, window, s.cfg.Horizon)
 	}
@@ -187,7 +190,7 @@ func (s *Store) build(memcg uint64, only *Process, typ Type, window time.Duratio
 }
 
 // collect gathers the samples of one cgroup under the read lock.
-func (s *Store) collect(memcg uint64, only *Process, typ Type, window time.Duration) (map[sampleKey]sampleVal, map[uint64]stackFrames, map[uint32]string) {
+func (s *Store) collect(memcg uint64, only *Image, typ Type, window time.Duration) (map[sampleKey]sampleVal, map[uint64]stackFrames, map[uint32]string) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	since := s.now - int64(window/s.cfg.Step)
@@ -195,7 +198,7 @@ func (s *Store) collect(memcg uint64, only *Process, typ Type, window time.Durat
 	stacks := make(map[uint64]stackFrames)
 	comms := make(map[uint32]string)
 	for k, sr := range s.keys {
-		if k.memcg != memcg || k.typ != typ || (only != nil && !isProcess(k.pid, k.starts, *only)) {
+		if k.memcg != memcg || k.typ != typ || (only != nil && !isImage(k, *only)) {
 			continue
 		}
 		v := sr.cur

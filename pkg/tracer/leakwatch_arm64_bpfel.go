@@ -59,6 +59,8 @@ type leakwatchEvent struct {
 	FileRssBytes  uint64
 	ShmemRssBytes uint64
 	Comm          [16]int8
+	ExecId        uint32
+	Pad           uint32
 }
 
 type leakwatchEventType uint32
@@ -75,7 +77,7 @@ type leakwatchFaultKey struct {
 	Memcg   uint64
 	StackId uint64
 	Tgid    uint32
-	Pad     uint32
+	ExecId  uint32
 }
 
 type leakwatchFaultValue struct {

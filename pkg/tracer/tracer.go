@@ -376,6 +376,7 @@ func (t *Tracer) decodeEvent(raw *leakwatchEvent) Event {
 		PID:            raw.Pid,
 		Process:        Process{PID: raw.Tgid, StartTime: raw.StartTime},
 		Memcg:          raw.Memcg,
+		ExecID:         raw.ExecId,
 		TriggerMemcg:   raw.TriggerMemcg,
 		TriggerFoundBy: TriggerFoundBy(raw.OomFoundBy),
 		OOMKind:        OOMKind(raw.OomKind),

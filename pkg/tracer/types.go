@@ -67,8 +67,12 @@ type Allocation struct {
 // anonymous and file-backed bytes comes from a subsample of the samples, so
 // Bytes can move down slightly between snapshots as the split is refined.
 type FaultSample struct {
-	Memcg     uint64
-	PID       uint32
+	Memcg uint64
+	PID   uint32
+	// ExecID tells the images a process ran apart (the low bits of the
+	// kernel's self_exec_id, which each exec increments): what it faulted
+	// before an exec went with the old image's memory.
+	ExecID    uint32
 	StackID   uint64
 	Bytes     uint64 // estimated anonymous bytes: samples x period x page size x anonymous share
 	FileBytes uint64 // estimated file-backed bytes (page cache)
@@ -211,6 +215,8 @@ type Event struct {
 	Process Process
 	Memcg   uint64
 	Comm    string
+	// ExecID is the process's image, as FaultSample.ExecID.
+	ExecID uint32
 
 	// OOM kills only: the memory cgroup whose limit fired, read in the
 	// kernel at the kill (0 when the node ran out or it was not found),
