@@ -3,8 +3,9 @@
 # Idempotent: packages already present are skipped, so `make` targets can call it.
 set -euo pipefail
 
-# prometheus brings promtool, used by the metrics tests.
-packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev prometheus)
+# prometheus brings promtool, used by the metrics tests; redis-server is a
+# real program the OOM-record tests run to its limit.
+packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev prometheus redis-server)
 if [[ "${LEAKWATCH_EXTRA_PACKAGES:-}" != "" ]]; then
 	read -r -a extra <<<"${LEAKWATCH_EXTRA_PACKAGES}"
 	packages+=("${extra[@]}")

@@ -269,6 +269,7 @@ func (b *builder) locations(k sampleKey, st stackFrames) []*profile.Location {
 			addrs = append([]uint64{addrs[0], st.leafReturn}, addrs[1:]...)
 		}
 	}
+	addrs = addrs[:walkedFrames(resolved, addrs)]
 	locs := make([]*profile.Location, 0, len(addrs))
 	for i, a := range addrs {
 		locs = append(locs, b.location(k.pid, resolved[lookupAddr(a, i)], a))
@@ -278,6 +279,36 @@ func (b *builder) locations(k sampleKey, st stackFrames) []*profile.Location {
 		locs = locs[1:]
 	}
 	return locs
+}
+
+// walkedFrames is how many of a stack's frames are callers that ran. A
+// frame-pointer walk through code built without frame pointers (redis, most
+// distribution C) reads whatever the register points at as the next frame:
+// once it yields a word in no executable mapping of the process (a heap
+// address, 0, a non-canonical value), it has left the stack, and every
+// frame after is made up. That is known only when the process's mappings
+// are (some frame lies in one); otherwise the stack is kept whole.
+func walkedFrames(resolved map[uint64]Location, addrs []uint64) int {
+	inCode := func(i int) bool {
+		l := resolved[lookupAddr(addrs[i], i)]
+		return l.Mapping != nil && l.Mapping.Executable
+	}
+	known := false
+	for i := range addrs {
+		if inCode(i) {
+			known = true
+			break
+		}
+	}
+	if !known {
+		return len(addrs)
+	}
+	for i := 1; i < len(addrs); i++ {
+		if !inCode(i) {
+			return i
+		}
+	}
+	return len(addrs)
 }
 
 func isAllocator(l *profile.Location) bool {

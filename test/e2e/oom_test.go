@@ -3,13 +3,17 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/pprof/profile"
 
+	"github.com/leakwatch/leakwatch/test/agenttest"
 	"github.com/leakwatch/leakwatch/test/cgtest"
 )
 
@@ -92,7 +96,7 @@ func profileOf(t *testing.T, url string) (int64, map[int64]bool) {
 func TestOOMKillsCountAndRecordEachVictim(t *testing.T) {
 	memwork, _ := cgtest.Workloads(t)
 	a := startAgent(t, "--interval", "1s")
-	const kills, limit = 8, 64 * mib
+	const kills, limit = 20, 64 * mib
 	g := cgtest.New(t, limit)
 
 	// The first kill waits for the agent to track the cgroup: one made and
@@ -188,5 +192,89 @@ func TestOOMKillAtAncestorsLimit(t *testing.T) {
 	}
 	if k.Cgroup != child.Rel || k.Trigger != "ancestor" || k.TriggerCgroup != parent.Rel {
 		t.Errorf("kill in %q: trigger %q (%q), want ancestor %s", k.Cgroup, k.Trigger, k.TriggerCgroup, parent.Rel)
+	}
+}
+
+// Debian's redis-server (jemalloc, no frame pointers, stripped libc) filled
+// to its limit: the record names the container's limit, lists the victim's
+// stacks without bare addresses (an unnamed frame as file+offset, none of
+// the words a frame-pointer walk read past the stack), within what the
+// cgroup held, and its profiles hold redis alone.
+func TestOOMKillRecordOfRedis(t *testing.T) {
+	redis, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server: %v (hack/install-deps.sh installs it)", err)
+	}
+	a := startAgent(t, "--interval", "1s")
+	const limit = 128 * mib
+	g := cgtest.New(t, limit)
+	addr := agenttest.FreePort(t)
+	port := addr[strings.LastIndexByte(addr, ':')+1:]
+	p := g.Start(t, redis, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--enable-debug-command", "yes", "--logfile", filepath.Join(t.TempDir(), "redis.log"))
+	var conn net.Conn
+	deadline := time.Now().Add(15 * time.Second)
+	for conn == nil {
+		if conn, err = net.Dial("tcp", addr); err != nil && time.Now().After(deadline) {
+			t.Fatalf("redis-server does not listen on %s: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	defer func() { _ = conn.Close() }()
+	a.waitTracked(t, g.Rel)
+	// About 1.5 GB of values, far past the limit.
+	if _, err := fmt.Fprintf(conn, "DEBUG POPULATE 3000000 key 512\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Wait(t, 60*time.Second); st.Success() {
+		t.Fatal("redis-server exited cleanly, want OOM-killed")
+	}
+
+	var k oomRecord
+	deadline = time.Now().Add(20 * time.Second)
+	for ok := false; !ok; {
+		if k, ok = a.oomRecords(t)[p.PID]; !ok && time.Now().After(deadline) {
+			t.Fatalf("no record of the kill of redis-server (pid %d) within 20s", p.PID)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("record: trigger %s, top stacks:\n%s", k.Trigger, strings.Join(k.TopStacks, "\n"))
+	if k.Trigger != "container" || k.TriggerCgroup != g.Rel {
+		t.Errorf("trigger %q (%q), want container %s", k.Trigger, k.TriggerCgroup, g.Rel)
+	}
+	if len(k.TopStacks) == 0 {
+		t.Error("no top stacks")
+	}
+	for _, s := range k.TopStacks {
+		if strings.Contains(s, " 0x") {
+			t.Errorf("unnamed frame in top stack %q", s)
+		}
+	}
+	if k.ProfileURL == "" {
+		t.Fatal("no retained profile")
+	}
+	// jemalloc maps more than it touches (the inuse view, mapped bytes, is
+	// above the limit); what the cgroup held is what was faulted, sampled
+	// every 512 KiB (about ±20%).
+	var top float64
+	for _, s := range k.TopStacks {
+		var mb float64
+		if _, err := fmt.Sscanf(s, "%fMiB", &mb); err != nil {
+			t.Fatalf("top stack %q: %v", s, err)
+		}
+		top += mb
+	}
+	if top > limit*5/4/mib {
+		t.Errorf("top stacks total %.1f MiB in a %d MiB cgroup", top, limit/mib)
+	}
+	for _, query := range []string{"", "?type=faults"} {
+		total, got := profileOf(t, a.url+k.ProfileURL+query)
+		t.Logf("profile%s: %.1f MiB, pids %v", query, float64(total)/mib, got)
+		if query != "" && total > limit*5/4 {
+			t.Errorf("profile%s totals %.1f MiB in a %d MiB cgroup, want at most %d MiB", query, float64(total)/mib, limit/mib, limit*5/4/mib)
+		}
+		if len(got) != 1 || !got[int64(p.PID)] {
+			t.Errorf("profile%s holds pids %v, want only redis-server's %d", query, got, p.PID)
+		}
 	}
 }
