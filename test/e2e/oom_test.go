@@ -267,6 +267,8 @@ func TestOOMKillRecordOfRedis(t *testing.T) {
 	if top > limit*5/4/mib {
 		t.Errorf("top stacks total %.1f MiB in a %d MiB cgroup", top, limit/mib)
 	}
+	_, _, out := pprofTop(t, a.url+k.ProfileURL, "inuse_space")
+	t.Logf("retained inuse profile:\n%s", out)
 	for _, query := range []string{"", "?type=faults"} {
 		total, got := profileOf(t, a.url+k.ProfileURL+query)
 		t.Logf("profile%s: %.1f MiB, pids %v", query, float64(total)/mib, got)
