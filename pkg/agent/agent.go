@@ -99,6 +99,7 @@ const (
 	errTracerSnapshot = "tracer_snapshot"
 	errDetector       = "detector"
 	errStateSave      = "state_save"
+	errOOMRecord      = "oom_record_dropped" // a kill that found the recorder's queue full
 )
 
 // Symbolizer resolves the addresses in profiles; pkg/symbolize provides
@@ -552,6 +553,9 @@ func (a *Agent) publish(now, start time.Time, ts *tracer.Snapshot) {
 	ag.Errors = make(map[string]uint64, len(a.errs))
 	for k, v := range a.errs {
 		ag.Errors[k] = v
+	}
+	if n := a.oom.Dropped(); n > 0 {
+		ag.Errors[errOOMRecord] = n
 	}
 	if len(a.degr) > 0 {
 		ag.Degraded = make(map[string]string, len(a.degr))
