@@ -364,6 +364,7 @@ func (a *Agent) collect(now time.Time) {
 		seen[g.ID] = true
 		a.update(e, g, stats, ts, now)
 	}
+	a.addKilledUnseen(ooms, seen, now)
 	// A kill counts in its container whether or not anything in it
 	// survived: one whose last process was killed is not seen again.
 	for memcg, e := range a.entries {
@@ -375,6 +376,34 @@ func (a *Agent) collect(now time.Time) {
 		a.prof.Update(now, ts, a.procInfo)
 	}
 	a.publish(now, start, ts)
+}
+
+// addKilledUnseen gives an entry to each memory cgroup with OOM kills that
+// no scan found with processes: a container made and killed between two
+// collections (a crash-looping pod that runs out at start-up) has its kills
+// counted too. It is named from its kill's record, and expire finds it gone
+// in the same pass.
+func (a *Agent) addKilledUnseen(ooms map[uint64]uint64, seen map[uint64]bool, now time.Time) {
+	for memcg, n := range ooms {
+		if n == 0 || seen[memcg] || a.entries[memcg] != nil || len(a.entries) >= a.cfg.MaxContainers {
+			continue
+		}
+		k, ok := a.oom.Latest(memcg)
+		if !ok || k.Cgroup == "" {
+			continue // its record is not built yet: the next pass
+		}
+		det, err := detect.New(a.cfg.Detect)
+		if err != nil {
+			a.errs[errDetector]++
+			continue
+		}
+		id := containers.Parse(k.Cgroup)
+		a.entries[memcg] = &entry{det: det, history: series.New(a.cfg.History), c: view.Container{
+			ID: k.ID, MemcgID: memcg, Cgroup: k.Cgroup, FirstSeen: now, LastSeen: now,
+			Kind: id.Kind, Runtime: id.Runtime, ContainerID: k.ContainerID, PodUID: k.PodUID,
+			Namespace: k.Namespace, Pod: k.Pod, Container: k.Container,
+		}}
+	}
 }
 
 // tracks says whether a cgroup is a container worth a series: a container or

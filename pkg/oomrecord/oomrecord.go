@@ -243,6 +243,20 @@ func (r *Recorder) Kills() []view.OOMKill {
 	return out
 }
 
+// Latest returns the last kept kill in a memory cgroup, which names it
+// (path, container and pod) even after the cgroup is gone.
+func (r *Recorder) Latest(memcg uint64) (view.OOMKill, bool) {
+	id := strconv.FormatUint(memcg, 10)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.records) - 1; i >= 0; i-- {
+		if r.records[i].Kill.ID == id {
+			return r.records[i].Kill, true
+		}
+	}
+	return view.OOMKill{}, false
+}
+
 // Profile returns a kept kill's profile: "faults", or the inuse one.
 func (r *Recorder) Profile(seq uint64, kind string) ([]byte, error) {
 	r.mu.Lock()

@@ -280,3 +280,28 @@ func TestOOMKillRecordOfRedis(t *testing.T) {
 		}
 	}
 }
+
+// A container made and killed between two collections (a pod that runs out
+// of memory at start-up), its cgroup removed at once, was never seen with
+// processes; its kill still counts, in a container reported gone.
+func TestOOMKillOfAContainerNeverSeen(t *testing.T) {
+	memwork, _ := cgtest.Workloads(t)
+	a := startAgent(t, "--interval", "10s")
+	g := cgtest.New(t, 64*mib)
+	pid := runToOOM(t, g, memwork, nil)
+	g.Remove(t)
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, ok := a.containers(t)[g.Rel]
+		metric := a.metricSum(t, "leakwatch_container_oom_kills_total", fmt.Sprintf("cgroup=%q", g.Rel))
+		if ok && c.OOMKills == 1 && metric == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kill of pid %d in %s: container listed %v with oom_kills %d, counter %v; want 1 within 30s",
+				pid, g.Rel, ok, c.OOMKills, metric)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
