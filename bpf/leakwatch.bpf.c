@@ -16,7 +16,8 @@
  *     fault_sample_period faults per CPU by the kernel's perf counter, so an
  *     unsampled fault runs no BPF at all): user stack and byte weight of
  *     faults on anonymous memory.
- *   tp_btf/mark_victim: OOM kills, sent at once through the ring buffer.
+ *   tp_btf/mark_victim: OOM kills, sent at once through the ring buffer,
+ *     with the memory cgroup whose limit fired, read at the kill.
  *   sched:sched_process_exit / sched_process_exec: processes whose tracked
  *     state must go; only those that have some are reported.
  *
@@ -49,6 +50,13 @@ volatile const __u64 mmap_sample_bytes = 0;
  * processes wake it at once (forced: the kernel's adaptive wake-up would not
  * fire while lazy events before them are unread). */
 volatile const __u64 ringbuf_wakeup_bytes = 0;
+
+/* Text ranges [start, end) of kernel functions that run only when a memory
+ * cgroup's limit fires (mem_cgroup_out_of_memory, try_charge_memcg), set by
+ * the loader from /proc/kallsyms; all zero when kallsyms hides addresses.
+ * An OOM kill whose allocating task has one of them on its kernel stack is a
+ * memory cgroup's, else the node's. */
+volatile const __u64 memcg_oom_text[4] = {};
 
 /* Set once tracked_procs overflowed: a process may then hold mappings without
  * an entry there, so munmap can no longer skip processes without one. */
@@ -187,23 +195,33 @@ static __always_inline void count_drop(__u32 reason)
 		*v += 1;
 }
 
-/* The kernfs id of the task's memory cgroup: on v2 its directory's inode in
- * the unified hierarchy, on v1 and hybrid hosts the inode in the memory
- * hierarchy. The memory subsystem's index is relocated by CO-RE, since it
- * depends on which controllers the kernel was built with. */
-static __always_inline __u64 task_memcg(struct task_struct *task)
+/* The task's memory cgroup state (its css in the memory hierarchy), or NULL.
+ * The memory subsystem's index is relocated by CO-RE, since it depends on
+ * which controllers the kernel was built with. */
+static __always_inline struct cgroup_subsys_state *task_memcg_css(struct task_struct *task)
 {
 	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
-		return 0;
+		return NULL;
 	int idx = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
 	if (idx < 0 || idx >= CGROUP_SUBSYS_COUNT)
-		return 0;
+		return NULL;
 
 	struct css_set *cgroups = BPF_CORE_READ(task, cgroups);
 	struct cgroup_subsys_state *css = NULL;
 	void *slot = (void *)cgroups + bpf_core_field_offset(struct css_set, subsys) +
 		     idx * sizeof(struct cgroup_subsys_state *);
-	if (bpf_probe_read_kernel(&css, sizeof(css), slot) || !css)
+	if (bpf_probe_read_kernel(&css, sizeof(css), slot))
+		return NULL;
+	return css;
+}
+
+/* The kernfs id of the task's memory cgroup: on v2 its directory's inode in
+ * the unified hierarchy, on v1 and hybrid hosts the inode in the memory
+ * hierarchy. */
+static __always_inline __u64 task_memcg(struct task_struct *task)
+{
+	struct cgroup_subsys_state *css = task_memcg_css(task);
+	if (!css)
 		return 0;
 	return BPF_CORE_READ(css, cgroup, kn, id);
 }
@@ -228,6 +246,7 @@ static __always_inline void fill_task(struct event *e, struct task_struct *task)
 	e->tgid = BPF_CORE_READ(task, tgid);
 	e->start_time = BPF_CORE_READ(task, group_leader, start_time);
 	e->memcg = task_memcg(task);
+	e->exec_id = (__u32)BPF_CORE_READ(task, self_exec_id);
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
 }
 
@@ -957,6 +976,7 @@ int handle_page_fault(struct bpf_perf_event_data *ctx)
 	    .memcg = memcg,
 	    .stack_id = user_stack_id(ctx),
 	    .tgid = tgid,
+	    .exec_id = (__u32)BPF_CORE_READ(task, self_exec_id),
 	};
 	struct fault_value *v = bpf_map_lookup_elem(&fault_samples, &key);
 	if (!v) {
@@ -1010,9 +1030,93 @@ static __always_inline __u64 mm_pages(struct mm_struct *mm, int idx)
 	return n > 0 ? (__u64)n : 0;
 }
 
+/* How far up from the victim's memory cgroup the OOM's is looked for. */
+#define OOM_MAX_ANCESTORS 16
+/* Kernel frames of the allocating task searched for memcg_oom_text. */
+#define OOM_STACK_FRAMES 32
+/* A charge fails when usage plus its pages would pass max, and the OOM
+ * killer runs only for charges of at most 8 pages (PAGE_ALLOC_COSTLY_ORDER);
+ * the slack also covers pages freed since. */
+#define OOM_LIMIT_SLACK_PAGES 64
+
+static __always_inline bool counter_at_max(struct page_counter *c)
+{
+	__u64 max = BPF_CORE_READ(c, max);
+	__u64 usage = BPF_CORE_READ(c, usage.counter);
+	/* An unlimited counter's max is PAGE_COUNTER_MAX, far above this. */
+	return max > 0 && max < (1ULL << 52) && usage + OOM_LIMIT_SLACK_PAGES >= max;
+}
+
+/* Finds the memory cgroup whose limit fired, from the victim's up; the
+ * victim is always inside it. On cgroup v1 the OOM'ing memcg and its whole
+ * subtree hold oom_lock while the kill runs (mem_cgroup_oom_trylock), so the
+ * highest ancestor holding it is the one. Otherwise (v2, or a kernel without
+ * the field) it is the lowest ancestor whose usage is at its max: a charge
+ * walks the counters from the leaf up and fails at the first one full. v1
+ * also charges memsw, its memory+swap counter. */
+static __always_inline __u64 oom_memcg(struct task_struct *victim, __u16 *found_by)
+{
+	struct cgroup_subsys_state *css = task_memcg_css(victim);
+	bool v1 = css && BPF_CORE_READ(css, cgroup, root, hierarchy_id) != 0;
+	__u64 locked = 0, full = 0;
+	bool lock_run = true;
+	for (int i = 0; i < OOM_MAX_ANCESTORS && css; i++) {
+		struct mem_cgroup *m =
+		    (struct mem_cgroup *)((void *)css -
+					  bpf_core_field_offset(struct mem_cgroup, css));
+		__u64 id = BPF_CORE_READ(css, cgroup, kn, id);
+		if (bpf_core_field_exists(m->oom_lock) && lock_run) {
+			if (BPF_CORE_READ(m, oom_lock))
+				locked = id;
+			else
+				lock_run = false;
+		}
+		if (!full && (counter_at_max(&m->memory) || (v1 && counter_at_max(&m->memsw))))
+			full = id;
+		css = BPF_CORE_READ(css, parent);
+	}
+	if (locked) {
+		*found_by = OOM_FOUND_OOM_LOCK;
+		return locked;
+	}
+	if (full)
+		*found_by = OOM_FOUND_LIMIT;
+	return full;
+}
+
+/* Tells a memory cgroup's OOM from the node's by the allocating task's
+ * kernel stack. */
+static __always_inline __u16 oom_kind(void *ctx)
+{
+	if (!memcg_oom_text[0])
+		return OOM_KIND_UNKNOWN;
+	__u32 zero = 0;
+	struct stack_trace *st = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (!st)
+		return OOM_KIND_UNKNOWN;
+	long n = bpf_get_stack(ctx, st->ips, OOM_STACK_FRAMES * sizeof(__u64), 0);
+	if (n <= 0)
+		return OOM_KIND_UNKNOWN;
+	for (int i = 0; i < OOM_STACK_FRAMES; i++) {
+		if (i * (long)sizeof(__u64) >= n)
+			break;
+		__u64 ip = st->ips[i];
+		if ((ip >= memcg_oom_text[0] && ip < memcg_oom_text[1]) ||
+		    (ip >= memcg_oom_text[2] && ip < memcg_oom_text[3]))
+			return OOM_KIND_MEMCG;
+	}
+	return OOM_KIND_GLOBAL;
+}
+
 SEC("tp_btf/mark_victim")
 int BPF_PROG(handle_mark_victim, struct task_struct *task)
 {
+	/* Read before the ring buffer reservation: the stack scratch is
+	 * per-CPU and this program is not interrupted on this CPU. */
+	__u16 kind = oom_kind(ctx);
+	__u16 found_by = OOM_FOUND_NONE;
+	__u64 trigger = kind == OOM_KIND_GLOBAL ? 0 : oom_memcg(task, &found_by);
+
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(DROP_EVENTS_FULL);
@@ -1022,9 +1126,9 @@ int BPF_PROG(handle_mark_victim, struct task_struct *task)
 	e->type = EVENT_OOM_KILL;
 	e->ts = bpf_ktime_get_ns();
 	fill_task(e, task);
-	/* The OOM killer runs in the task whose allocation failed; the limit
-	 * that fired is on a cgroup above both it and the victim. */
-	e->trigger_memcg = task_memcg((struct task_struct *)bpf_get_current_task());
+	e->oom_kind = kind;
+	e->oom_found_by = found_by;
+	e->trigger_memcg = trigger;
 	struct mm_struct *mm = BPF_CORE_READ(task, mm);
 	if (mm) {
 		e->total_vm_bytes = BPF_CORE_READ(mm, total_vm) * page_size;

@@ -88,7 +88,9 @@ struct fault_key {
 	__u64 memcg;
 	__u64 stack_id;
 	__u32 tgid;
-	__u32 _pad;
+	/* Low bits of the task's self_exec_id, which each exec increments:
+	 * faults before an exec went with the old image's memory. */
+	__u32 exec_id;
 };
 
 /* Bytes and samples count every sample of the key; checked of them had their
@@ -108,21 +110,38 @@ enum event_type {
 	EVENT_TRACKED = 4, /* a process got tracked state for the first time */
 };
 
+/* Which OOM an OOM kill ended, told from the allocating task's kernel stack. */
+enum oom_kind {
+	OOM_KIND_UNKNOWN = 0, /* the kernel's text addresses were not known */
+	OOM_KIND_MEMCG = 1,   /* a memory cgroup's limit fired */
+	OOM_KIND_GLOBAL = 2,  /* the node ran out */
+};
+
+/* How an OOM kill's trigger memcg was found. */
+enum oom_found_by {
+	OOM_FOUND_NONE = 0,
+	OOM_FOUND_OOM_LOCK = 1, /* cgroup v1: the highest ancestor holding oom_lock */
+	OOM_FOUND_LIMIT = 2,	/* the lowest ancestor whose usage is at its max */
+};
+
 /* One record of the events ring buffer. OOM fields are zero for others. */
 struct event {
 	__u32 type; /* enum event_type */
 	__u32 pid;
 	__u32 tgid;
-	__u32 _pad;
-	__u64 ts;	  /* bpf_ktime_get_ns() */
-	__u64 start_time; /* task start time (ns since boot) of the process */
+	__u16 oom_kind;	    /* OOM: enum oom_kind */
+	__u16 oom_found_by; /* OOM: enum oom_found_by */
+	__u64 ts;	    /* bpf_ktime_get_ns() */
+	__u64 start_time;   /* task start time (ns since boot) of the process */
 	__u64 memcg;
-	__u64 trigger_memcg; /* OOM: memory cgroup of the task whose allocation failed */
+	__u64 trigger_memcg; /* OOM: the memory cgroup whose limit fired, 0 if none */
 	__u64 total_vm_bytes;
 	__u64 anon_rss_bytes;
 	__u64 file_rss_bytes;
 	__u64 shmem_rss_bytes;
 	char comm[16];
+	__u32 exec_id; /* low bits of the task's self_exec_id, as in fault_key */
+	__u32 _pad;
 };
 
 #endif

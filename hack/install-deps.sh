@@ -6,8 +6,9 @@ set -euo pipefail
 # prometheus brings promtool, used by the metrics tests; it and fzf (3 MB) are
 # stripped Go 1.19 binaries as Debian ships them, which pkg/symbolize's tests
 # symbolize; binutils' objdump and strip check them. gdb and linux-perf are
-# the independent unwinders the profile frame tests compare with.
-packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev binutils prometheus fzf gdb linux-perf)
+# the independent unwinders the profile frame tests compare with;
+# redis-server is a real program the OOM-record tests run to its limit.
+packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev binutils prometheus fzf gdb linux-perf redis-server)
 if [[ "${LEAKWATCH_EXTRA_PACKAGES:-}" != "" ]]; then
 	read -r -a extra <<<"${LEAKWATCH_EXTRA_PACKAGES}"
 	packages+=("${extra[@]}")

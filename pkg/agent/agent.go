@@ -22,6 +22,7 @@ import (
 	"github.com/leakwatch/leakwatch/pkg/containers"
 	"github.com/leakwatch/leakwatch/pkg/cri"
 	"github.com/leakwatch/leakwatch/pkg/detect"
+	"github.com/leakwatch/leakwatch/pkg/oomrecord"
 	"github.com/leakwatch/leakwatch/pkg/profile"
 	"github.com/leakwatch/leakwatch/pkg/series"
 	"github.com/leakwatch/leakwatch/pkg/state"
@@ -99,6 +100,7 @@ const (
 	errTracerSnapshot = "tracer_snapshot"
 	errDetector       = "detector"
 	errStateSave      = "state_save"
+	errOOMRecord      = "oom_record_dropped" // a kill that found the recorder's queue full
 )
 
 // Symbolizer resolves the addresses in profiles; pkg/symbolize provides
@@ -130,17 +132,19 @@ type Agent struct {
 
 	snap atomic.Pointer[view.Snapshot]
 
-	mu         sync.RWMutex // guards entries for Series (the loop is the only writer)
-	entries    map[uint64]*entry
-	errs       map[string]uint64
-	overLimit  uint64
-	collects   uint64
-	ooms       map[uint64]uint64 // OOM kills per memory cgroup, from the tracer
-	oomsMu     sync.Mutex
-	recent     recentProcs // processes announced by the tracer, for those gone by the next collection
-	oomMu      sync.Mutex  // guards oomSeq and oomKills
-	oomSeq     uint64
-	oomKills   []oomRecord
+	mu        sync.RWMutex // guards entries for Series (the loop is the only writer)
+	entries   map[uint64]*entry
+	errs      map[string]uint64
+	overLimit uint64
+	collects  uint64
+	ooms      map[uint64]uint64 // OOM kills per memory cgroup, from the tracer
+	oomsMu    sync.Mutex
+	recent    recentProcs // processes announced by the tracer, for those gone by the next collection
+	oom       *oomrecord.Recorder
+	// foldMu keeps a tracer snapshot and its fold into the profile store
+	// together, so that the collection and an OOM record, which both read
+	// the tracer, fold in the order they read.
+	foldMu     sync.Mutex
 	lastReport time.Time
 	store      *state.Store // nil without a state directory
 }
@@ -184,6 +188,17 @@ func New(cfg Config, hier cgroups.Hierarchy, parts Parts, degraded map[string]st
 		errs:    make(map[string]uint64),
 		ooms:    make(map[uint64]uint64),
 	}
+	oc := oomrecord.DefaultConfig()
+	oc.Window = min(oc.Window, cfg.Profile.Horizon)
+	oc.FaultSampleBytes = cfg.FaultSampleBytes
+	src := oomrecord.Sources{Hier: &a.hier, Names: a.oomNames, Memory: a.readMemory}
+	if store != nil {
+		src.Profiles, src.Refresh = store, a.refreshProfiles
+		if a.sym != nil {
+			src.Resolver = a.sym
+		}
+	}
+	a.oom = oomrecord.New(oc, src, logger)
 	if cfg.StateDir != "" {
 		st, err := state.Open(state.Config{Dir: cfg.StateDir}, logger)
 		if err != nil {
@@ -229,6 +244,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.tracer != nil {
 		go a.handleEvents(a.tracer.Events())
 	}
+	oomCtx, stopOOM := context.WithCancel(ctx)
+	oomDone := make(chan struct{})
+	go func() { a.oom.Run(oomCtx); close(oomDone) }()
+	defer func() { stopOOM(); <-oomDone }()
 	tick := time.NewTicker(a.cfg.Interval)
 	defer tick.Stop()
 	saveEvery := max(1, uint64(a.cfg.SaveEvery/a.cfg.Interval))
@@ -254,8 +273,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// handleEvents counts OOM kills, finalizes the profile data of processes
-// that exit, and re-reads the memory map of processes that exec.
+// handleEvents counts OOM kills and hands them to the recorder, finalizes
+// the profile data of processes that exit, and re-reads the memory map of
+// processes that exec. It does nothing slow: an OOM record is built by the
+// recorder's own goroutine.
 func (a *Agent) handleEvents(events <-chan tracer.Event) {
 	for ev := range events {
 		switch ev.Type {
@@ -263,7 +284,7 @@ func (a *Agent) handleEvents(events <-chan tracer.Event) {
 			a.oomsMu.Lock()
 			a.ooms[ev.Memcg]++
 			a.oomsMu.Unlock()
-			a.recordOOMKill(ev)
+			a.oom.Add(ev)
 		case tracer.EventExit:
 			a.prof.ProcessExited(ev.Process.PID)
 		case tracer.EventExec, tracer.EventTracked:
@@ -293,6 +314,8 @@ func (a *Agent) collect(now time.Time) {
 	}
 
 	var ts *tracer.Snapshot
+	a.foldMu.Lock()
+	defer a.foldMu.Unlock()
 	if a.tracer != nil {
 		var err error
 		if ts, err = a.tracer.Snapshot(); err != nil {
@@ -357,7 +380,13 @@ func (a *Agent) collect(now time.Time) {
 			a.entries[g.ID] = e
 		}
 		seen[g.ID] = true
-		a.update(e, g, stats, ts, ooms, now)
+		a.update(e, g, stats, ts, now)
+	}
+	a.addKilledUnseen(ooms, seen, now)
+	// A kill counts in its container whether or not anything in it
+	// survived: one whose last process was killed is not seen again.
+	for memcg, e := range a.entries {
+		e.c.OOMKills = max(e.c.OOMKills, ooms[memcg])
 	}
 	if scanErr == nil {
 		// A scan that stopped early did not see every cgroup: what it
@@ -369,6 +398,34 @@ func (a *Agent) collect(now time.Time) {
 		a.prof.Update(now, ts, a.procInfo)
 	}
 	a.publish(now, start, ts)
+}
+
+// addKilledUnseen gives an entry to each memory cgroup with OOM kills that
+// no scan found with processes: a container made and killed between two
+// collections (a crash-looping pod that runs out at start-up) has its kills
+// counted too. It is named from its kill's record, and expire finds it gone
+// in the same pass.
+func (a *Agent) addKilledUnseen(ooms map[uint64]uint64, seen map[uint64]bool, now time.Time) {
+	for memcg, n := range ooms {
+		if n == 0 || seen[memcg] || a.entries[memcg] != nil || len(a.entries) >= a.cfg.MaxContainers {
+			continue
+		}
+		k, ok := a.oom.Latest(memcg)
+		if !ok || k.Cgroup == "" {
+			continue // its record is not built yet: the next pass
+		}
+		det, err := detect.New(a.cfg.Detect)
+		if err != nil {
+			a.errs[errDetector]++
+			continue
+		}
+		id := containers.Parse(k.Cgroup)
+		a.entries[memcg] = &entry{det: det, history: series.New(a.cfg.History), c: view.Container{
+			ID: k.ID, MemcgID: memcg, Cgroup: k.Cgroup, FirstSeen: now, LastSeen: now,
+			Kind: id.Kind, Runtime: id.Runtime, ContainerID: k.ContainerID, PodUID: k.PodUID,
+			Namespace: k.Namespace, Pod: k.Pod, Container: k.Container,
+		}}
+	}
 }
 
 // tracks says whether a cgroup is a container worth a series: a container or
@@ -412,7 +469,7 @@ func childrenOf(groups []cgroups.Group) map[string][]string {
 	return m
 }
 
-func (a *Agent) update(e *entry, g cgroups.Group, st cgroups.MemoryStats, ts *tracer.Snapshot, ooms map[uint64]uint64, now time.Time) {
+func (a *Agent) update(e *entry, g cgroups.Group, st cgroups.MemoryStats, ts *tracer.Snapshot, now time.Time) {
 	c := &e.c
 	c.Cgroup = g.Path
 	c.LastSeen = now
@@ -424,7 +481,9 @@ func (a *Agent) update(e *entry, g cgroups.Group, st cgroups.MemoryStats, ts *tr
 	a.enrich(c)
 
 	c.Memory = memoryView(st)
-	c.OOMKills = max(st.OOMKills, ooms[g.ID])
+	// The kernel's count, which may predate the agent; the tracer's is
+	// added by the caller.
+	c.OOMKills = max(c.OOMKills, st.OOMKills)
 	if ts != nil {
 		tc := ts.Cgroups[g.ID]
 		c.MappedBytes = tc.MappedBytes + tc.BrkBytes
@@ -537,7 +596,7 @@ func markGone(c *view.Container, at time.Time) {
 
 func (a *Agent) publish(now, start time.Time, ts *tracer.Snapshot) {
 	a.collects++
-	snap := &view.Snapshot{Taken: now, OOMKills: a.oomKillsView()}
+	snap := &view.Snapshot{Taken: now, OOMKills: a.oom.Kills()}
 	a.mu.RLock()
 	snap.Containers = make([]view.Container, 0, len(a.entries))
 	for _, e := range a.entries {
@@ -564,6 +623,9 @@ func (a *Agent) publish(now, start time.Time, ts *tracer.Snapshot) {
 	ag.Errors = make(map[string]uint64, len(a.errs))
 	for k, v := range a.errs {
 		ag.Errors[k] = v
+	}
+	if n := a.oom.Dropped(); n > 0 {
+		ag.Errors[errOOMRecord] = n
 	}
 	if len(a.degr) > 0 {
 		ag.Degraded = make(map[string]string, len(a.degr))

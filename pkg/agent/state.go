@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/leakwatch/leakwatch/pkg/detect"
+	"github.com/leakwatch/leakwatch/pkg/oomrecord"
 	"github.com/leakwatch/leakwatch/pkg/series"
 	"github.com/leakwatch/leakwatch/pkg/state"
 )
@@ -41,21 +42,17 @@ func (a *Agent) restore(snap state.Snapshot) {
 		a.entries[v.MemcgID] = &entry{c: v, det: det, history: h, restored: true}
 	}
 
-	a.oomKills = a.oomKills[:0]
-	a.oomSeq = snap.OOMSeq
-	for _, k := range snap.OOMKills {
-		a.oomKills = append(a.oomKills, oomRecord{kill: k.Kill, inuse: k.Inuse, faults: k.Faults})
-		a.oomSeq = max(a.oomSeq, k.Kill.Seq)
+	kills := make([]oomrecord.Record, len(snap.OOMKills))
+	for i, k := range snap.OOMKills {
+		kills[i] = oomrecord.Record{Kill: k.Kill, Inuse: k.Inuse, Faults: k.Faults}
 	}
-	if len(a.oomKills) > maxOOMKills {
-		a.oomKills = a.oomKills[len(a.oomKills)-maxOOMKills:]
-	}
+	a.oom.Restore(snap.OOMSeq, kills)
 	if snap.Saved.IsZero() {
 		a.log.Info("state store is empty; starting fresh", "path", a.store.Path())
 		return
 	}
 	a.log.Info("state restored", "path", a.store.Path(), "containers", len(a.entries),
-		"detectors_reset", fresh, "oom_kills", len(a.oomKills), "saved", snap.Saved)
+		"detectors_reset", fresh, "oom_kills", len(a.oom.Kills()), "saved", snap.Saved)
 }
 
 // save writes the containers and OOM kills to the state store. Encoding
@@ -78,12 +75,11 @@ func (a *Agent) save() error {
 		snap.Containers = append(snap.Containers, state.Container{View: e.c, History: hist, Detector: det})
 	}
 	a.mu.RUnlock()
-	a.oomMu.Lock()
-	snap.OOMSeq = a.oomSeq
-	for _, r := range a.oomKills {
-		snap.OOMKills = append(snap.OOMKills, state.OOMKill{Kill: r.kill, Inuse: r.inuse, Faults: r.faults})
+	seq, kills := a.oom.Records()
+	snap.OOMSeq = seq
+	for _, r := range kills {
+		snap.OOMKills = append(snap.OOMKills, state.OOMKill{Kill: r.Kill, Inuse: r.Inuse, Faults: r.Faults})
 	}
-	a.oomMu.Unlock()
 	if err := a.store.Save(snap); err != nil {
 		a.errs[errStateSave]++
 		a.logEvery("saving state", err)

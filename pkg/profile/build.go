@@ -124,10 +124,38 @@ type sampleVal struct {
 // state (inuse) or everything since the tracer started (faults); otherwise
 // the change over the last window.
 func (s *Store) Build(memcg uint64, typ Type, window time.Duration, res Resolver, meta Meta) (*profile.Profile, error) {
+	return s.build(memcg, nil, typ, window, res, meta)
+}
+
+// BuildImage is Build restricted to the program one process of the cgroup
+// runs, named by pid, the kernel's start time of it (ns since boot) and its
+// exec generation: an OOM kill's victim, apart from earlier processes with
+// the same pid or in the same cgroup, and from what it faulted before its
+// exec (a shell's start-up), which its memory at the kill did not hold.
+// Mappings need no such filter: the tracer drops them at an exec.
+func (s *Store) BuildImage(memcg uint64, img Image, typ Type, window time.Duration, res Resolver, meta Meta) (*profile.Profile, error) {
+	return s.build(memcg, &img, typ, window, res, meta)
+}
+
+// startTolerance is how far a process start time read from /proc (clock
+// ticks of 10 ms, on the boot clock) may lie from the kernel's own.
+const startTolerance = 20 * time.Millisecond
+
+// isImage says whether a key belongs to img. An unknown start time
+// (0: the process was gone before /proc could be read) matches any.
+func isImage(k key, img Image) bool {
+	if k.pid != img.PID || (k.typ == Faults && k.exec != img.ExecID) {
+		return false
+	}
+	d := int64(k.starts) - int64(img.StartTime)
+	return k.starts == 0 || img.StartTime == 0 || (d > -int64(startTolerance) && d < int64(startTolerance))
+}
+
+func (s *Store) build(memcg uint64, only *Image, typ Type, window time.Duration, res Resolver, meta Meta) (*profile.Profile, error) {
 	if window > s.cfg.Horizon {
 		return nil, fmt.Errorf("%w: %v asked, %v kept", ErrWindow, window, s.cfg.Horizon)
 	}
-	samples, stacks, comms := s.collect(memcg, typ, window)
+	samples, stacks, comms := s.collect(memcg, only, typ, window)
 
 	b := newBuilder(res)
 	p := &profile.Profile{
@@ -229,7 +257,7 @@ func (s *Store) Build(memcg uint64, typ Type, window time.Duration, res Resolver
 }
 
 // collect gathers the samples of one cgroup under the read lock.
-func (s *Store) collect(memcg uint64, typ Type, window time.Duration) (map[sampleKey]sampleVal, map[uint64]stackFrames, map[uint32]string) {
+func (s *Store) collect(memcg uint64, only *Image, typ Type, window time.Duration) (map[sampleKey]sampleVal, map[uint64]stackFrames, map[uint32]string) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	since := s.now - int64(window/s.cfg.Step)
@@ -237,7 +265,7 @@ func (s *Store) collect(memcg uint64, typ Type, window time.Duration) (map[sampl
 	stacks := make(map[uint64]stackFrames)
 	comms := make(map[uint32]string)
 	for k, sr := range s.keys {
-		if k.memcg != memcg || k.typ != typ {
+		if k.memcg != memcg || k.typ != typ || (only != nil && !isImage(k, *only)) {
 			continue
 		}
 		if window == 0 && typ == Inuse && sr.exited {
@@ -337,6 +365,7 @@ func (b *builder) locations(k sampleKey, st stackFrames) []*profile.Location {
 		addrs = append([]uint64{addrs[0], st.leafReturn}, addrs[1:]...)
 	}
 	resolved := b.resolve(k, addrs)
+	addrs = addrs[:walkedFrames(resolved, addrs)]
 	locs := make([]*profile.Location, 0, len(addrs))
 	for i, a := range addrs {
 		locs = append(locs, b.location(k.pid, resolved[lookupAddr(a, i)], a))
@@ -346,6 +375,36 @@ func (b *builder) locations(k sampleKey, st stackFrames) []*profile.Location {
 		locs = locs[1:]
 	}
 	return locs
+}
+
+// walkedFrames is how many of a stack's frames are callers that ran. A
+// frame-pointer walk through code built without frame pointers (redis, most
+// distribution C) reads whatever the register points at as the next frame:
+// once it yields a word in no executable mapping of the process (a heap
+// address, 0, a non-canonical value), it has left the stack, and every
+// frame after is made up. That is known only when the process's mappings
+// are (some frame lies in one); otherwise the stack is kept whole.
+func walkedFrames(resolved map[uint64]Location, addrs []uint64) int {
+	inCode := func(i int) bool {
+		l := resolved[lookupAddr(addrs[i], i)]
+		return l.Mapping != nil && l.Mapping.Executable
+	}
+	known := false
+	for i := range addrs {
+		if inCode(i) {
+			known = true
+			break
+		}
+	}
+	if !known {
+		return len(addrs)
+	}
+	for i := 1; i < len(addrs); i++ {
+		if !inCode(i) {
+			return i
+		}
+	}
+	return len(addrs)
 }
 
 func isAllocator(l *profile.Location) bool {

@@ -484,3 +484,38 @@ func TestInuseResidentSpace(t *testing.T) {
 		}
 	}
 }
+
+// A frame-pointer walk that left the stack (a heap address, then 0, then
+// noise, as through redis built without frame pointers) ends the stack at
+// the first word outside code; a stack of a process whose mappings are not
+// known is kept whole.
+func TestWalkEndsWhereItLeftTheCode(t *testing.T) {
+	s := NewStore(DefaultConfig())
+	t0 := time.Now()
+	f := []tracer.FaultSample{
+		{Memcg: memcg, PID: pid, StackID: 1, Bytes: 4 << 20, Samples: 8},
+		{Memcg: memcg, PID: pid, StackID: 2, Bytes: 1 << 20, Samples: 2},
+	}
+	stacks := map[uint64]tracer.Stack{
+		1: {Frames: []uint64{0x7000, 0x5001, 0x7f33076001c0, 0, 0xff69c9870f043c07}},
+		2: {Frames: []uint64{0xa000, 0xb001}},
+	}
+	s.Update(t0, snap(nil, f, stacks), procInfo)
+	res := &fakeResolver{names: map[uint64]string{0x7000: "dictFind", 0x5000: "dictAdd"}}
+	p, err := s.Build(memcg, Faults, 0, res, Meta{Now: t0, FaultSampleBytes: 512 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byBytes := map[int64][]uint64{}
+	for _, smp := range p.Sample {
+		for _, l := range smp.Location {
+			byBytes[smp.Value[1]] = append(byBytes[smp.Value[1]], l.Address)
+		}
+	}
+	if got := byBytes[4<<20]; len(got) != 2 || got[0] != 0x7000 || got[1] != 0x5001 {
+		t.Errorf("walk through code then data: frames %x, want 7000 5001", got)
+	}
+	if got := byBytes[1<<20]; len(got) != 2 {
+		t.Errorf("stack of unknown mappings: frames %x, want both kept", got)
+	}
+}

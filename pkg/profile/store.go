@@ -45,6 +45,7 @@ type key struct {
 	kind   tracer.Kind
 	stack  uint64
 	starts uint64 // process start time, so a reused pid is another key
+	exec   uint32 // faults: the image (tracer.FaultSample.ExecID)
 }
 
 // value is what a key holds at one time: bytes and objects (inuse) or
@@ -127,7 +128,7 @@ func (s *Store) Update(now time.Time, snap *tracer.Snapshot, info ProcInfo) {
 	}
 	for _, f := range snap.Faults {
 		p := s.proc(f.PID, info)
-		k := key{memcg: f.Memcg, pid: f.PID, typ: Faults, stack: f.StackID, starts: p.startTime}
+		k := key{memcg: f.Memcg, pid: f.PID, typ: Faults, stack: f.StackID, starts: p.startTime, exec: f.ExecID}
 		s.set(k, value{bytes: int64(f.Bytes), count: int64(f.Samples)}, step)
 	}
 	// Inuse keys not in the snapshot are zero now: unmapped, or the
@@ -284,6 +285,14 @@ func (s *Store) evictKeys(n int) {
 type Process struct {
 	PID       uint32
 	StartTime uint64
+}
+
+// Image is a program a process runs: the process and its exec generation
+// (tracer.Event.ExecID). Memory a process faulted before an exec went with
+// the old image.
+type Image struct {
+	Process
+	ExecID uint32
 }
 
 // Forget drops everything of a memory cgroup that is no longer tracked, and

@@ -51,7 +51,8 @@ type leakwatchEvent struct {
 	Type          uint32
 	Pid           uint32
 	Tgid          uint32
-	Pad           uint32
+	OomKind       uint16
+	OomFoundBy    uint16
 	Ts            uint64
 	StartTime     uint64
 	Memcg         uint64
@@ -61,6 +62,8 @@ type leakwatchEvent struct {
 	FileRssBytes  uint64
 	ShmemRssBytes uint64
 	Comm          [16]int8
+	ExecId        uint32
+	Pad           uint32
 }
 
 type leakwatchEventType uint32
@@ -77,7 +80,7 @@ type leakwatchFaultKey struct {
 	Memcg   uint64
 	StackId uint64
 	Tgid    uint32
-	Pad     uint32
+	ExecId  uint32
 }
 
 type leakwatchFaultValue struct {
@@ -154,6 +157,7 @@ const (
 	leakwatchProgHandleSysExitMmap      = "handle_sys_exit_mmap"
 	leakwatchProgHandleSysExitMprotect  = "handle_sys_exit_mprotect"
 	leakwatchProgHandleSysExitMremap    = "handle_sys_exit_mremap"
+	leakwatchVarMemcgOomText            = "memcg_oom_text"
 	leakwatchVarMmapSampleBytes         = "mmap_sample_bytes"
 	leakwatchVarPageSize                = "page_size"
 	leakwatchVarProcsOverflowed         = "procs_overflowed"
@@ -241,6 +245,7 @@ type leakwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type leakwatchVariableSpecs struct {
+	MemcgOomText       *ebpf.VariableSpec `ebpf:"memcg_oom_text"`
 	MmapSampleBytes    *ebpf.VariableSpec `ebpf:"mmap_sample_bytes"`
 	PageSize           *ebpf.VariableSpec `ebpf:"page_size"`
 	ProcsOverflowed    *ebpf.VariableSpec `ebpf:"procs_overflowed"`
@@ -302,6 +307,7 @@ func (m *leakwatchMaps) Close() error {
 //
 // It can be passed to loadLeakwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type leakwatchVariables struct {
+	MemcgOomText       *ebpf.Variable `ebpf:"memcg_oom_text"`
 	MmapSampleBytes    *ebpf.Variable `ebpf:"mmap_sample_bytes"`
 	PageSize           *ebpf.Variable `ebpf:"page_size"`
 	ProcsOverflowed    *ebpf.Variable `ebpf:"procs_overflowed"`

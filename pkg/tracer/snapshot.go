@@ -203,7 +203,7 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 		v := b.fvals[i]
 		anon, file := splitFaultBytes(v.Bytes, v.Checked, v.CheckedFile)
 		snap.Faults = append(snap.Faults, FaultSample{
-			Memcg: k.Memcg, PID: k.Tgid, StackID: k.StackId,
+			Memcg: k.Memcg, PID: k.Tgid, ExecID: k.ExecId, StackID: k.StackId,
 			Bytes: anon, FileBytes: file, Samples: v.Samples,
 		})
 	}

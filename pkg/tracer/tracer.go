@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -201,6 +202,12 @@ func (t *Tracer) load() error {
 			return fmt.Errorf("setting %s: %w", name, err)
 		}
 	}
+	if text, err := memcgOOMText(filepath.Join(t.cfg.ProcRoot, "kallsyms")); err != nil {
+		// Kills are still reported, their kind unknown.
+		t.log.Warn("telling a memory cgroup's OOM from the node's", "err", err)
+	} else if err := specs.MemcgOomText.Set(text); err != nil {
+		return fmt.Errorf("setting memcg OOM text: %w", err)
+	}
 	specs.LiveMappings.MaxEntries = t.cfg.MaxMappings
 	specs.MappingEnds.MaxEntries = t.cfg.MaxMappings
 	specs.StackTraces.MaxEntries = t.cfg.MaxStacks
@@ -365,17 +372,20 @@ func (t *Tracer) decodeEvent(raw *leakwatchEvent) Event {
 		comm = append(comm, byte(c))
 	}
 	return Event{
-		Type:          EventType(raw.Type),
-		Time:          t.wallTime(raw.Ts),
-		PID:           raw.Pid,
-		Process:       Process{PID: raw.Tgid, StartTime: raw.StartTime},
-		Memcg:         raw.Memcg,
-		TriggerMemcg:  raw.TriggerMemcg,
-		Comm:          string(comm),
-		TotalVMBytes:  raw.TotalVmBytes,
-		AnonRSSBytes:  raw.AnonRssBytes,
-		FileRSSBytes:  raw.FileRssBytes,
-		ShmemRSSBytes: raw.ShmemRssBytes,
+		Type:           EventType(raw.Type),
+		Time:           t.wallTime(raw.Ts),
+		PID:            raw.Pid,
+		Process:        Process{PID: raw.Tgid, StartTime: raw.StartTime},
+		Memcg:          raw.Memcg,
+		ExecID:         raw.ExecId,
+		TriggerMemcg:   raw.TriggerMemcg,
+		TriggerFoundBy: TriggerFoundBy(raw.OomFoundBy),
+		OOMKind:        OOMKind(raw.OomKind),
+		Comm:           string(comm),
+		TotalVMBytes:   raw.TotalVmBytes,
+		AnonRSSBytes:   raw.AnonRssBytes,
+		FileRSSBytes:   raw.FileRssBytes,
+		ShmemRSSBytes:  raw.ShmemRssBytes,
 	}
 }
 

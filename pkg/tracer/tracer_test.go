@@ -432,13 +432,68 @@ func TestOOMKillIsReportedOnce(t *testing.T) {
 		t.Fatalf("%d OOM-kill events for pid %d, want exactly 1", len(kills), p.PID)
 	}
 	k := kills[0]
-	if k.Memcg != g.ID || k.TriggerMemcg != g.ID || k.Comm != "memwork" || k.AnonRSSBytes < 32*mib {
-		t.Errorf("OOM kill: memcg %d (triggered in %d) comm %q anon rss %d; want memcg %d for both, memwork, >= 32 MiB",
-			k.Memcg, k.TriggerMemcg, k.Comm, k.AnonRSSBytes, g.ID)
+	if k.Memcg != g.ID || k.TriggerMemcg != g.ID || k.OOMKind != tracer.OOMMemcg || k.Comm != "memwork" || k.AnonRSSBytes < 32*mib {
+		t.Errorf("OOM kill: memcg %d (limit of %d fired, %s OOM) comm %q anon rss %d; want memcg %d for both, memcg, memwork, >= 32 MiB",
+			k.Memcg, k.TriggerMemcg, k.OOMKind, k.Comm, k.AnonRSSBytes, g.ID)
 	}
 	if st := p.Wait(t, 10*time.Second); st.Success() {
 		t.Errorf("workload exited cleanly, want killed")
 	}
+}
+
+// oomKillEvent runs memwork's "oom" in g and returns the kill's event.
+func oomKillEvent(t *testing.T, tr *tracer.Tracer, g *cgtest.Group, memwork string) tracer.Event {
+	t.Helper()
+	p := g.Start(t, memwork)
+	p.Send(t, "oom")
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case ev := <-tr.Events():
+			if ev.Type == tracer.EventOOMKill && ev.Process.PID == uint32(p.PID) {
+				p.Wait(t, 10*time.Second)
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no OOM kill of pid %d in %s within 60s", p.PID, g.Rel)
+		}
+	}
+}
+
+// The limit that fired is read in the kernel at the kill: a parent's lower
+// limit is the parent's, a container's own limit is the container's, every
+// time (the kernel's own count is the check).
+func TestOOMTriggerIsTheLimitThatFired(t *testing.T) {
+	tr := startTracer(t, nil)
+	memwork, _ := cgtest.Workloads(t)
+
+	t.Run("ancestor", func(t *testing.T) {
+		parent := cgtest.New(t, 64*mib)
+		child := parent.Child(t, 256*mib)
+		k := oomKillEvent(t, tr, child, memwork)
+		t.Logf("kill in child %d: limit of %d fired, found by %s, %s OOM", k.Memcg, k.TriggerMemcg, k.TriggerFoundBy, k.OOMKind)
+		if k.Memcg != child.ID || k.TriggerMemcg != parent.ID || k.OOMKind != tracer.OOMMemcg {
+			t.Errorf("kill in %d: limit of %d fired (found by %s, %s OOM); want %d in child %d, memcg",
+				k.Memcg, k.TriggerMemcg, k.TriggerFoundBy, k.OOMKind, parent.ID, child.ID)
+		}
+	})
+	t.Run("container, repeatedly", func(t *testing.T) {
+		const kills = 20
+		g := cgtest.New(t, 64*mib)
+		var wrong []string
+		for i := range kills {
+			k := oomKillEvent(t, tr, g, memwork)
+			if k.TriggerMemcg != g.ID || k.OOMKind != tracer.OOMMemcg {
+				wrong = append(wrong, fmt.Sprintf("kill %d: limit of %d (found by %s, %s OOM)", i+1, k.TriggerMemcg, k.TriggerFoundBy, k.OOMKind))
+			}
+		}
+		if len(wrong) > 0 {
+			t.Errorf("%d of %d kills blamed on another limit than %d's:\n%s", len(wrong), kills, g.ID, strings.Join(wrong, "\n"))
+		}
+		if n, err := g.OOMKills(); err != nil || n != kills {
+			t.Errorf("the kernel counted %d OOM kills in %s (err %v), want %d", n, g.Rel, err, kills)
+		}
+	})
 }
 
 // A process is announced when it first gets tracked state, so that user

@@ -76,8 +76,12 @@ type Allocation struct {
 // anonymous and file-backed bytes comes from a subsample of the samples, so
 // Bytes can move down slightly between snapshots as the split is refined.
 type FaultSample struct {
-	Memcg     uint64
-	PID       uint32
+	Memcg uint64
+	PID   uint32
+	// ExecID tells the images a process ran apart (the low bits of the
+	// kernel's self_exec_id, which each exec increments): what it faulted
+	// before an exec went with the old image's memory.
+	ExecID    uint32
 	StackID   uint64
 	Bytes     uint64 // estimated anonymous bytes: samples x period x page size x anonymous share
 	FileBytes uint64 // estimated file-backed bytes (page cache)
@@ -159,6 +163,50 @@ const (
 	EventTracked EventType = 4
 )
 
+// OOMKind tells a memory cgroup's OOM from the node's; the kernel side reads
+// it from the allocating task's kernel stack.
+type OOMKind uint8
+
+const (
+	// OOMUnknown: the kernel's text addresses were hidden (kallsyms).
+	OOMUnknown OOMKind = 0
+	// OOMMemcg: a memory cgroup's limit fired.
+	OOMMemcg OOMKind = 1
+	// OOMGlobal: the node ran out of memory.
+	OOMGlobal OOMKind = 2
+)
+
+func (k OOMKind) String() string {
+	switch k {
+	case OOMMemcg:
+		return "memcg"
+	case OOMGlobal:
+		return "global"
+	}
+	return "unknown"
+}
+
+// TriggerFoundBy says how the kernel side found an OOM's memory cgroup.
+type TriggerFoundBy uint8
+
+const (
+	FoundNone TriggerFoundBy = 0
+	// FoundOOMLock: cgroup v1, the highest ancestor holding oom_lock.
+	FoundOOMLock TriggerFoundBy = 1
+	// FoundLimit: the lowest ancestor whose usage was at its max.
+	FoundLimit TriggerFoundBy = 2
+)
+
+func (f TriggerFoundBy) String() string {
+	switch f {
+	case FoundOOMLock:
+		return "oom_lock"
+	case FoundLimit:
+		return "limit"
+	}
+	return "none"
+}
+
 func (t EventType) String() string {
 	switch t {
 	case EventOOMKill:
@@ -182,15 +230,20 @@ type Event struct {
 	Process Process
 	Memcg   uint64
 	Comm    string
+	// ExecID is the process's image, as FaultSample.ExecID.
+	ExecID uint32
 
-	// OOM kills only: the memory cgroup of the task whose allocation
-	// failed (the limit that fired is on a cgroup above both it and the
-	// victim), and the victim's memory from its mm at the kill.
-	TriggerMemcg  uint64
-	TotalVMBytes  uint64
-	AnonRSSBytes  uint64
-	FileRSSBytes  uint64
-	ShmemRSSBytes uint64
+	// OOM kills only: the memory cgroup whose limit fired, read in the
+	// kernel at the kill (0 when the node ran out or it was not found),
+	// how it was found, which OOM it was, and the victim's memory from its
+	// mm at the kill.
+	TriggerMemcg   uint64
+	TriggerFoundBy TriggerFoundBy
+	OOMKind        OOMKind
+	TotalVMBytes   uint64
+	AnonRSSBytes   uint64
+	FileRSSBytes   uint64
+	ShmemRSSBytes  uint64
 }
 
 // Features says which parts of the tracer run on this host.

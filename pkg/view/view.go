@@ -32,6 +32,13 @@ type Snapshot struct {
 	Agent    Agent
 }
 
+// What an OOM record's top stacks weigh (OOMKill.TopStacksOf): the sample
+// types of the profiles.
+const (
+	StacksFaulted = "faulted_space"
+	StacksInuse   = "inuse_space"
+)
+
 // OOMKill is the forensic record of one OOM kill.
 type OOMKill struct {
 	// Seq numbers kills from 1 in the order the agent saw them; the
@@ -52,9 +59,9 @@ type OOMKill struct {
 	Comm string `json:"comm"`
 
 	// Trigger says whose limit fired: "container" (the victim's own memory
-	// cgroup), "ancestor" (a parent's, TriggerCgroup names it) or "node"
-	// (no cgroup was at its limit: the whole machine ran out). It is
-	// inferred from the cgroups' usage against their limits at the kill.
+	// cgroup), "ancestor" (a parent's, TriggerCgroup names it), "node" (the
+	// whole machine ran out) or "unknown". The kernel side reads it at the
+	// kill: the memory cgroup the OOM was invoked for.
 	Trigger       string `json:"trigger"`
 	TriggerCgroup string `json:"trigger_cgroup,omitempty"`
 
@@ -66,9 +73,13 @@ type OOMKill struct {
 	ShmemRSSBytes uint64 `json:"shmem_rss_bytes"`
 	TotalVMBytes  uint64 `json:"total_vm_bytes"`
 
-	// TopStacks are the stacks that grew most in the minutes before the
-	// kill, as short text ("12.0MiB main.leak < main.loop < main.main").
-	TopStacks []string `json:"top_stacks"`
+	// TopStacks are the victim's stacks that grew most in the minutes
+	// before the kill, as short text ("12.0MiB main.leak < main.loop <
+	// main.main"); TopStacksOf says in what: StacksFaulted (memory touched,
+	// what the cgroup was charged for) or StacksInuse (mapped, when faults
+	// were not sampled).
+	TopStacks   []string `json:"top_stacks"`
+	TopStacksOf string   `json:"top_stacks_of,omitempty"`
 	// ProfileURL is the path of the profile retained for this kill on
 	// this agent (growth before the kill), when one could be built.
 	ProfileURL string `json:"profile_url,omitempty"`

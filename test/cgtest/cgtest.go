@@ -160,20 +160,43 @@ func Make(t testing.TB, limit int64) (*Group, error) {
 			}
 		}
 	}
-	dir, err := os.MkdirTemp(h.Dir(), ownPrefix())
+	return makeIn(t, h.Dir(), filepath.Join("/", h.Own), h.Version, limit)
+}
+
+// Child makes a memory cgroup inside g with its own limit (0 for none),
+// removed before g when the test ends: a container below a parent whose
+// limit may be the lower one.
+func (g *Group) Child(t testing.TB, limit int64) *Group {
+	t.Helper()
+	if g.Version == 2 {
+		if err := g.writeErr("cgroup.subtree_control", "+memory"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := makeIn(t, g.Dir, g.Rel, g.Version, limit)
 	if err != nil {
-		return nil, fmt.Errorf("cgtest: making a cgroup beneath %s: %w", h.Dir(), err)
+		t.Fatal(err)
+	}
+	return c
+}
+
+// makeIn makes a cgroup in dir (rel relative to the mount), removed when
+// the test ends.
+func makeIn(t testing.TB, dir, rel string, version int, limit int64) (*Group, error) {
+	dir, err := os.MkdirTemp(dir, ownPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("cgtest: making a cgroup beneath %s: %w", dir, err)
 	}
 	var st syscall.Stat_t
 	if err := syscall.Stat(dir, &st); err != nil {
 		_ = os.Remove(dir)
 		return nil, fmt.Errorf("cgtest: %w", err)
 	}
-	g := &Group{Dir: dir, Rel: filepath.Join("/", h.Own, filepath.Base(dir)), ID: st.Ino, Version: h.Version}
+	g := &Group{Dir: dir, Rel: filepath.Join(rel, filepath.Base(dir)), ID: st.Ino, Version: version}
 	t.Cleanup(func() { g.remove(t) })
 	if limit > 0 {
 		l := strconv.FormatInt(limit, 10)
-		if h.Version == 1 {
+		if version == 1 {
 			err = g.writeErr("memory.limit_in_bytes", l)
 			g.writeIfExists("memory.memsw.limit_in_bytes", l)
 		} else {
@@ -185,6 +208,25 @@ func Make(t testing.TB, limit int64) (*Group, error) {
 		}
 	}
 	return g, nil
+}
+
+// OOMKills is the kernel's own count of OOM kills in the group and below
+// it: oom_kill in memory.oom_control (v1) or memory.events (v2).
+func (g *Group) OOMKills() (uint64, error) {
+	file := "memory.events"
+	if g.Version == 1 {
+		file = "memory.oom_control"
+	}
+	b, err := os.ReadFile(filepath.Join(g.Dir, file))
+	if err != nil {
+		return 0, fmt.Errorf("cgtest: %w", err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			return strconv.ParseUint(v, 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("cgtest: no oom_kill in %s of %s", file, g.Rel)
 }
 
 func (g *Group) writeErr(file, value string) error {

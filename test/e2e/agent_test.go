@@ -50,6 +50,7 @@ type apiContainer struct {
 	LimitBytes  uint64   `json:"limit_bytes"`
 	TimeToLimit *float64 `json:"time_to_limit_seconds"`
 	MappedBytes uint64   `json:"mapped_bytes"`
+	OOMKills    uint64   `json:"oom_kills"`
 }
 
 func (a *agent) containers(t *testing.T) map[string]apiContainer {
