@@ -5,6 +5,9 @@ set -euo pipefail
 
 # prometheus brings promtool, used by the metrics tests.
 packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev prometheus)
+# A JDK (javac, java) builds and runs the JVM workload whose series
+# test/deploy records (TestRecordAgentSeries).
+packages+=(openjdk-17-jdk-headless)
 if [[ "${LEAKWATCH_EXTRA_PACKAGES:-}" != "" ]]; then
 	read -r -a extra <<<"${LEAKWATCH_EXTRA_PACKAGES}"
 	packages+=("${extra[@]}")
