@@ -28,9 +28,11 @@ import (
 // (<case>.csv: t, bytes, limit, which `leakwatch analyze` and the detector's
 // tests replay, and leaking, confidence, growth as the agent reported them)
 // and the promtool test generated from it (<case>_test.yaml).
-// TestRecordAgentSeries re-records them when LEAKWATCH_RECORD=1 (about 30
-// minutes, as root); TestPromtoolRecordedSeries runs promtool on them and
-// checks that each test is the one its recording gives.
+// TestRecordAgentSeries re-records them when LEAKWATCH_RECORD=1 (about 35
+// minutes, as root; LEAKWATCH_RECORD_ONLY=jvm-g1 limits it to some cases);
+// TestPromtoolRecordedSeries runs promtool on them and checks that each test
+// is the one its recording gives (LEAKWATCH_RECORD=regenerate rewrites the
+// tests from the recordings, after a change of the rule).
 const (
 	recordedDir = "deploy/prometheus/tests/recorded"
 	// recordInterval is the agent's --interval while recording: its default,
