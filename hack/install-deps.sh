@@ -9,6 +9,9 @@ set -euo pipefail
 # the independent unwinders the profile frame tests compare with;
 # redis-server is a real program the OOM-record tests run to its limit.
 packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev binutils prometheus fzf gdb linux-perf redis-server)
+# A JDK (javac, java) builds and runs the JVM workload whose series
+# test/deploy records (TestRecordAgentSeries).
+packages+=(openjdk-17-jdk-headless)
 if [[ "${LEAKWATCH_EXTRA_PACKAGES:-}" != "" ]]; then
 	read -r -a extra <<<"${LEAKWATCH_EXTRA_PACKAGES}"
 	packages+=("${extra[@]}")

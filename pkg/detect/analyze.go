@@ -29,36 +29,48 @@ const maxSpan = 100 * 365 * 24 * 3600.0
 // detector built from cfg, holding only one line and one detector in memory.
 // Result.File is left for the caller to fill in.
 func Analyze(r io.Reader, cfg Config) (Result, error) {
-	d, err := New(cfg)
+	var res Result
+	var v Verdict
+	err := Replay(r, cfg, func(rel float64, got Verdict) {
+		v = got
+		if v.Leaking && res.DetectedAt == nil {
+			res.DetectedAt = &rel
+		}
+	})
 	if err != nil {
 		return Result{}, err
 	}
-	var res Result
-	var v Verdict
+	res.Leak = v.Leaking
+	res.GrowthBytesPerSecond = v.GrowthBytesPerSecond
+	res.Confidence = v.Confidence
+	return res, nil
+}
+
+// Replay feeds a series file through a detector built from cfg, as Analyze
+// does, and calls observe with each row's time in seconds since the first
+// row and the verdict after that row.
+func Replay(r io.Reader, cfg Config, observe func(rel float64, v Verdict)) error {
+	d, err := New(cfg)
+	if err != nil {
+		return err
+	}
 	first := math.NaN()
 	cr := NewCSVReader(r)
 	for {
 		s, err := cr.Next()
 		if errors.Is(err, io.EOF) {
-			break
+			return nil
 		}
 		if err != nil {
-			return Result{}, err
+			return err
 		}
 		if math.IsNaN(first) {
 			first = s.T
 		}
 		rel := s.T - first
 		if rel > maxSpan {
-			return Result{}, fmt.Errorf("line %d: t: %g seconds after the first row, more than the %g a replay can span", s.Line, rel, maxSpan)
+			return fmt.Errorf("line %d: t: %g seconds after the first row, more than the %g a replay can span", s.Line, rel, maxSpan)
 		}
-		v = d.Observe(Point{T: time.Unix(0, 0).Add(time.Duration(rel * float64(time.Second))), Bytes: s.Bytes, Limit: s.Limit})
-		if v.Leaking && res.DetectedAt == nil {
-			res.DetectedAt = &rel
-		}
+		observe(rel, d.Observe(Point{T: time.Unix(0, 0).Add(time.Duration(rel * float64(time.Second))), Bytes: s.Bytes, Limit: s.Limit}))
 	}
-	res.Leak = v.Leaking
-	res.GrowthBytesPerSecond = v.GrowthBytesPerSecond
-	res.Confidence = v.Confidence
-	return res, nil
 }

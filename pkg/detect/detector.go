@@ -36,6 +36,28 @@ func (t Tier) String() string {
 	return "none"
 }
 
+// LeakingConfidence is where Verdict.Confidence divides the two verdicts:
+// while Leaking is true, Confidence is at least LeakingConfidence; while it
+// is false, Confidence is below it. So the flag and the number never
+// disagree, and an alert on either (leakwatch_container_leaking == 1, or
+// leakwatch_container_leak_confidence >= LeakingConfidence) is the same
+// alert.
+//
+// Below it, Confidence is the evidence of the latest evaluations, weighed
+// by how far each tier's streak has gone towards confirmation: at most
+// confirm/(1+confirm), 0.75, before any tier confirms. When a tier confirms,
+// the verdict turns leaking and takes that tier's confidence (1-p of its
+// Mann-Kendall test and more, 0.99 or above with the default Significance,
+// 1 for the fast tier) and keeps it while any tier still passes, since an
+// evaluation that merely does not confirm again (a streak broken by one
+// sample, a tier with too few points, a JVM growing its heap in steps that
+// the fast tier reads as a step) does not contradict the growth that was
+// confirmed. Only quiet contradicts it: while no tier passes, Confidence
+// falls linearly from the held value to LeakingConfidence over ClearAfter,
+// the verdict's own hysteresis, and drops to the current evidence when
+// Leaking clears.
+const LeakingConfidence = 0.8
+
 // UnknownTimeToLimit is Verdict.TimeToLimit when there is no projection: no
 // limit, no leak, or no growth.
 const UnknownTimeToLimit time.Duration = -1
@@ -49,8 +71,10 @@ type Verdict struct {
 	// GrowthBytesPerSecond is the robust slope of the lower envelope from
 	// Tier (0 before any tier had enough data).
 	GrowthBytesPerSecond float64
-	// Confidence in [0,1] that the envelope grows like a leak; it reaches
-	// 1-Significance or more when a tier has confirmed growth.
+	// Confidence in [0,1] that the envelope grows like a leak. It is at
+	// least LeakingConfidence exactly while Leaking is true: it holds the
+	// confidence of the evidence that turned Leaking on and falls only while
+	// no tier finds growth (see LeakingConfidence).
 	Confidence float64
 	// TimeToLimit projects the peak of the last EnvelopeWindow to the limit
 	// at GrowthBytesPerSecond; UnknownTimeToLimit unless Leaking and a limit
@@ -89,6 +113,11 @@ type Detector struct {
 	leaking      bool
 	leakingSince float64
 	quietSince   float64 // <0 while some tier finds growth
+	// held is the confidence of the evidence that confirmed the leaking
+	// verdict: the effective confidence of the confirmed tiers at the last
+	// evaluation where one was confirmed. Verdict.Confidence carries it
+	// while Leaking holds (see LeakingConfidence).
+	held float64
 }
 
 // tierState is the outcome of a tier's latest evaluation.
@@ -164,6 +193,10 @@ func New(cfg Config) (*Detector, error) {
 	d.fast.confirm = 3
 	d.medium.confirm = 2
 	d.slow.confirm = 3
+	// A tier short of confirmation weighs its confidence by at most
+	// confirm/(1+confirm) (effectiveConf), which must stay below
+	// LeakingConfidence so that a verdict that is not leaking never reads
+	// as one; TestUnconfirmedConfidenceBelowLeaking holds these to it.
 	return d, nil
 }
 
@@ -229,6 +262,7 @@ func (d *Detector) startSegment(t float64) {
 	d.slow.reset()
 	d.leaking = false
 	d.quietSince = -1
+	d.held = 0
 }
 
 // The fast tier accepts a newer slope at least fastMaxSlowdown times the
@@ -449,12 +483,21 @@ func windowTest(xs, ys []float64, cfg Config) (pass bool, slope, conf float64) {
 }
 
 // updateState applies the hysteresis: on when a tier confirms, off after
-// ClearAfter during which no tier's latest evaluation passed.
+// ClearAfter during which no tier's latest evaluation passed. It holds the
+// confirming evidence's confidence for the verdict.
 func (d *Detector) updateState(t float64) {
-	confirmed := d.fast.confirmed() || d.medium.confirmed() || d.slow.confirmed()
+	confirmed := 0.0
+	for _, s := range d.tiers() {
+		if s.confirmed() {
+			confirmed = max(confirmed, s.effectiveConf())
+		}
+	}
+	if confirmed > 0 {
+		d.held = confirmed
+	}
 	passing := d.fast.passing || d.medium.passing || d.slow.passing
 	if !d.leaking {
-		if confirmed {
+		if confirmed > 0 {
 			d.leaking = true
 			d.leakingSince = t
 			d.quietSince = -1
@@ -469,7 +512,33 @@ func (d *Detector) updateState(t float64) {
 	case t-d.quietSince >= d.cfg.ClearAfter.Seconds():
 		d.leaking = false
 		d.quietSince = -1
+		d.held = 0
 	}
+}
+
+// tiers lists the tiers' states, the slowest first.
+func (d *Detector) tiers() [3]*tierState {
+	return [3]*tierState{&d.slow.tierState, &d.medium.tierState, &d.fast}
+}
+
+// confidence is Verdict.Confidence at time t (see LeakingConfidence): the
+// best tier's effective confidence, and while leaking at least the held
+// confidence, lowered linearly towards LeakingConfidence as a quiet period
+// runs out the ClearAfter that will clear the verdict.
+func (d *Detector) confidence(t float64) float64 {
+	evidence := 0.0
+	for _, s := range d.tiers() {
+		evidence = max(evidence, s.effectiveConf())
+	}
+	if !d.leaking {
+		return evidence
+	}
+	held := max(d.held, LeakingConfidence)
+	if d.quietSince >= 0 {
+		quiet := min(1, (t-d.quietSince)/d.cfg.ClearAfter.Seconds())
+		held -= (held - LeakingConfidence) * quiet
+	}
+	return max(evidence, held)
 }
 
 func (d *Detector) verdict(t float64, p Point, newSeg bool) Verdict {
@@ -507,9 +576,7 @@ func (d *Detector) verdict(t float64, p Point, newSeg bool) Verdict {
 		v.Tier = tiers[best].tier
 		v.GrowthBytesPerSecond = tiers[best].s.slope
 	}
-	for _, c := range tiers {
-		v.Confidence = max(v.Confidence, c.s.effectiveConf())
-	}
+	v.Confidence = d.confidence(t)
 	if d.leaking && p.Limit > 0 && v.GrowthBytesPerSecond > 0 {
 		v.TimeToLimit = d.timeToLimit(t, p.Limit, v.GrowthBytesPerSecond)
 	}

@@ -61,10 +61,36 @@
 // evaluations; Leaking turns on when any tier confirms and off only after
 // ClearAfter during which no tier passed, so it neither flaps nor clears on
 // one quiet sample. The reported growth is the slope of the passing tier
-// (else the most confident), and the confidence is the best tier's product
-// of its test margins (1-p of Mann-Kendall, slope over MinGrowth, thirds'
-// ratio over Consistency, rise over scatter; each capped at 1), weighted by
-// how far its streak has gone towards confirmation.
+// (else the most confident).
+//
+// # Verdict and confidence
+//
+// Leaking and Confidence are one judgement, read two ways: Confidence is at
+// least LeakingConfidence (0.8) exactly while Leaking is true, so an alert on
+// either is the same alert, and neither restarts an alert's wait while the
+// other holds.
+//
+//   - Not leaking: Confidence is the evidence of the latest evaluations, the
+//     best tier's product of its test margins (1-p of Mann-Kendall, slope
+//     over MinGrowth, thirds' ratio over Consistency, rise over scatter;
+//     size and shape for the fast tier; each capped at 1), weighted by how
+//     far its streak has gone towards confirmation: (1+streak)/(1+confirm),
+//     at most 0.75 before a tier confirms.
+//   - Turning leaking: the verdict holds the confirming tier's confidence
+//     (all its margins met: 1-p, 0.99 or more, for a bucket tier; 1 for the
+//     fast tier), and takes a confirming tier's again whenever one confirms.
+//   - While leaking, the held confidence is carried between evaluations: a
+//     streak broken by one sample, a tier short of points, or a heap grown
+//     in steps that the fast tier reads as a step (a JVM's) do not
+//     contradict growth already confirmed, just as they do not clear the
+//     verdict. What contradicts it is quiet, no tier passing: then
+//     Confidence falls linearly from the held value to LeakingConfidence
+//     over ClearAfter, the verdict's own hysteresis, and when that runs out
+//     Leaking clears and Confidence drops to the current evidence. A tier
+//     passing again ends the quiet period and restores the held value.
+//   - A new segment (restart, gap) clears both.
+//
+// Confidence never falls below the current evidence.
 //
 // Segments: the series is cut into segments at restarts (a point below
 // RestartFraction of the median of the last three minutes: the old process

@@ -11,7 +11,7 @@ import (
 // stateVersion numbers the layout MarshalBinary writes. A change of layout
 // must bump it: UnmarshalBinary refuses any other version, and the agent
 // then starts the container afresh rather than misread it.
-const stateVersion = 1
+const stateVersion = 2
 
 // ErrConfigMismatch is returned by UnmarshalBinary when the state was saved
 // by a detector with other settings: its rings and buckets would not mean
@@ -44,6 +44,7 @@ func (d *Detector) MarshalBinary() ([]byte, error) {
 	w.boolean(d.leaking)
 	w.f64(d.leakingSince)
 	w.f64(d.quietSince)
+	w.f64(d.held)
 	return w.buf, nil
 }
 
@@ -83,6 +84,7 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 	n.leaking = r.boolean()
 	n.leakingSince = r.f64()
 	n.quietSince = r.f64()
+	n.held = r.f64()
 	if r.err == nil && len(r.buf) > 0 {
 		r.err = fmt.Errorf("%d trailing bytes", len(r.buf))
 	}
@@ -105,6 +107,9 @@ func (d *Detector) checkState() error {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return errors.New("non-finite time or level")
 		}
+	}
+	if !(d.held >= 0 && d.held <= 1) {
+		return fmt.Errorf("held confidence %g outside [0,1]", d.held)
 	}
 	for _, rg := range []*ring{&d.raw, &d.medium.closed, &d.slow.closed} {
 		for i := 0; i < rg.size; i++ {

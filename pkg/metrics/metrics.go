@@ -6,11 +6,13 @@
 package metrics
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/leakwatch/leakwatch/pkg/buildinfo"
+	"github.com/leakwatch/leakwatch/pkg/detect"
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
 
@@ -19,6 +21,10 @@ const namespace = "leakwatch"
 // containerLabels name a container the way cAdvisor does, plus the two
 // identities that stay meaningful off Kubernetes. The order is the order of
 // the values containerLabelValues returns.
+// leakingConfidence is the detector's contract between the two verdict
+// gauges, stated in their help text.
+var leakingConfidence = strconv.FormatFloat(detect.LeakingConfidence, 'g', -1, 64)
+
 var containerLabels = []string{"namespace", "pod", "container", "container_id", "cgroup"}
 
 // Values of the type label of leakwatch_container_memory_bytes, in the order
@@ -79,9 +85,13 @@ func NewCollector(src view.Source, info buildinfo.Info) prometheus.Collector {
 		growth: containerDesc("memory_growth_bytes_per_second",
 			"Growth of the container's leak signal estimated by the leak detector."),
 		confidence: containerDesc("leak_confidence",
-			"Confidence of the leak detector, between 0 and 1, that the container leaks memory."),
+			"Confidence of the leak detector, between 0 and 1, that the container leaks memory. "+
+				"It is at least "+leakingConfidence+" exactly while leakwatch_container_leaking is 1: it holds the confidence "+
+				"of the evidence that turned the verdict on, and falls towards "+leakingConfidence+" only while no evidence of growth remains."),
 		leaking: containerDesc("leaking",
-			"Whether the leak detector judges that the container leaks memory (1) or not (0)."),
+			"Whether the leak detector judges that the container leaks memory (1) or not (0). "+
+				"It turns on when growth is confirmed and off only after a quiet period without growth; "+
+				"leakwatch_container_leak_confidence is at least "+leakingConfidence+" exactly while it is 1."),
 		timeToLimit: containerDesc("time_to_limit_seconds",
 			"Projected time until the container reaches its memory limit at the current growth. "+
 				"Absent when unknown."),

@@ -67,7 +67,7 @@ func podContainer() view.Container {
 		FaultedBytes: 2048,
 		OOMKills:     2,
 		Verdict: view.Verdict{
-			Leaking: true, GrowthBytesPerSecond: 12.5, Confidence: 0.75,
+			Leaking: true, GrowthBytesPerSecond: 12.5, Confidence: 0.95,
 			TimeToLimit: 270 * time.Second, LeakingSince: t0.Add(-time.Hour),
 		},
 		FirstSeen: t0.Add(-2 * time.Hour),
@@ -164,10 +164,10 @@ leakwatch_collections_total 9
 # HELP leakwatch_container_faulted_bytes_total Anonymous memory faulted in by the container's processes since the tracer started, estimated from samples.
 # TYPE leakwatch_container_faulted_bytes_total counter
 leakwatch_container_faulted_bytes_total{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 2048
-# HELP leakwatch_container_leak_confidence Confidence of the leak detector, between 0 and 1, that the container leaks memory.
+# HELP leakwatch_container_leak_confidence Confidence of the leak detector, between 0 and 1, that the container leaks memory. It is at least 0.8 exactly while leakwatch_container_leaking is 1: it holds the confidence of the evidence that turned the verdict on, and falls towards 0.8 only while no evidence of growth remains.
 # TYPE leakwatch_container_leak_confidence gauge
-leakwatch_container_leak_confidence{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 0.75
-# HELP leakwatch_container_leaking Whether the leak detector judges that the container leaks memory (1) or not (0).
+leakwatch_container_leak_confidence{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 0.95
+# HELP leakwatch_container_leaking Whether the leak detector judges that the container leaks memory (1) or not (0). It turns on when growth is confirmed and off only after a quiet period without growth; leakwatch_container_leak_confidence is at least 0.8 exactly while it is 1.
 # TYPE leakwatch_container_leaking gauge
 leakwatch_container_leaking{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 1
 # HELP leakwatch_container_mapped_bytes Private anonymous memory committed by the container's processes (mappings, brk heap, reservations made accessible by mprotect) that the tracer sees outstanding, touched or not.
