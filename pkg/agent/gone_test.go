@@ -113,7 +113,9 @@ func TestGoneContainerIsJudgedNoMoreAcrossRestarts(t *testing.T) {
 	a.collect(now) // gone stays gone, with the same times
 	wantGone(t, a, early, earlySeen, goneAt)
 	lateSeen := now
-	a.save()
+	if err := a.save(); err != nil {
+		t.Fatal(err)
+	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
