@@ -40,15 +40,7 @@ type stackSample struct {
 // readStacks parses a downloaded profile into its samples.
 func readStacks(t *testing.T, file, sampleType string) []stackSample {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	p, err := profile.Parse(f)
-	if err != nil {
-		t.Fatalf("parsing %s: %v", file, err)
-	}
+	p := readProfile(t, file)
 	idx := slices.IndexFunc(p.SampleType, func(v *profile.ValueType) bool { return v.Type == sampleType })
 	if idx < 0 {
 		t.Fatalf("profile has no %s", sampleType)

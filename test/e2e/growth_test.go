@@ -53,15 +53,7 @@ func pprofNegatives(t *testing.T, file, sampleIndex string) (negative []string, 
 // innermost function, failing the test on any negative sample value.
 func decode(t *testing.T, file string) (*profile.Profile, map[string]map[string]int64) {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	p, err := profile.Parse(f)
-	if err != nil {
-		t.Fatalf("decoding %s: %v", file, err)
-	}
+	p := readProfile(t, file)
 	sums := make(map[string]map[string]int64)
 	for _, st := range p.SampleType {
 		sums[st.Type] = make(map[string]int64)
