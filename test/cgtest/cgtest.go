@@ -254,6 +254,7 @@ func (g *Group) remove(t testing.TB) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		g.killLeft()
 		err := os.Remove(g.Dir)
 		if err == nil || errors.Is(err, os.ErrNotExist) {
 			return
@@ -263,6 +264,22 @@ func (g *Group) remove(t testing.TB) {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// killLeft ends, by pid, the processes still in the group after its
+// workloads were killed: only their descendants can be there (a workload's
+// child that outlived it, such as the program perf record started), since
+// the group is this package's own and only its workloads were moved in.
+func (g *Group) killLeft() {
+	data, err := os.ReadFile(filepath.Join(g.Dir, "cgroup.procs"))
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(data)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
 
