@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Makes a busy node for a bounded time, to run the tests beside: cgroup
 # churn (memory cgroups made and removed beneath this script's own memory
-# cgroup, each running a short process) and allocation (a few processes
+# cgroup, each running a short process), builds (a new small program
+# compiled and run in such a cgroup every few seconds: a node keeps running
+# programs the agent has not seen before) and allocation (a few processes
 # that allocate and free memory, each under a memory limit in a cgroup of
 # its own). It ends every process it started, by pid, and removes every
-# cgroup it made, when its time is up or when it is interrupted.
+# cgroup and file it made, when its time is up or when it is interrupted.
 #
 #   sudo hack/busy-load.sh [seconds]        # default 600
 #
 #   BUSY_CHURNERS   parallel churn loops (default 4)
 #   BUSY_ALLOCATORS allocating processes (default 3)
 #   BUSY_ALLOC_MIB  what each allocates per round, MiB (default 48; limit +16)
+#   BUSY_BUILDS     build loops (default 1; 0 without a C compiler)
 #
 # Run as root, like the privileged tests. Only cgroups beneath the caller's
 # own memory cgroup are touched; on cgroup v2 that cgroup must delegate the
@@ -21,6 +24,8 @@ duration=${1:-600}
 churners=${BUSY_CHURNERS:-4}
 allocators=${BUSY_ALLOCATORS:-3}
 alloc_mib=${BUSY_ALLOC_MIB:-48}
+builds=${BUSY_BUILDS:-1}
+command -v cc >/dev/null || builds=0
 limit=$(((alloc_mib + 16) << 20))
 
 [[ $duration =~ ^[0-9]+$ ]] && ((duration > 0 && duration <= 86400)) ||
@@ -55,6 +60,7 @@ if ((version == 2)) && ! grep -qw memory "$dir/cgroup.subtree_control"; then
 fi
 base=$dir/busy-load-$$
 mkdir "$base"
+work=$(mktemp -d /tmp/busy-load-XXXXXX)
 end=$((SECONDS + duration))
 
 set_limit() { # cgroup dir
@@ -87,9 +93,11 @@ churn() {
 		t=0.$((RANDOM % 9 + 1))
 		case $((i % 3)) in
 		0) run_in "$cg" sleep "$t" ;;
-		1) run_in "$cg" perl -e 'select(undef, undef, undef, $ARGV[0])' "$t" ;;
+		1) run_in "$cg" perl -MPOSIX -MSocket -MStorable -MDigest::SHA -MList::Util -MEncode \
+			-e 'select(undef, undef, undef, $ARGV[0])' "$t" ;;
 		2) if [[ -x /usr/bin/python3 ]]; then
-			run_in "$cg" /usr/bin/python3 -c 'import sys, time; time.sleep(float(sys.argv[1]))' "$t"
+			run_in "$cg" /usr/bin/python3 -c 'import sys, time, ssl, sqlite3, decimal, ctypes, lzma, bz2, json, csv, hashlib
+time.sleep(float(sys.argv[1]))' "$t"
 		else
 			run_in "$cg" sleep "$t"
 		fi ;;
@@ -98,6 +106,32 @@ churn() {
 		wait "$child" || true
 		child=
 		rmdir "$cg" 2>/dev/null || true
+	done
+}
+
+# A build loop: compile a program that no one ran before (its build id is
+# new), run it for a moment in a cgroup of its own, delete it.
+build() {
+	local i=0 cg child= exe
+	trap '[[ -n $child ]] && kill "$child" 2>/dev/null; exit 0' TERM
+	while ((SECONDS < end)); do
+		cg=$base/build-$1-$i exe=$work/prog-$1-$i
+		i=$((i + 1))
+		printf '#include <unistd.h>\nconst char id[] = "%s";\nint main(void) { usleep(300000); return id[0] == 0; }\n' \
+			"$$-$1-$i-$RANDOM" >"$exe.c"
+		if ! cc -O0 -o "$exe" "$exe.c"; then
+			rm -f "$exe.c"
+			break
+		fi
+		mkdir "$cg"
+		set_limit "$cg"
+		run_in "$cg" "$exe"
+		child=$!
+		wait "$child" || true
+		child=
+		rmdir "$cg" 2>/dev/null || true
+		rm -f "$exe" "$exe.c"
+		sleep 2
 	done
 }
 
@@ -142,11 +176,12 @@ cleanup() {
 		tries=$((tries + 1))
 		sleep 0.1
 	done
+	rm -rf "$work"
 	if [[ -d $base ]]; then
 		echo "busy-load: could not remove $base" >&2
 		exit 1
 	fi
-	echo "busy-load: done, every process ended and every cgroup removed" >&2
+	echo "busy-load: done, every process ended and every cgroup and file removed" >&2
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -155,11 +190,15 @@ for ((n = 0; n < churners; n++)); do
 	churn "$n" &
 	workers+=($!)
 done
+for ((n = 0; n < builds; n++)); do
+	build "$n" &
+	workers+=($!)
+done
 for ((n = 0; n < allocators; n++)); do
 	allocate "$n" &
 	workers+=($!)
 done
-echo "busy-load: $churners churn loops and $allocators allocators of $alloc_mib MiB beneath $dir for ${duration}s" >&2
+echo "busy-load: $churners churn loops, $builds build loops and $allocators allocators of $alloc_mib MiB beneath $dir for ${duration}s" >&2
 # Wait for the workers, or for a signal: wait returns when one arrives.
 for pid in "${workers[@]}"; do
 	wait "$pid" || true
