@@ -56,7 +56,9 @@
 // touched (RssFile), which the kernel can drop at any time. A table
 // evicted while a process is still alive is reloaded from its file, but
 // one evicted after its last process exited leaves that process's
-// addresses unsymbolized (Stats.Unsymbolized).
+// addresses unsymbolized (Stats.Unsymbolized). The files held open from
+// capture until their table first loads are an LRU too, of MaxHeldFiles:
+// the only descriptors of the agent that grow with what the node runs.
 //
 // Captured maps change with exec: call Capture again after one. Stacks
 // sampled before the exec are then symbolized with the new image's map.

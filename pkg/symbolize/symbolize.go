@@ -246,7 +246,7 @@ func New(cfg Config, logger *slog.Logger) (*Symbolizer, error) {
 	}).limitWeight(cfg.MaxTableBytes, func(o *object) int64 { return o.heapBytes })
 	// Identities are small; keep enough for every file of every process.
 	s.idents = newLRU[fileIdent, string](16*cfg.MaxProcesses, nil)
-	s.files = newLRU(maxOpenFiles, func(_ string, h *heldFile) { h.drop() })
+	s.files = newLRU(MaxHeldFiles, func(_ string, h *heldFile) { h.drop() })
 	return s, nil
 }
 
@@ -508,10 +508,18 @@ func (s *Symbolizer) objectOf(key procKey, pm *procMapping) *object {
 	if pm.contentKey == "" {
 		return nil
 	}
+	// The table and the held file are looked up under one lock: loadHeld
+	// moves a file's content from the one to the other under it, and a
+	// lookup between the two would find neither, which for a process that
+	// has exited means no symbols at all.
 	s.mu.Lock()
 	o, ok := s.objects.get(pm.contentKey)
+	var h *heldFile
+	held := false
 	if ok {
 		o.acquire()
+	} else if h, held = s.files.get(pm.contentKey); held {
+		h.users++
 	}
 	s.mu.Unlock()
 	if ok {
@@ -521,12 +529,6 @@ func (s *Symbolizer) objectOf(key procKey, pm *procMapping) *object {
 	s.st.fileMisses.Add(1)
 	// Not loaded yet (or evicted): from the file held open since capture,
 	// else from the live process's view of it.
-	s.mu.Lock()
-	h, held := s.files.get(pm.contentKey)
-	if held {
-		h.users++
-	}
-	s.mu.Unlock()
 	if held {
 		if o, err := s.loadHeld(pm.contentKey, h); err == nil {
 			return o
@@ -629,8 +631,11 @@ func (s *Symbolizer) load(path string, id fileIdent) (*object, string, error) {
 	return o, ck, nil
 }
 
-// maxOpenFiles bounds the files held open between capture and first use.
-const maxOpenFiles = 256
+// MaxHeldFiles bounds the mapped files held open between capture and the
+// first use of their symbols: beyond its fixed descriptors, an agent holds
+// at most this many, whatever the node runs (loads in progress open a few
+// more for a moment).
+const MaxHeldFiles = 256
 
 // identify names a mapped file's content (its build id, else its identity)
 // without loading its symbols, and holds it open for when they are needed.
