@@ -101,9 +101,12 @@ test: helm
 # corpus (each package's testdata/fuzz/<Name>/). A failing input is written
 # there too; commit it with the fix. Each input that finds new coverage is
 # minimized first, for up to FUZZMINIMIZETIME: Go's default of 60s outlasts
-# an 8s run (FuzzLoadObject's 4 KiB ELF inputs stalled 3-27s in it), and the
-# coordinator then times out ("context deadline exceeded", no failing
-# input); that, and only that, is retried once.
+# an 8s run (FuzzLoadObject's 4 KiB ELF inputs stalled 3-27s in it).
+# A bare "context deadline exceeded" with no failing input written is a race
+# in Go's fuzzing coordinator at the end of -fuzztime (golang/go#75804, fixed
+# after go1.26; it failed FuzzParse twice in a row on a busy CI host): that
+# run found nothing, so the target's seeds and committed corpus are replayed
+# once more as a plain test and the target passes if they do.
 # ---------------------------------------------------------------------------
 FUZZTIME ?= 8s
 FUZZMINIMIZETIME ?= 2s
@@ -115,13 +118,12 @@ fuzz: ## run every Fuzz* target of the module for FUZZTIME each (default 8s)
 	[ -n "$$targets" ] || { echo "fuzz: no Fuzz targets found" >&2; exit 1; }; \
 	while read -r pkg name; do \
 		echo "== fuzz $$pkg $$name ($(FUZZTIME))"; \
-		for attempt in 1 2; do \
-			if out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) "$$pkg" 2>&1); then echo "$$out"; break; fi; \
-			echo "$$out"; \
-			if [ $$attempt = 1 ] && grep -q "context deadline exceeded" <<<"$$out" && ! grep -q "Failing input written" <<<"$$out"; then \
-				echo "fuzz: go's fuzzing coordinator timed out at the end of -fuzztime (no input failed); running $$name once more"; \
-				continue; \
-			fi; \
-			exit 1; \
-		done; \
+		if out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) "$$pkg" 2>&1); then echo "$$out"; continue; fi; \
+		echo "$$out"; \
+		if grep -q "context deadline exceeded" <<<"$$out" && ! grep -q "Failing input written" <<<"$$out"; then \
+			echo "fuzz: $$name: go's fuzzing coordinator timed out at the end of -fuzztime (golang/go#75804; no input failed); replaying its corpus"; \
+			$(GO) test -count=1 -run "^$$name\$$" "$$pkg" || exit 1; \
+			continue; \
+		fi; \
+		exit 1; \
 	done <<<"$$targets"

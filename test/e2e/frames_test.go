@@ -246,25 +246,24 @@ func parseBacktraces(s string) [][]string {
 
 // perfFrame is one user frame of `perf script`: its address as perf
 // prints it (the offset in the mapped file), symbol and file.
-// perfFrame is one user frame of a perf sample, and the event sampled.
-type perfFrame struct{ ip, sym, dso, event string }
+type perfFrame struct{ ip, sym, dso string }
 
 // perfStacks reads `perf script` of a recording: the user stacks of comm,
 // innermost first.
 func perfStacks(t *testing.T, data, comm string) [][]perfFrame {
 	t.Helper()
-	out, err := exec.Command("perf", "script", "-i", data, "-F", "comm,event,ip,sym,dso", "--no-inline").Output()
+	out, err := exec.Command("perf", "script", "-i", data, "-F", "comm,ip,sym,dso", "--no-inline").Output()
 	if err != nil {
 		t.Fatalf("perf script: %v", err)
 	}
 	var stacks [][]perfFrame
 	var cur []perfFrame
-	keep, event := false, ""
+	keep := false
 	flush := func() {
 		if keep && len(cur) > 0 {
 			stacks = append(stacks, cur)
 		}
-		cur, keep, event = nil, false, ""
+		cur, keep = nil, false
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -274,12 +273,8 @@ func perfStacks(t *testing.T, data, comm string) [][]perfFrame {
 		case strings.TrimSpace(line) == "":
 			flush()
 		case !strings.HasPrefix(line, "\t") && !strings.HasPrefix(line, " "):
-			// "<comm> <event>: "; a comm may hold spaces.
 			flush()
-			head := strings.TrimSuffix(strings.TrimSpace(line), ":")
-			if k := strings.LastIndex(head, " "); k >= 0 {
-				keep, event = strings.TrimSpace(head[:k]) == comm, head[k+1:]
-			}
+			keep = strings.TrimSpace(line) == comm
 		default:
 			// "\t<ip> <symbol> (<file>)", the symbol "[unknown]" when
 			// perf has none.
@@ -291,7 +286,7 @@ func perfStacks(t *testing.T, data, comm string) [][]perfFrame {
 			if k := strings.LastIndex(rest, " ("); k >= 0 && strings.HasSuffix(rest, ")") {
 				sym, dso = rest[:k], rest[k+2:len(rest)-1]
 			}
-			cur = append(cur, perfFrame{ip: ip, sym: sym, dso: dso, event: event})
+			cur = append(cur, perfFrame{ip: ip, sym: sym, dso: dso})
 		}
 	}
 	flush()
@@ -449,11 +444,10 @@ func TestStrippedGoProfileHasNoHintFrame(t *testing.T) {
 	g := cgtest.New(t, 512*mib)
 	data := filepath.Join(dir, "perf.data")
 	// The memory syscalls the agent traces: mmap, mprotect, brk, mremap.
-	args := []string{"record", "-q", "-c", "1", "--call-graph", "fp", "-o", data,
-		"-e", "page-faults", "-e", "raw_syscalls:sys_enter", "--filter", "id == 9 || id == 10 || id == 12 || id == 25"}
-	args = append(args, "--", prom, "--config.file="+config, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+	p := g.Start(t, perf, "record", "-q", "-c", "1", "--call-graph", "fp", "-o", data,
+		"-e", "page-faults", "-e", "raw_syscalls:sys_enter", "--filter", "id == 9 || id == 10 || id == 12 || id == 25", "--",
+		prom, "--config.file="+config, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+listen, "--log.level=warn")
-	p := g.Start(t, perf, args...)
 	id := a.waitTracked(t, g.Rel)
 	samples := a.waitStacks(t, id, "type=faults", "faulted_space", 16*mib, func(s stackSample) bool { return s.comm == "prometheus" })
 	inuse := readStacks(t, a.download(t, id, "type=inuse"), "inuse_space")
