@@ -154,21 +154,9 @@ func (r *recording) run(ctx context.Context, out, logFile string, argv []string)
 	fmt.Fprintln(w, "t,bytes,limit,usage,anon,file,kernel")
 	tick := time.NewTicker(r.interval)
 	defer tick.Stop()
-	for n := 0; ; n++ {
-		// Points at n*interval from the start, whatever the tick jitter,
-		// with the time actually read in seconds.
-		st, err := r.h.ReadMemory(r.memCg)
-		if err != nil {
-			return err
-		}
-		t := time.Since(start).Seconds()
-		fmt.Fprintf(w, "%.1f,%d,%d,%d,%d,%d,%d\n", t, st.LeakSignal(), st.EffectiveLimit, st.Usage, st.Anon, st.File, st.Kernel)
-		if err := w.Flush(); err != nil {
-			return err
-		}
-		if time.Since(start) >= r.duration {
-			return nil
-		}
+	// The first point is one interval in: before that the shell may not
+	// have joined the cgroup, which would read as 0 bytes.
+	for {
 		select {
 		case <-ctx.Done():
 			r.log.Info("interrupted; stopping the workload", "after", time.Since(start).Round(time.Second))
@@ -176,6 +164,17 @@ func (r *recording) run(ctx context.Context, out, logFile string, argv []string)
 		case <-exited:
 			return fmt.Errorf("workload exited after %s (see %s): %w", time.Since(start).Round(time.Second), logFile, waitErr)
 		case <-tick.C:
+		}
+		st, err := r.h.ReadMemory(r.memCg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%.1f,%d,%d,%d,%d,%d,%d\n", time.Since(start).Seconds(), st.LeakSignal(), st.EffectiveLimit, st.Usage, st.Anon, st.File, st.Kernel)
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		if time.Since(start) >= r.duration {
+			return nil
 		}
 	}
 }
