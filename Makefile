@@ -51,8 +51,8 @@ bench: ## measure the tracer's cost on micro-loops, interleaved with and without
 	$(GO) run ./test/bench $(BENCH_FLAGS)
 
 .PHONY: bench-detect
-bench-detect: ## compare the leak detector with predict_linear and growth-% rules on test/corpus
-	$(GO) run ./test/benchdetect
+bench-detect: ## compare the leak detector with predict_linear and growth-% rules on test/corpus and the real traces
+	$(GO) run ./test/benchdetect -real test/corpus/real
 
 .PHONY: $(BIN)/golangci-lint
 $(BIN)/golangci-lint:
