@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -18,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
-	"go.yaml.in/yaml/v2"
 
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
@@ -79,10 +77,10 @@ func (c Config) Validate() error {
 	}
 	// Checked before serving so that a typo stops the agent at startup
 	// rather than leaving it unprotected or refusing every request.
+	// An empty or comment-only file is refused too: the toolkit would serve
+	// everything to anyone with it.
 	if c.WebConfigFile != "" {
-		if err := web.Validate(c.WebConfigFile); err != nil {
-			return fmt.Errorf("web config file %s: %w", c.WebConfigFile, err)
-		}
+		return validateWebConfig(c.WebConfigFile)
 	}
 	return nil
 }
@@ -99,12 +97,8 @@ func (c Config) Scheme() (string, error) {
 	if c.WebConfigFile == "" {
 		return "http", nil
 	}
-	content, err := os.ReadFile(c.WebConfigFile)
+	wc, _, err := readWebConfig(c.WebConfigFile)
 	if err != nil {
-		return "", fmt.Errorf("web config file %s: %w", c.WebConfigFile, err)
-	}
-	var wc web.Config
-	if err := yaml.Unmarshal(content, &wc); err != nil {
 		return "", fmt.Errorf("web config file %s: %w", c.WebConfigFile, err)
 	}
 	if wc.TLSConfig.IsEnabled() {
@@ -125,6 +119,7 @@ type Server struct {
 	// agent's own profiles and traces that last seconds.
 	profiles  *limiter
 	pprofRuns *limiter
+	metrics   *serverMetrics
 
 	mu      sync.Mutex
 	addr    string
@@ -161,6 +156,7 @@ func New(cfg Config, src view.Source, reg prometheus.Gatherer, logger *slog.Logg
 
 		profiles:  newLimiter(maxConcurrentProfiles, profileRetryAfter, "too many profiles are being built; retry later"),
 		pprofRuns: newLimiter(maxConcurrentPprofRuns, pprofRetryAfter, "the agent is already profiling itself; retry later"),
+		metrics:   newServerMetrics(),
 	}
 	s.handler = s.routes(reg)
 	s.http = &http.Server{
@@ -179,6 +175,10 @@ func New(cfg Config, src view.Source, reg prometheus.Gatherer, logger *slog.Logg
 // carries the request limits but not the authentication of
 // Config.WebConfigFile, which Run adds around it.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// Collector exposes the server's own metrics: refused web configs,
+// unauthenticated listening, connections and TLS handshakes.
+func (s *Server) Collector() prometheus.Collector { return s.metrics }
 
 // Listening is closed once Run has bound its address.
 func (s *Server) Listening() <-chan struct{} { return s.listening }
@@ -219,6 +219,11 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	close(s.listening)
 	s.logger.Info("serving HTTP", logKeyAddr, s.addr)
+	if s.cfg.WebConfigFile == "" && !isLoopback(ln.Addr()) {
+		s.metrics.unauthenticated.Set(1)
+		s.logger.Warn("serving beyond loopback without --web.config.file: anyone who reaches the address reads every endpoint; see docs/security.md",
+			logKeyAddr, s.addr, "pprof", s.cfg.EnablePprof)
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- s.serve(ln) }()
@@ -252,6 +257,11 @@ func (s *Server) serve(ln net.Listener) error {
 	if s.cfg.WebConfigFile == "" {
 		return s.http.Serve(ln)
 	}
+	good, _, err := readWebConfig(s.cfg.WebConfigFile)
+	if err != nil {
+		return fmt.Errorf("web config file %s: %w", s.cfg.WebConfigFile, err)
+	}
+	s.http.Handler = newWebGuard(s.cfg.WebConfigFile, good, s.http.Handler, s.logger, s.metrics.webConfigRefused.Inc)
 	addrs := []string{s.addr}
 	return web.Serve(ln, s.http, &web.FlagConfig{
 		WebListenAddresses: &addrs,
@@ -306,6 +316,12 @@ func (s *Server) routes(reg prometheus.Gatherer) http.Handler {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %q", r.URL.Path))
 	})
 	return guard(mux, symbolPath)
+}
+
+// isLoopback reports whether addr is reachable from this host only.
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // promLogger passes promhttp's gathering errors to the agent's logger.

@@ -335,13 +335,13 @@ func TestConfigScheme(t *testing.T) {
 		content string // of the web config; "" for none
 		want    string
 	}{
-		"no web config":   {"", "http"},
-		"basic auth":      {users, "http"},
-		"empty TLS":       {"tls_server_config: {}\n" + users, "http"},
-		"TLS":             {"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n", "https"},
-		"TLS and auth":    {"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n" + users, "https"},
-		"client certs":    {"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n", "https"},
-		"rate limit only": {"rate_limit:\n  interval: 1s\n  burst: 5\n", "http"},
+		"no web config": {"", "http"},
+		"basic auth":    {users, "http"},
+		"empty TLS":     {"tls_server_config: {}\n" + users, "http"},
+		"TLS":           {"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n", "https"},
+		"TLS and auth":  {"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n" + users, "https"},
+		"client certs":  {"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n", "https"},
+		"rate limit":    {"rate_limit:\n  interval: 1s\n  burst: 5\n" + users, "http"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var cfg Config
