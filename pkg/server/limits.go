@@ -2,11 +2,20 @@ package server
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
+
+// maxOpenConns caps the connections open at once. Prometheus (a few
+// replicas, each holding one keep-alive connection), a federation and a few
+// humans with curl or the CLI need a handful; each connection costs a
+// goroutine, a file descriptor and buffers, so thousands of idle ones cost
+// the agent tens of MiB.
+const maxOpenConns = 64
 
 // maxConcurrentProfiles bounds the profiles built at once. Building one
 // walks the tracer's live allocations and symbolizes their stacks, the most
@@ -100,3 +109,85 @@ func (l *limiter) acquire(w http.ResponseWriter) bool {
 }
 
 func (l *limiter) release() { <-l.slots }
+
+// connCap is a listener that keeps at most max connections open. When full,
+// a new connection takes the place of an idle keep-alive one, so that a
+// client holding many idle connections cannot lock Prometheus out; when
+// none is idle (all are being served, or still sending their headers,
+// which readHeaderTimeout bounds), the new one is closed at once. The
+// server reports each connection's state through track (its ConnState).
+type connCap struct {
+	net.Listener
+	max      int
+	rejected func()
+	evicted  func()
+
+	mu    sync.Mutex
+	conns map[net.Conn]http.ConnState
+}
+
+func newConnCap(ln net.Listener, maxConns int, m *serverMetrics) *connCap {
+	return &connCap{
+		Listener: ln,
+		max:      maxConns,
+		rejected: m.connsRejected.Inc,
+		evicted:  m.connsEvicted.Inc,
+		conns:    make(map[net.Conn]http.ConnState),
+	}
+}
+
+func (l *connCap) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.admit(c) {
+			return c, nil
+		}
+		_ = c.Close()
+		l.rejected()
+	}
+}
+
+func (l *connCap) admit(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.conns) >= l.max {
+		var idle net.Conn
+		for conn, st := range l.conns {
+			if st == http.StateIdle {
+				idle = conn
+				break
+			}
+		}
+		if idle == nil {
+			return false
+		}
+		// The server sees the close as a read error and reports it closed.
+		_ = idle.Close()
+		delete(l.conns, idle)
+		l.evicted()
+	}
+	l.conns[c] = http.StateNew
+	return true
+}
+
+// track is the server's ConnState hook. A TLS connection is reported as
+// the *tls.Conn over the one Accept returned.
+func (l *connCap) track(c net.Conn, st http.ConnState) {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.conns[c]; !ok {
+		return
+	}
+	switch st {
+	case http.StateClosed, http.StateHijacked:
+		delete(l.conns, c)
+	default:
+		l.conns[c] = st
+	}
+}

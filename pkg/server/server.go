@@ -31,7 +31,9 @@ const DefaultShutdownTimeout = 5 * time.Second
 
 // Limits of every connection. A scrape of a busy node or a large JSON list
 // is written well within writeTimeout; the header limits keep slow or
-// oversized clients from holding the agent's memory.
+// oversized clients from holding the agent's memory. idleTimeout keeps a
+// keep-alive connection across a one-minute scrape interval; maxOpenConns
+// (limits.go) bounds how many there are.
 const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 10 * time.Second
@@ -225,8 +227,10 @@ func (s *Server) Run(ctx context.Context) error {
 			logKeyAddr, s.addr, "pprof", s.cfg.EnablePprof)
 	}
 
+	capped := newConnCap(ln, maxOpenConns, s.metrics)
+	s.http.ConnState = capped.track
 	served := make(chan error, 1)
-	go func() { served <- s.serve(ln) }()
+	go func() { served <- s.serve(capped) }()
 
 	select {
 	case err := <-served:
