@@ -4,10 +4,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/lookup"
 )
 
 // maxOpenConns caps the connections open at once. Prometheus (a few
@@ -41,6 +44,12 @@ const maxSymbolRequestBytes = 1 << 20
 // 400.
 func guard(next http.Handler, symbolPath string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.EscapedPath(); p != cleanPath(p) {
+			// ServeMux would redirect to the clean path (307); no client
+			// of the agent writes such a path, so it names nothing.
+			writeError(w, http.StatusNotFound, "no such endpoint "+lookup.Quote(r.URL.Path)+": the path is not in clean form")
+			return
+		}
 		if strings.HasSuffix(r.URL.Path, "/symbolz") {
 			symbolz(w, r)
 			return
@@ -68,18 +77,36 @@ func guard(next http.Handler, symbolPath string) http.Handler {
 // symbolz answers pprof's remote symbolization, which `go tool pprof URL`
 // asks for next to a profile that has addresses without functions: the
 // agent symbolizes what it can before serving, so it has nothing to add.
-// "num_symbols: 0" (GET) and an empty answer (POST, the addresses; at most
-// 1 MiB read) tell pprof so, where an error would make it give up.
+// "num_symbols: 0" (GET) and an empty answer (POST) tell pprof so, where
+// an error would make it give up. The addresses posted are not read: the
+// answer does not depend on them, and reading would let anyone make the
+// agent take in a body. The connection closes instead, so that the unread
+// body is not parsed as the next request.
 func symbolz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		_, _ = io.WriteString(w, "num_symbols: 0\n")
 	case http.MethodPost:
-		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxSymbolRequestBytes))
+		if r.ContentLength != 0 {
+			w.Header().Set("Connection", "close")
+		}
 	default:
 		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
 	}
+}
+
+// cleanPath is p as ServeMux cleans it: no dot segments, no doubled
+// slashes, a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" || p == "*" {
+		return p
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
 }
 
 // limiter hands out a fixed number of slots for costly requests, without

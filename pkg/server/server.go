@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/leakwatch/leakwatch/pkg/lookup"
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
 
@@ -317,7 +318,7 @@ func (s *Server) routes(reg prometheus.Gatherer) http.Handler {
 		symbolPath = pprofSymbolPath
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %q", r.URL.Path))
+		writeError(w, http.StatusNotFound, "no such endpoint "+lookup.Quote(r.URL.Path))
 	})
 	return guard(mux, symbolPath)
 }
