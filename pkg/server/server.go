@@ -7,9 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -169,7 +171,7 @@ func New(cfg Config, src view.Source, reg prometheus.Gatherer, logger *slog.Logg
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          log.New(httpErrorLog{logger, s.metrics.tlsHandshakeFails.Inc}, "", 0),
 	}
 	return s, nil
 }
@@ -321,6 +323,26 @@ func (s *Server) routes(reg prometheus.Gatherer) http.Handler {
 		writeError(w, http.StatusNotFound, "no such endpoint "+lookup.Quote(r.URL.Path))
 	})
 	return guard(mux, symbolPath)
+}
+
+// httpErrorLog takes the HTTP server's error log. A failed TLS handshake
+// is what every port scan, load balancer health check and client that
+// does not trust the certificate causes: it is counted and logged at
+// debug, where a WARN each would flood the log. The rest is a warning.
+type httpErrorLog struct {
+	logger       *slog.Logger
+	tlsHandshake func()
+}
+
+func (l httpErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		l.tlsHandshake()
+		l.logger.Debug("HTTP server", logKeyErr, msg)
+		return len(p), nil
+	}
+	l.logger.Warn("HTTP server", logKeyErr, msg)
+	return len(p), nil
 }
 
 // isLoopback reports whether addr is reachable from this host only.
