@@ -124,7 +124,7 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 
 // writeWebConfig writes a web config into dir; relative file names in it
 // are resolved against dir by the exporter toolkit.
-func writeWebConfig(t *testing.T, dir, content string) string {
+func writeWebConfig(t testing.TB, dir, content string) string {
 	t.Helper()
 	path := filepath.Join(dir, "web-config.yml")
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
