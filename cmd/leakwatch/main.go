@@ -122,6 +122,8 @@ func report(stderr io.Writer, cmd string, err error) int {
 	fmt.Fprintf(stderr, "leakwatch %s: %v\n", cmd, err)
 	var host *tracer.HostError
 	switch {
+	case errors.As(err, new(invalidConfig)):
+		return exitUsage
 	case errors.As(err, &host):
 		if code, ok := hostExitCodes[host.Requirement]; ok {
 			return code

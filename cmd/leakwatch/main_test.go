@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/leakwatch/leakwatch/pkg/cgroups"
 	"github.com/leakwatch/leakwatch/pkg/state"
 	"github.com/leakwatch/leakwatch/pkg/tracer"
@@ -100,8 +102,17 @@ func TestEnvironmentSetsFlagsAndTheCommandLineWins(t *testing.T) {
 	if cfg.Agent.Interval.String() != "3s" || cfg.Listen != "127.0.0.1:2" {
 		t.Errorf("interval %v listen %q; want 3s from the environment and 127.0.0.1:2 from the flag", cfg.Agent.Interval, cfg.Listen)
 	}
-	t.Setenv("LEAKWATCH_WEB_CONFIG_FILE", "/etc/leakwatch/web.yml")
-	if cfg, err := parseRunConfig(nil, &bytes.Buffer{}); err != nil || cfg.WebConfig != "/etc/leakwatch/web.yml" {
+	// The file is read at parsing: a missing or unprotective one is refused.
+	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webConfig := filepath.Join(t.TempDir(), "web.yml")
+	if err := os.WriteFile(webConfig, []byte("basic_auth_users:\n  prometheus: "+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LEAKWATCH_WEB_CONFIG_FILE", webConfig)
+	if cfg, err := parseRunConfig(nil, &bytes.Buffer{}); err != nil || cfg.WebConfig != webConfig {
 		t.Errorf("LEAKWATCH_WEB_CONFIG_FILE: %q, %v", cfg.WebConfig, err)
 	}
 	t.Setenv("LEAKWATCH_INTERVAL", "soon")
@@ -180,5 +191,18 @@ func TestClientTLSAndBasicAuth(t *testing.T) {
 	}
 	if code, _, stderr := runCLI(t, "top", "--once", "--server", srv.URL, "--user", "ops:s3cret"); code == exitOK || !strings.Contains(stderr, "certificate") {
 		t.Errorf("top without the CA: exit %d, err %q; want a certificate error", code, stderr)
+	}
+}
+
+// A web config file that protects nothing (here an emptied one) stops
+// `run` at once with a usage error that says why, before anything starts.
+func TestRunRefusesWebConfigWithoutProtection(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "web.yml")
+	if err := os.WriteFile(path, []byte("# nothing yet\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "run", "--no-tracer", "--web.config.file", path)
+	if code != exitUsage || !strings.Contains(stderr, "grants no protection") || !strings.Contains(stderr, path) {
+		t.Errorf("exit %d, stderr %q; want %d and the reason naming the file", code, stderr, exitUsage)
 	}
 }

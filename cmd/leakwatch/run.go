@@ -45,12 +45,26 @@ func (c runConfig) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: must be text or json", c.LogFormat))
 	}
-	errs = append(errs, c.Agent.Validate())
+	errs = append(errs, c.Agent.Validate(), c.server().Validate())
 	if !c.NoTracer {
 		errs = append(errs, c.Tracer.Validate())
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return invalidConfig{err}
+	}
+	return nil
 }
+
+func (c runConfig) server() server.Config {
+	return server.Config{Listen: c.Listen, WebConfigFile: c.WebConfig, EnablePprof: c.EnablePprof}
+}
+
+// invalidConfig marks a configuration refused after parsing (a value out of
+// range, a web config file that protects nothing): a usage error like a bad
+// flag, but one whose reason still has to be printed.
+type invalidConfig struct{ error }
+
+func (e invalidConfig) Unwrap() error { return e.error }
 
 // listFlag is a comma-separated list flag.
 type listFlag struct{ v *[]string }
@@ -195,7 +209,7 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 	// Closed after the parts made later (the server first): the agent has
 	// saved its state when Run ended, Close only releases the store.
 	d.closers = append(d.closers, func() { closeLogged(log, "agent state store", d.agent) })
-	srvCfg := server.Config{Listen: cfg.Listen, WebConfigFile: cfg.WebConfig, EnablePprof: cfg.EnablePprof}
+	srvCfg := cfg.server()
 	scheme, err := srvCfg.Scheme()
 	if err != nil {
 		return nil, err
@@ -216,6 +230,7 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 	if d.server, err = server.New(srvCfg, d.agent, reg, log); err != nil {
 		return nil, err
 	}
+	reg.MustRegister(d.server.Collector())
 	d.closers = append(d.closers, func() { closeLogged(log, "HTTP server", d.server) })
 	return d, nil
 }

@@ -60,7 +60,7 @@ func Find[T any](list []T, q string, names func(T) Names) (int, error) {
 	}
 	switch len(matches) {
 	case 0:
-		return -1, fmt.Errorf("%w %q; give %s", ErrNotFound, q, Forms)
+		return -1, fmt.Errorf("%w %s; give %s", ErrNotFound, Quote(q), Forms)
 	case 1:
 		return matches[0], nil
 	}
@@ -78,5 +78,17 @@ func Find[T any](list []T, q string, names func(T) Names) (int, error) {
 		n := names(list[i])
 		ids = append(ids, n.ID+" ("+n.Name()+")")
 	}
-	return -1, fmt.Errorf("%w %q: %s; give an id", ErrAmbiguous, q, strings.Join(ids, ", "))
+	return -1, fmt.Errorf("%w %s: %s; give an id", ErrAmbiguous, Quote(q), strings.Join(ids, ", "))
+}
+
+// maxQuoted is how much of what a user typed a message repeats: enough to
+// recognise it, while a 60 KB id sent to the API does not come back whole.
+const maxQuoted = 80
+
+// Quote quotes q for a message, cut to its first maxQuoted bytes.
+func Quote(q string) string {
+	if len(q) <= maxQuoted {
+		return fmt.Sprintf("%q", q)
+	}
+	return fmt.Sprintf("%q... (%d bytes)", strings.ToValidUTF8(q[:maxQuoted], ""), len(q))
 }

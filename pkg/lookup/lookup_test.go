@@ -2,6 +2,7 @@ package lookup
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -40,5 +41,17 @@ func TestFind(t *testing.T) {
 		case err != nil || list[i].ID != tc.want:
 			t.Errorf("Find(%q) = %d, %v; want id %s", tc.q, i, err, tc.want)
 		}
+	}
+}
+
+// A miss repeats a long query only in part.
+func TestNotFoundQuotesLongQueryShort(t *testing.T) {
+	q := strings.Repeat("x", 60<<10)
+	_, err := Find([]Names{{ID: "1"}}, q, func(n Names) Names { return n })
+	if !errors.Is(err, ErrNotFound) || len(err.Error()) > 400 || !strings.Contains(err.Error(), "61440 bytes") {
+		t.Errorf("error of %d bytes: %.300s", len(err.Error()), err)
+	}
+	if got := Quote("abc"); got != `"abc"` {
+		t.Errorf("Quote(abc) = %s", got)
 	}
 }

@@ -2,11 +2,23 @@ package server
 
 import (
 	"io"
+	"net"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/lookup"
 )
+
+// maxOpenConns caps the connections open at once. Prometheus (a few
+// replicas, each holding one keep-alive connection), a federation and a few
+// humans with curl or the CLI need a handful; each connection costs a
+// goroutine, a file descriptor and buffers, so thousands of idle ones cost
+// the agent tens of MiB.
+const maxOpenConns = 64
 
 // maxConcurrentProfiles bounds the profiles built at once. Building one
 // walks the tracer's live allocations and symbolizes their stacks, the most
@@ -32,6 +44,12 @@ const maxSymbolRequestBytes = 1 << 20
 // 400.
 func guard(next http.Handler, symbolPath string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.EscapedPath(); p != cleanPath(p) {
+			// ServeMux would redirect to the clean path (307); no client
+			// of the agent writes such a path, so it names nothing.
+			writeError(w, http.StatusNotFound, "no such endpoint "+lookup.Quote(r.URL.Path)+": the path is not in clean form")
+			return
+		}
 		if strings.HasSuffix(r.URL.Path, "/symbolz") {
 			symbolz(w, r)
 			return
@@ -59,18 +77,36 @@ func guard(next http.Handler, symbolPath string) http.Handler {
 // symbolz answers pprof's remote symbolization, which `go tool pprof URL`
 // asks for next to a profile that has addresses without functions: the
 // agent symbolizes what it can before serving, so it has nothing to add.
-// "num_symbols: 0" (GET) and an empty answer (POST, the addresses; at most
-// 1 MiB read) tell pprof so, where an error would make it give up.
+// "num_symbols: 0" (GET) and an empty answer (POST) tell pprof so, where
+// an error would make it give up. The addresses posted are not read: the
+// answer does not depend on them, and reading would let anyone make the
+// agent take in a body. The connection closes instead, so that the unread
+// body is not parsed as the next request.
 func symbolz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		_, _ = io.WriteString(w, "num_symbols: 0\n")
 	case http.MethodPost:
-		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxSymbolRequestBytes))
+		if r.ContentLength != 0 {
+			w.Header().Set("Connection", "close")
+		}
 	default:
 		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
 	}
+}
+
+// cleanPath is p as ServeMux cleans it: no dot segments, no doubled
+// slashes, a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" || p == "*" {
+		return p
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
 }
 
 // limiter hands out a fixed number of slots for costly requests, without
@@ -100,3 +136,85 @@ func (l *limiter) acquire(w http.ResponseWriter) bool {
 }
 
 func (l *limiter) release() { <-l.slots }
+
+// connCap is a listener that keeps at most max connections open. When full,
+// a new connection takes the place of an idle keep-alive one, so that a
+// client holding many idle connections cannot lock Prometheus out; when
+// none is idle (all are being served, or still sending their headers,
+// which readHeaderTimeout bounds), the new one is closed at once. The
+// server reports each connection's state through track (its ConnState).
+type connCap struct {
+	net.Listener
+	max      int
+	rejected func()
+	evicted  func()
+
+	mu    sync.Mutex
+	conns map[net.Conn]http.ConnState
+}
+
+func newConnCap(ln net.Listener, maxConns int, m *serverMetrics) *connCap {
+	return &connCap{
+		Listener: ln,
+		max:      maxConns,
+		rejected: m.connsRejected.Inc,
+		evicted:  m.connsEvicted.Inc,
+		conns:    make(map[net.Conn]http.ConnState),
+	}
+}
+
+func (l *connCap) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.admit(c) {
+			return c, nil
+		}
+		_ = c.Close()
+		l.rejected()
+	}
+}
+
+func (l *connCap) admit(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.conns) >= l.max {
+		var idle net.Conn
+		for conn, st := range l.conns {
+			if st == http.StateIdle {
+				idle = conn
+				break
+			}
+		}
+		if idle == nil {
+			return false
+		}
+		// The server sees the close as a read error and reports it closed.
+		_ = idle.Close()
+		delete(l.conns, idle)
+		l.evicted()
+	}
+	l.conns[c] = http.StateNew
+	return true
+}
+
+// track is the server's ConnState hook. A TLS connection is reported as
+// the *tls.Conn over the one Accept returned.
+func (l *connCap) track(c net.Conn, st http.ConnState) {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.conns[c]; !ok {
+		return
+	}
+	switch st {
+	case http.StateClosed, http.StateHijacked:
+		delete(l.conns, c)
+	default:
+		l.conns[c] = st
+	}
+}

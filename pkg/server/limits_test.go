@@ -8,10 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // The connection limits are set on the server; the slow-client test below
@@ -195,5 +198,116 @@ func TestProfileConcurrencyLimit(t *testing.T) {
 	go func() { <-src.entered }()
 	if rec := do(t, h, http.MethodGet, target); rec.Code != http.StatusOK {
 		t.Errorf("profile after the others ended: %d, want 200", rec.Code)
+	}
+}
+
+// 2,000 idle keep-alive connections cost the agent at most maxOpenConns
+// connections (goroutines, descriptors), and Prometheus arriving after
+// them is still served: a new connection takes an idle one's place.
+func TestIdleConnectionFloodIsCapped(t *testing.T) {
+	const flood = 2000
+	reg := newTestRegistry()
+	s, err := New(Config{Listen: "127.0.0.1:0"}, newTestSource(), reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.MustRegister(s.Collector())
+	runServer(t, s)
+	base := runtime.NumGoroutine()
+
+	conns := make([]net.Conn, 0, flood)
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for i := range flood {
+		c, err := net.DialTimeout("tcp", s.Addr(), 5*time.Second)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		_ = c.SetDeadline(deadline)
+		// One request, answered, leaves the connection idle and kept alive.
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+	// The server's goroutines: one per connection it holds. Those it closed
+	// end as soon as they see the close.
+	var held int
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
+		if held = runtime.NumGoroutine() - base; held <= maxOpenConns+8 {
+			break
+		}
+	}
+	if held > maxOpenConns+8 {
+		t.Errorf("%d goroutines more with %d idle connections, want at most %d", held, flood, maxOpenConns+8)
+	}
+	if got := testutil.ToFloat64(s.metrics.connsEvicted); got < flood-maxOpenConns {
+		t.Errorf("connections_evicted_total = %v, want at least %d", got, flood-maxOpenConns)
+	}
+
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	start := time.Now()
+	if status, err := get(t, c, "http://"+s.Addr()+"/metrics", "", ""); err != nil || status != http.StatusOK {
+		t.Errorf("scrape after the flood: %d %v, want 200", status, err)
+	}
+	t.Logf("%d idle connections: %d goroutines held, scrape after them took %v", flood, held, time.Since(start))
+}
+
+// When every slot holds a connection that is not idle (here: connected,
+// headers not sent yet), a new one is closed at once and counted; the
+// slots free once the header timeout cuts the silent ones.
+func TestConnectionCapRejectsWhenNoneIdle(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Config{}, newTestSource())
+	silent := make([]net.Conn, 0, maxOpenConns)
+	defer func() {
+		for _, c := range silent {
+			_ = c.Close()
+		}
+	}()
+	for range maxOpenConns {
+		c, err := net.DialTimeout("tcp", s.Addr(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent = append(silent, c)
+	}
+	// The server accepts in its own goroutine: wait until all are counted.
+	for start := time.Now(); testutil.ToFloat64(s.metrics.connsRejected) == 0 && time.Since(start) < readHeaderTimeout; time.Sleep(20 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", s.Addr(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err = c.Read(make([]byte, 1))
+		_ = c.Close()
+		if err == nil {
+			t.Fatal("a connection beyond the cap was served")
+		}
+	}
+	if testutil.ToFloat64(s.metrics.connsRejected) == 0 {
+		t.Fatal("no connection rejected with every slot held")
+	}
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 3 * readHeaderTimeout}
+	if status, err := get(t, c, "http://"+s.Addr()+"/healthz", "", ""); err != nil || status != http.StatusOK {
+		// Retried until the silent connections are cut.
+		deadline := time.Now().Add(2 * readHeaderTimeout)
+		for time.Now().Before(deadline) && (err != nil || status != http.StatusOK) {
+			time.Sleep(200 * time.Millisecond)
+			status, err = get(t, c, "http://"+s.Addr()+"/healthz", "", "")
+		}
+		if err != nil || status != http.StatusOK {
+			t.Errorf("after the header timeout: %d %v, want 200", status, err)
+		}
 	}
 }

@@ -7,10 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -18,8 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
-	"go.yaml.in/yaml/v2"
 
+	"github.com/leakwatch/leakwatch/pkg/lookup"
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
 
@@ -33,7 +34,9 @@ const DefaultShutdownTimeout = 5 * time.Second
 
 // Limits of every connection. A scrape of a busy node or a large JSON list
 // is written well within writeTimeout; the header limits keep slow or
-// oversized clients from holding the agent's memory.
+// oversized clients from holding the agent's memory. idleTimeout keeps a
+// keep-alive connection across a one-minute scrape interval; maxOpenConns
+// (limits.go) bounds how many there are.
 const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 10 * time.Second
@@ -79,10 +82,10 @@ func (c Config) Validate() error {
 	}
 	// Checked before serving so that a typo stops the agent at startup
 	// rather than leaving it unprotected or refusing every request.
+	// An empty or comment-only file is refused too: the toolkit would serve
+	// everything to anyone with it.
 	if c.WebConfigFile != "" {
-		if err := web.Validate(c.WebConfigFile); err != nil {
-			return fmt.Errorf("web config file %s: %w", c.WebConfigFile, err)
-		}
+		return validateWebConfig(c.WebConfigFile)
 	}
 	return nil
 }
@@ -99,12 +102,8 @@ func (c Config) Scheme() (string, error) {
 	if c.WebConfigFile == "" {
 		return "http", nil
 	}
-	content, err := os.ReadFile(c.WebConfigFile)
+	wc, _, err := readWebConfig(c.WebConfigFile)
 	if err != nil {
-		return "", fmt.Errorf("web config file %s: %w", c.WebConfigFile, err)
-	}
-	var wc web.Config
-	if err := yaml.Unmarshal(content, &wc); err != nil {
 		return "", fmt.Errorf("web config file %s: %w", c.WebConfigFile, err)
 	}
 	if wc.TLSConfig.IsEnabled() {
@@ -125,6 +124,7 @@ type Server struct {
 	// agent's own profiles and traces that last seconds.
 	profiles  *limiter
 	pprofRuns *limiter
+	metrics   *serverMetrics
 
 	mu      sync.Mutex
 	addr    string
@@ -161,6 +161,7 @@ func New(cfg Config, src view.Source, reg prometheus.Gatherer, logger *slog.Logg
 
 		profiles:  newLimiter(maxConcurrentProfiles, profileRetryAfter, "too many profiles are being built; retry later"),
 		pprofRuns: newLimiter(maxConcurrentPprofRuns, pprofRetryAfter, "the agent is already profiling itself; retry later"),
+		metrics:   newServerMetrics(),
 	}
 	s.handler = s.routes(reg)
 	s.http = &http.Server{
@@ -170,7 +171,7 @@ func New(cfg Config, src view.Source, reg prometheus.Gatherer, logger *slog.Logg
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          log.New(httpErrorLog{logger, s.metrics.tlsHandshakeFails.Inc}, "", 0),
 	}
 	return s, nil
 }
@@ -179,6 +180,10 @@ func New(cfg Config, src view.Source, reg prometheus.Gatherer, logger *slog.Logg
 // carries the request limits but not the authentication of
 // Config.WebConfigFile, which Run adds around it.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// Collector exposes the server's own metrics: refused web configs,
+// unauthenticated listening, connections and TLS handshakes.
+func (s *Server) Collector() prometheus.Collector { return s.metrics }
 
 // Listening is closed once Run has bound its address.
 func (s *Server) Listening() <-chan struct{} { return s.listening }
@@ -219,9 +224,16 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	close(s.listening)
 	s.logger.Info("serving HTTP", logKeyAddr, s.addr)
+	if s.cfg.WebConfigFile == "" && !isLoopback(ln.Addr()) {
+		s.metrics.unauthenticated.Set(1)
+		s.logger.Warn("serving beyond loopback without --web.config.file: anyone who reaches the address reads every endpoint; see docs/security.md",
+			logKeyAddr, s.addr, "pprof", s.cfg.EnablePprof)
+	}
 
+	capped := newConnCap(ln, maxOpenConns, s.metrics)
+	s.http.ConnState = capped.track
 	served := make(chan error, 1)
-	go func() { served <- s.serve(ln) }()
+	go func() { served <- s.serve(capped) }()
 
 	select {
 	case err := <-served:
@@ -252,6 +264,11 @@ func (s *Server) serve(ln net.Listener) error {
 	if s.cfg.WebConfigFile == "" {
 		return s.http.Serve(ln)
 	}
+	good, _, err := readWebConfig(s.cfg.WebConfigFile)
+	if err != nil {
+		return fmt.Errorf("web config file %s: %w", s.cfg.WebConfigFile, err)
+	}
+	s.http.Handler = newWebGuard(s.cfg.WebConfigFile, good, s.http.Handler, s.logger, s.metrics.webConfigRefused.Inc)
 	addrs := []string{s.addr}
 	return web.Serve(ln, s.http, &web.FlagConfig{
 		WebListenAddresses: &addrs,
@@ -303,9 +320,35 @@ func (s *Server) routes(reg prometheus.Gatherer) http.Handler {
 		symbolPath = pprofSymbolPath
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %q", r.URL.Path))
+		writeError(w, http.StatusNotFound, "no such endpoint "+lookup.Quote(r.URL.Path))
 	})
 	return guard(mux, symbolPath)
+}
+
+// httpErrorLog takes the HTTP server's error log. A failed TLS handshake
+// is what every port scan, load balancer health check and client that
+// does not trust the certificate causes: it is counted and logged at
+// debug, where a WARN each would flood the log. The rest is a warning.
+type httpErrorLog struct {
+	logger       *slog.Logger
+	tlsHandshake func()
+}
+
+func (l httpErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		l.tlsHandshake()
+		l.logger.Debug("HTTP server", logKeyErr, msg)
+		return len(p), nil
+	}
+	l.logger.Warn("HTTP server", logKeyErr, msg)
+	return len(p), nil
+}
+
+// isLoopback reports whether addr is reachable from this host only.
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // promLogger passes promhttp's gathering errors to the agent's logger.

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/leakwatch/leakwatch/pkg/view"
@@ -123,7 +124,7 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 
 // writeWebConfig writes a web config into dir; relative file names in it
 // are resolved against dir by the exporter toolkit.
-func writeWebConfig(t *testing.T, dir, content string) string {
+func writeWebConfig(t testing.TB, dir, content string) string {
 	t.Helper()
 	path := filepath.Join(dir, "web-config.yml")
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
@@ -335,13 +336,13 @@ func TestConfigScheme(t *testing.T) {
 		content string // of the web config; "" for none
 		want    string
 	}{
-		"no web config":   {"", "http"},
-		"basic auth":      {users, "http"},
-		"empty TLS":       {"tls_server_config: {}\n" + users, "http"},
-		"TLS":             {"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n", "https"},
-		"TLS and auth":    {"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n" + users, "https"},
-		"client certs":    {"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n", "https"},
-		"rate limit only": {"rate_limit:\n  interval: 1s\n  burst: 5\n", "http"},
+		"no web config": {"", "http"},
+		"basic auth":    {users, "http"},
+		"empty TLS":     {"tls_server_config: {}\n" + users, "http"},
+		"TLS":           {"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n", "https"},
+		"TLS and auth":  {"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n" + users, "https"},
+		"client certs":  {"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n", "https"},
+		"rate limit":    {"rate_limit:\n  interval: 1s\n  burst: 5\n" + users, "http"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var cfg Config
@@ -358,5 +359,65 @@ func TestConfigScheme(t *testing.T) {
 	path := writeWebConfig(t, t.TempDir(), "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n")
 	if got, err := (Config{WebConfigFile: path}).Scheme(); err == nil || !strings.Contains(err.Error(), path) {
 		t.Errorf("invalid web config: %q, %v; want an error naming the file", got, err)
+	}
+}
+
+// Failed TLS handshakes (a port scan, a client that does not trust the
+// certificate) are counted and logged at debug, not a WARN each. Over TLS
+// the cap on open connections frees each closed connection's slot.
+func TestTLSHandshakeFailuresCountedNotWarned(t *testing.T) {
+	pki := newTestPKI(t)
+	cfgFile := writeWebConfig(t, pki.dir, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+	reg := newTestRegistry()
+	logs, logger := newLogBuffer()
+	s, err := New(Config{Listen: "127.0.0.1:0", WebConfigFile: cfgFile}, newTestSource(), reg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.MustRegister(s.Collector())
+	runServer(t, s)
+
+	const scans = 20
+	for range scans {
+		c, err := net.DialTimeout("tcp", s.Addr(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write([]byte("\x16\x03\x01\x00\x05hello")) // a broken ClientHello
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.ReadAll(c)
+		_ = c.Close()
+	}
+	if _, err := get(t, tlsClient(t, x509.NewCertPool()), "https://"+s.Addr()+"/healthz", "", ""); err == nil {
+		t.Error("a client that does not trust the CA was served")
+	}
+	var got float64
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(20 * time.Millisecond) {
+		if got = testutil.ToFloat64(s.metrics.tlsHandshakeFails); got >= scans+1 {
+			break
+		}
+	}
+	if got != scans+1 {
+		t.Errorf("tls_handshake_errors_total = %v, want %d", got, scans+1)
+	}
+	var warned, debug int
+	for line := range strings.SplitSeq(logs.String(), "\n") {
+		if strings.Contains(line, "TLS handshake error") {
+			if strings.Contains(line, "level=DEBUG") {
+				debug++
+			} else {
+				warned++
+			}
+		}
+	}
+	if warned != 0 || debug != scans+1 {
+		t.Errorf("handshake errors logged %d times above debug and %d at debug, want 0 and %d", warned, debug, scans+1)
+	}
+
+	c := tlsClient(t, pki.pool)
+	for i := range 2 * maxOpenConns {
+		if status, err := get(t, c, "https://"+s.Addr()+"/healthz", "", ""); err != nil || status != http.StatusOK {
+			t.Fatalf("TLS request %d on a new connection: %d %v", i, status, err)
+		}
 	}
 }
