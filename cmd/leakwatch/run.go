@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -132,6 +135,12 @@ func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
 }
 
 func runRun(ctx context.Context, args []string, _, stderr io.Writer) error {
+	// SIGHUP's default action ends the process at once, without the final
+	// save, and operators send it to reload exporters: catch it before the
+	// slow start-up (the tracer loads for seconds) and reload instead.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := parseRunConfig(args, stderr)
 	if err != nil {
 		return err
@@ -147,6 +156,7 @@ func runRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer d.Close()
+	d.reloads = hup
 	return d.Run(ctx)
 }
 
@@ -160,6 +170,9 @@ type daemon struct {
 	server  *server.Server
 	events  *events.Exporter // nil when no OTLP endpoint is set
 	closers []func()
+	// reloads delivers SIGHUP; nil (demo) never reloads.
+	reloads   <-chan os.Signal
+	webConfig server.Config
 }
 
 func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
@@ -210,6 +223,7 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 	// saved its state when Run ended, Close only releases the store.
 	d.closers = append(d.closers, func() { closeLogged(log, "agent state store", d.agent) })
 	srvCfg := cfg.server()
+	d.webConfig = srvCfg
 	scheme, err := srvCfg.Scheme()
 	if err != nil {
 		return nil, err
@@ -249,6 +263,7 @@ func (d *daemon) Run(ctx context.Context) error {
 		"server": d.server.Run,
 		"cri":    d.cri.Run,
 		"events": d.events.Run, // waits for ctx when events are off
+		"reload": d.reloadOnSignal,
 		"tracer": func(ctx context.Context) error {
 			if d.tracer == nil {
 				<-ctx.Done()
@@ -264,6 +279,35 @@ func (d *daemon) Run(ctx context.Context) error {
 		d.log.Info("stopped")
 	}
 	return err
+}
+
+// reloadOnSignal reloads on each signal from d.reloads until ctx ends. A
+// reload never stops the agent: what cannot be taken up is logged.
+//
+// What a reload can take up is the web config file, which the server reads
+// again on each request and connection anyway: the reload checks it now,
+// so that an edit's mistake is in the log when it is made, not at the next
+// scrape. Everything else comes from flags, which a running process cannot
+// read again; changing them takes a restart, which saves and restores the
+// state.
+func (d *daemon) reloadOnSignal(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case sig := <-d.reloads:
+			d.log.Info("reloading", "signal", sig.String())
+			if d.webConfig.WebConfigFile == "" {
+				d.log.Info("reloaded; nothing to reload without --web.config.file")
+				continue
+			}
+			if err := d.webConfig.Validate(); err != nil {
+				d.log.Error("web config file refused on reload; the last good one stays in force", "path", d.webConfig.WebConfigFile, "err", err)
+				continue
+			}
+			d.log.Info("reloaded", "web_config", d.webConfig.WebConfigFile)
+		}
+	}
 }
 
 // Close closes the parts in reverse order of making.

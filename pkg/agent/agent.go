@@ -147,6 +147,7 @@ type Agent struct {
 	foldMu     sync.Mutex
 	lastReport time.Time
 	store      *state.Store // nil without a state directory
+	saves      view.StateSaves
 }
 
 // entry is one tracked container's state.
@@ -205,6 +206,7 @@ func New(cfg Config, hier cgroups.Hierarchy, parts Parts, degraded map[string]st
 			return nil, err
 		}
 		a.store = st
+		a.saves.Path = st.Path()
 		a.restore(st.Loaded())
 	}
 	return a, nil
@@ -632,6 +634,10 @@ func (a *Agent) publish(now, start time.Time, ts *tracer.Snapshot) {
 		for k, v := range a.degr {
 			ag.Degraded[k] = v
 		}
+	}
+	if a.store != nil {
+		saves := a.saves
+		ag.State = &saves
 	}
 	if a.cri != nil {
 		ag.CRIAvailable = a.cri.Available()

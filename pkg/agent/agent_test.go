@@ -15,6 +15,11 @@ import (
 // fixture tree of pkg/cgroups, so the test can remove cgroups from it.
 func fixtureAgent(t *testing.T, cfg Config) (*Agent, string) {
 	t.Helper()
+	return fixtureAgentLog(t, cfg, slog.New(slog.DiscardHandler))
+}
+
+func fixtureAgentLog(t *testing.T, cfg Config, log *slog.Logger) (*Agent, string) {
+	t.Helper()
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS("../cgroups/testdata/v2")); err != nil {
 		t.Fatal(err)
@@ -23,7 +28,7 @@ func fixtureAgent(t *testing.T, cfg Config) (*Agent, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(cfg, h, Parts{}, map[string]string{PartTracer: "test"}, slog.New(slog.DiscardHandler))
+	a, err := New(cfg, h, Parts{}, map[string]string{PartTracer: "test"}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,9 @@ func (a *Agent) restore(snap state.Snapshot) {
 
 // save writes the containers and OOM kills to the state store. Encoding
 // holds the read lock for a moment; the write, synced to disk, holds none.
-// A failure is counted and logged, and the next save tries again.
+// Every failure is logged (saves are a minute apart, so this does not
+// flood), counted, and kept for the next snapshot (/readyz, metrics); the
+// next save tries again.
 func (a *Agent) save() error {
 	if a.store == nil {
 		return nil
@@ -80,11 +82,15 @@ func (a *Agent) save() error {
 	for _, r := range kills {
 		snap.OOMKills = append(snap.OOMKills, state.OOMKill{Kill: r.Kill, Inuse: r.Inuse, Faults: r.Faults})
 	}
+	a.saves.Path = a.store.Path()
 	if err := a.store.Save(snap); err != nil {
 		a.errs[errStateSave]++
-		a.logEvery("saving state", err)
+		a.saves.Failures++
+		a.saves.LastFailure, a.saves.LastError = &start, err.Error()
+		a.log.Warn("state not saved", "path", a.store.Path(), "failures", a.saves.Failures, "err", err)
 		return err
 	}
+	a.saves.LastSuccess = &start
 	a.log.Debug("state saved", "containers", len(snap.Containers), "oom_kills", len(snap.OOMKills), "took", time.Since(start))
 	return nil
 }

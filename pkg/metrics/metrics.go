@@ -59,6 +59,7 @@ type collector struct {
 	ready           *prometheus.Desc
 	degraded        *prometheus.Desc
 	scrapeDuration  *prometheus.Desc
+	stateLastSave   *prometheus.Desc
 }
 
 // NewCollector returns a collector that exports src's current snapshot on
@@ -129,6 +130,8 @@ func NewCollector(src view.Source, info buildinfo.Info) prometheus.Collector {
 			"Whether the agent is ready (1) or not (0)."),
 		degraded: agentDesc("", "degraded",
 			"A metric with a constant value of 1 for each part of the agent that does not run on this host.", "part"),
+		stateLastSave: agentDesc("state", "last_save_timestamp_seconds",
+			"Time the last successful save of the state store began, in seconds since the epoch; 0 before the first. Failed saves count in leakwatch_errors_total{kind=\"state_save\"}."),
 		scrapeDuration: agentDesc("", "scrape_duration_seconds",
 			"Time the last scrape of the agent's metrics took to produce them."),
 	}
@@ -141,7 +144,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.oomKills, c.mapped, c.pageFaults, c.faultedBytes,
 		c.buildInfo, c.mapEntries, c.mapCapacity, c.mapMemory, c.drops, c.errors,
 		c.collectDuration, c.collections, c.tracked, c.overLimit, c.ready, c.degraded,
-		c.scrapeDuration,
+		c.scrapeDuration, c.stateLastSave,
 	} {
 		ch <- d
 	}
@@ -190,6 +193,13 @@ func (c *collector) collectAgent(ch chan<- prometheus.Metric, a *view.Agent) {
 	ch <- prometheus.MustNewConstMetric(c.collections, prometheus.CounterValue, float64(a.Collections))
 	ch <- prometheus.MustNewConstMetric(c.tracked, prometheus.GaugeValue, float64(a.Tracked))
 	ch <- prometheus.MustNewConstMetric(c.overLimit, prometheus.CounterValue, float64(a.OverLimit))
+	if a.State != nil {
+		var last float64
+		if a.State.LastSuccess != nil {
+			last = float64(a.State.LastSuccess.UnixNano()) / 1e9
+		}
+		ch <- prometheus.MustNewConstMetric(c.stateLastSave, prometheus.GaugeValue, last)
+	}
 }
 
 func (c *collector) collectContainer(ch chan<- prometheus.Metric, ct *view.Container) {

@@ -112,6 +112,7 @@ func testSnapshot() *view.Snapshot {
 			MapMemoryBytes: 1 << 20,
 			Tracked:        2,
 			OverLimit:      1,
+			State:          &view.StateSaves{Path: "/var/lib/leakwatch/leakwatch.db", LastSuccess: &t0},
 		},
 	}
 }
@@ -140,6 +141,7 @@ var allButScrapeDuration = []string{
 	"leakwatch_containers_over_limit_total",
 	"leakwatch_ready",
 	"leakwatch_degraded",
+	"leakwatch_state_last_save_timestamp_seconds",
 }
 
 const goldenText = `
@@ -216,6 +218,9 @@ leakwatch_errors_total{kind="memory_read"} 3
 # HELP leakwatch_ready Whether the agent is ready (1) or not (0).
 # TYPE leakwatch_ready gauge
 leakwatch_ready 1
+# HELP leakwatch_state_last_save_timestamp_seconds Time the last successful save of the state store began, in seconds since the epoch; 0 before the first. Failed saves count in leakwatch_errors_total{kind="state_save"}.
+# TYPE leakwatch_state_last_save_timestamp_seconds gauge
+leakwatch_state_last_save_timestamp_seconds 1795780800
 `
 
 func TestCollectGolden(t *testing.T) {

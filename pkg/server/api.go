@@ -85,6 +85,9 @@ type readiness struct {
 	Degraded       map[string]string `json:"degraded,omitempty"`
 	Collections    uint64            `json:"collections"`
 	LastCollection *time.Time        `json:"last_collection"`
+	// State tells whether the state store's saves work: an agent whose
+	// saves fail still serves, but a restart would lose what it learnt.
+	State *view.StateSaves `json:"state,omitempty"`
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -105,6 +108,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		Degraded:       snap.Agent.Degraded,
 		Collections:    snap.Agent.Collections,
 		LastCollection: &taken,
+		State:          snap.Agent.State,
 	}
 	if r.Ready {
 		writeJSON(w, http.StatusOK, r)

@@ -21,6 +21,7 @@ const (
 	recordVersion = 1
 	kindContainer = 'C'
 	kindOOMKill   = 'K'
+	kindMeta      = 'M'
 	// maxRecordBytes bounds what a record may claim: the largest real one
 	// (a kill with two profiles) is far smaller.
 	maxRecordBytes = 64 << 20
@@ -83,6 +84,25 @@ func DecodeOOMKill(rec []byte) (OOMKill, error) {
 		k.Faults = sec[2]
 	}
 	return k, nil
+}
+
+// encodeMeta encodes the meta record: the time of the save and the last OOM
+// kill sequence number, 8 bytes each, big endian.
+func encodeMeta(snap Snapshot) []byte {
+	return encodeRecord(kindMeta,
+		binary.BigEndian.AppendUint64(nil, uint64(snap.Saved.UnixNano())),
+		binary.BigEndian.AppendUint64(nil, snap.OOMSeq))
+}
+
+func decodeMeta(rec []byte) (saved time.Time, oomSeq uint64, err error) {
+	sec, err := decodeRecord(rec, kindMeta, 2)
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	if len(sec[0]) != 8 || len(sec[1]) != 8 {
+		return time.Time{}, 0, errors.New("meta record: bad field length")
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(sec[0]))), binary.BigEndian.Uint64(sec[1]), nil
 }
 
 func encodeRecord(kind byte, sections ...[]byte) []byte {

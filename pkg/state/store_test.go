@@ -97,41 +97,109 @@ func TestSaveAndReopen(t *testing.T) {
 	}
 }
 
-// TestUnreadableStoreIsSetAside: every kind of bad file is moved aside with
-// a log line, and the agent gets an empty, working store.
-func TestUnreadableStoreIsSetAside(t *testing.T) {
-	withBolt := func(fn func(tx *bolt.Tx) error) func(t *testing.T, path string) {
-		return func(t *testing.T, path string) {
-			db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := db.Update(fn); err != nil {
-				t.Fatal(err)
-			}
-			if err := db.Close(); err != nil {
-				t.Fatal(err)
+// writeLegacy writes snap as a format 1 (bbolt) store, as agents before
+// format 2 did.
+func writeLegacy(t *testing.T, path string, snap Snapshot) {
+	t.Helper()
+	withBolt(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		for k, v := range map[string][]byte{
+			string(keyFormat): binary.BigEndian.AppendUint32(nil, legacyFormat),
+			string(keySaved):  binary.BigEndian.AppendUint64(nil, uint64(snap.Saved.UnixNano())),
+			string(keyOOMSeq): binary.BigEndian.AppendUint64(nil, snap.OOMSeq),
+		} {
+			if err := meta.Put([]byte(k), v); err != nil {
+				return err
 			}
 		}
-	}
-	saved := func(t *testing.T, path string) {
-		s, err := Open(Config{Dir: filepath.Dir(path)}, slog.New(slog.DiscardHandler))
+		cs, err := tx.CreateBucket(bucketContainers)
+		if err != nil {
+			return err
+		}
+		for _, c := range snap.Containers {
+			rec, err := EncodeContainer(c)
+			if err != nil {
+				return err
+			}
+			if err := cs.Put(binary.BigEndian.AppendUint64(nil, c.View.MemcgID), rec); err != nil {
+				return err
+			}
+		}
+		ks, err := tx.CreateBucket(bucketOOMKills)
+		if err != nil {
+			return err
+		}
+		for _, k := range snap.OOMKills {
+			rec, err := EncodeOOMKill(k)
+			if err != nil {
+				return err
+			}
+			if err := ks.Put(binary.BigEndian.AppendUint64(nil, k.Kill.Seq), rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})(t, path)
+}
+
+func withBolt(fn func(tx *bolt.Tx) error) func(t *testing.T, path string) {
+	return func(t *testing.T, path string) {
+		t.Helper()
+		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
-		snap := testSnapshot()
-		for i := range 200 { // enough pages that a cut loses some
-			c := snap.Containers[0]
-			c.View.MemcgID = uint64(100 + i)
-			snap.Containers = append(snap.Containers, c)
-		}
-		if err := s.Save(snap); err != nil {
+		if err := db.Update(fn); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Close(); err != nil {
+		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestLegacyStoreIsConverted: a format 1 store left by an older agent is
+// read whole and rewritten as format 2.
+func TestLegacyStoreIsConverted(t *testing.T) {
+	dir := t.TempDir()
+	want := testSnapshot()
+	writeLegacy(t, filepath.Join(dir, FileName), want)
+	var logs bytes.Buffer
+	s, err := Open(Config{Dir: dir}, logTo(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.Loaded()
+	if len(got.Containers) != 2 || len(got.OOMKills) != 1 || got.OOMSeq != 5 || !got.Saved.Equal(want.Saved) {
+		t.Errorf("format 1 store read as %d containers, %d kills, seq %d, saved %v", len(got.Containers), len(got.OOMKills), got.OOMSeq, got.Saved)
+	}
+	if !strings.Contains(logs.String(), "converted") {
+		t.Errorf("log does not say the store was converted: %q", logs.String())
+	}
+	_ = s.Close()
+	b, err := os.ReadFile(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, frameMagic) {
+		t.Errorf("store not rewritten as format 2: starts %q", b[:min(8, len(b))])
+	}
+	s, err = Open(Config{Dir: dir}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if n := len(s.Loaded().Containers); n != 2 {
+		t.Errorf("converted store holds %d containers, want 2", n)
+	}
+}
+
+// TestUnreadableStoreIsSetAside: a file with nothing intact in it is moved
+// aside with a log line, and the agent gets an empty, working store.
+func TestUnreadableStoreIsSetAside(t *testing.T) {
 	cases := []struct {
 		name string
 		make func(t *testing.T, path string)
@@ -141,8 +209,14 @@ func TestUnreadableStoreIsSetAside(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"truncated", func(t *testing.T, path string) {
-			saved(t, path)
+		{"truncated format 1", func(t *testing.T, path string) {
+			snap := testSnapshot()
+			for i := range 200 { // enough pages that a cut loses some
+				c := snap.Containers[0]
+				c.View.MemcgID = uint64(100 + i)
+				snap.Containers = append(snap.Containers, c)
+			}
+			writeLegacy(t, path, snap)
 			fi, err := os.Stat(path)
 			if err != nil {
 				t.Fatal(err)
@@ -151,29 +225,23 @@ func TestUnreadableStoreIsSetAside(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"truncated to a page", func(t *testing.T, path string) {
-			saved(t, path)
-			if err := os.Truncate(path, 4096); err != nil {
-				t.Fatal(err)
-			}
-		}},
 		{"foreign version", withBolt(func(tx *bolt.Tx) error {
 			b, err := tx.CreateBucket(bucketMeta)
 			if err != nil {
 				return err
 			}
-			return b.Put(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion+1))
+			return b.Put(keyFormat, binary.BigEndian.AppendUint32(nil, legacyFormat+7))
 		})},
 		{"another program's database", withBolt(func(tx *bolt.Tx) error {
 			_, err := tx.CreateBucket([]byte("users"))
 			return err
 		})},
-		{"corrupt record", withBolt(func(tx *bolt.Tx) error {
+		{"corrupt format 1 record", withBolt(func(tx *bolt.Tx) error {
 			b, err := tx.CreateBucket(bucketMeta)
 			if err != nil {
 				return err
 			}
-			if err := b.Put(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion)); err != nil {
+			if err := b.Put(keyFormat, binary.BigEndian.AppendUint32(nil, legacyFormat)); err != nil {
 				return err
 			}
 			cs, err := tx.CreateBucket(bucketContainers)

@@ -200,6 +200,21 @@ type Agent struct {
 	CgroupLayout  string `json:"cgroup_layout"`
 	FaultSampling bool   `json:"fault_sampling"`
 	CRIAvailable  bool   `json:"cri_available"`
+	// State is how the saves of the state store went; nil without one.
+	State *StateSaves `json:"state,omitempty"`
+}
+
+// StateSaves is how the agent's saves of its state store went, as of the
+// last collection.
+type StateSaves struct {
+	Path string `json:"path"`
+	// LastSuccess is when the last save that reached the disk began; nil
+	// before the first.
+	LastSuccess *time.Time `json:"last_success,omitempty"`
+	// Failures counts failed saves since the agent started.
+	Failures    uint64     `json:"failures"`
+	LastFailure *time.Time `json:"last_failure,omitempty"`
+	LastError   string     `json:"last_error,omitempty"`
 }
 
 // MapUsage is how full one kernel map is.

@@ -119,16 +119,23 @@ func (a *Agent) Stop() { a.stop(os.Interrupt) }
 // and waits for it; once stopped, Stop does nothing.
 func (a *Agent) Terminate() { a.stop(syscall.SIGTERM) }
 
+// Signal sends sig to the agent without waiting for anything.
+func (a *Agent) Signal(sig os.Signal) error { return a.Cmd.Process.Signal(sig) }
+
 // Logged reports whether the agent's log has a line containing s.
-func (a *Agent) Logged(s string) bool {
+func (a *Agent) Logged(s string) bool { return a.CountLogged(s) > 0 }
+
+// CountLogged counts the lines of the agent's log that contain s.
+func (a *Agent) CountLogged(s string) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	n := 0
 	for _, l := range a.lines {
 		if strings.Contains(l, s) {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 // FreePort returns a loopback address with a port free at the time.
