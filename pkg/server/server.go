@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
 	"go.yaml.in/yaml/v2"
 
@@ -125,6 +124,11 @@ type Server struct {
 	// agent's own profiles and traces that last seconds.
 	profiles  *limiter
 	pprofRuns *limiter
+	// pages shares the large responses among the requests of one view;
+	// scrapes and lists bound the requests served them at once.
+	pages   *pageCache
+	scrapes *limiter
+	lists   *limiter
 
 	mu      sync.Mutex
 	addr    string
@@ -161,6 +165,9 @@ func New(cfg Config, src view.Source, reg prometheus.Gatherer, logger *slog.Logg
 
 		profiles:  newLimiter(maxConcurrentProfiles, profileRetryAfter, "too many profiles are being built; retry later"),
 		pprofRuns: newLimiter(maxConcurrentPprofRuns, pprofRetryAfter, "the agent is already profiling itself; retry later"),
+		pages:     newPageCache(),
+		scrapes:   newLimiter(maxConcurrentPages, time.Second, "too many scrapes at once; retry later"),
+		lists:     newLimiter(maxConcurrentPages, time.Second, "too many listings at once; retry later"),
 	}
 	s.handler = s.routes(reg)
 	s.http = &http.Server{
@@ -284,11 +291,7 @@ func (s *Server) routes(reg prometheus.Gatherer) http.Handler {
 		mux.Handle("GET "+path, h)
 		mux.Handle(path, methodNotAllowed(http.MethodGet, http.MethodHead))
 	}
-	get("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		// A collector that fails must not hide every other metric.
-		ErrorHandling: promhttp.ContinueOnError,
-		ErrorLog:      promLogger{s.logger},
-	}))
+	get("/metrics", s.metricsHandler(reg))
 	get("/healthz", http.HandlerFunc(s.healthz))
 	get("/readyz", http.HandlerFunc(s.readyz))
 	get("/api/v1/containers", http.HandlerFunc(s.listContainers))
@@ -306,11 +309,4 @@ func (s *Server) routes(reg prometheus.Gatherer) http.Handler {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %q", r.URL.Path))
 	})
 	return guard(mux, symbolPath)
-}
-
-// promLogger passes promhttp's gathering errors to the agent's logger.
-type promLogger struct{ logger *slog.Logger }
-
-func (l promLogger) Println(v ...any) {
-	l.logger.Warn("serving metrics", logKeyErr, fmt.Sprint(v...))
 }
