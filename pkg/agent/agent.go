@@ -6,6 +6,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,11 +39,16 @@ type Config struct {
 	// view (record, series, profile, OOM kills), from when it went, before
 	// it is forgotten.
 	Retention time.Duration
-	// MaxContainers bounds the containers tracked; more are counted, not
-	// tracked.
+	// MaxContainers bounds the live containers tracked; more are counted,
+	// not tracked. Gone containers do not take these slots.
 	MaxContainers int
-	Detect        detect.Config
-	History       series.Config
+	// MaxGoneContainers bounds the gone containers retained, a budget of
+	// its own: churn (jobs, crash loops) must never cost a live container
+	// its slot. Beyond it the longest gone are forgotten before their
+	// retention ends.
+	MaxGoneContainers int
+	Detect            detect.Config
+	History           series.Config
 	// Profile bounds the profile data; its Step follows Interval.
 	Profile profile.Config
 	// FaultSampleBytes is the tracer's page-fault sampling distance, the
@@ -58,13 +64,14 @@ type Config struct {
 // DefaultConfig is what `leakwatch run` starts from.
 func DefaultConfig() Config {
 	return Config{
-		Interval:      10 * time.Second,
-		Retention:     time.Hour,
-		MaxContainers: 2000,
-		Detect:        detect.DefaultConfig(),
-		History:       series.DefaultConfig(),
-		Profile:       profile.DefaultConfig(),
-		SaveEvery:     time.Minute,
+		Interval:          10 * time.Second,
+		Retention:         time.Hour,
+		MaxContainers:     2000,
+		MaxGoneContainers: 1000,
+		Detect:            detect.DefaultConfig(),
+		History:           series.DefaultConfig(),
+		Profile:           profile.DefaultConfig(),
+		SaveEvery:         time.Minute,
 	}
 }
 
@@ -77,6 +84,8 @@ func (c Config) Validate() error {
 		return errors.New("retention must be at least one interval")
 	case c.MaxContainers < 1:
 		return errors.New("max containers must be at least 1")
+	case c.MaxGoneContainers < 0:
+		return errors.New("max gone containers must not be negative")
 	}
 	d := c.Detect
 	d.Interval = c.Interval
@@ -337,6 +346,11 @@ func (a *Agent) collect(now time.Time) {
 	// One reader a round: it reads each ancestor's limit once for all the
 	// cgroups below it, and limits can change between rounds.
 	mem := a.hier.NewMemoryReader()
+	type newGroup struct {
+		g     cgroups.Group
+		stats cgroups.MemoryStats
+	}
+	var fresh []newGroup
 	a.mu.Lock()
 	for _, g := range groups {
 		if !a.tracks(g, children[g.Path]) {
@@ -368,21 +382,31 @@ func (a *Agent) collect(now time.Time) {
 			e = nil
 		}
 		if e == nil {
-			if len(a.entries) >= a.cfg.MaxContainers {
-				a.overLimit++
-				continue
-			}
-			det, err := detect.New(a.cfg.Detect)
-			if err != nil {
-				a.errs[errDetector]++
-				continue
-			}
-			e = &entry{det: det, history: series.New(a.cfg.History)}
-			e.c = view.Container{ID: strconv.FormatUint(g.ID, 10), MemcgID: g.ID, FirstSeen: now}
-			a.entries[g.ID] = e
+			fresh = append(fresh, newGroup{g, stats})
+			continue
 		}
 		seen[g.ID] = true
 		a.update(e, g, stats, ts, now)
+	}
+	// New containers are admitted once the pass knows which tracked ones
+	// are still alive: the live slots hold exactly those seen, so a
+	// container that went frees its slot in the pass that replaces it,
+	// and gone ones (budgeted apart, in expire) never hold one.
+	for _, n := range fresh {
+		if len(seen) >= a.cfg.MaxContainers {
+			a.overLimit++
+			continue
+		}
+		det, err := detect.New(a.cfg.Detect)
+		if err != nil {
+			a.errs[errDetector]++
+			continue
+		}
+		e := &entry{det: det, history: series.New(a.cfg.History)}
+		e.c = view.Container{ID: strconv.FormatUint(n.g.ID, 10), MemcgID: n.g.ID, FirstSeen: now}
+		a.entries[n.g.ID] = e
+		seen[n.g.ID] = true
+		a.update(e, n.g, n.stats, ts, now)
 	}
 	a.addKilledUnseen(ooms, seen, now)
 	// A kill counts in its container whether or not anything in it
@@ -409,7 +433,9 @@ func (a *Agent) collect(now time.Time) {
 // in the same pass.
 func (a *Agent) addKilledUnseen(ooms map[uint64]uint64, seen map[uint64]bool, now time.Time) {
 	for memcg, n := range ooms {
-		if n == 0 || seen[memcg] || a.entries[memcg] != nil || len(a.entries) >= a.cfg.MaxContainers {
+		// No live slot is taken: expire finds it gone in this pass, and
+		// the gone budget keeps the most recent.
+		if n == 0 || seen[memcg] || a.entries[memcg] != nil {
 			continue
 		}
 		k, ok := a.oom.Latest(memcg)
@@ -536,8 +562,9 @@ func (a *Agent) enrich(c *view.Container) {
 }
 
 // expire marks containers not seen this pass as gone, and forgets those gone
-// longer than the retention.
+// longer than the retention, then the longest gone beyond the gone budget.
 func (a *Agent) expire(seen map[uint64]bool, now time.Time) {
+	var gone []*entry
 	for memcg, e := range a.entries {
 		restored := e.restored
 		e.restored = false
@@ -561,22 +588,37 @@ func (a *Agent) expire(seen map[uint64]bool, now time.Time) {
 				"namespace", e.c.Namespace, "pod", e.c.Pod, "container", e.c.Container, "was_leaking", e.c.WasLeaking)
 		}
 		if now.Sub(e.c.GoneAt) < a.cfg.Retention {
+			gone = append(gone, e)
 			continue
 		}
-		delete(a.entries, memcg)
-		if a.tracer != nil {
-			if err := a.tracer.ForgetCgroup(memcg); err != nil {
-				a.log.Debug("forgetting cgroup counters", "memcg", memcg, "err", err)
-			}
+		a.forget(memcg)
+	}
+	if len(gone) <= a.cfg.MaxGoneContainers {
+		return
+	}
+	slices.SortFunc(gone, func(x, y *entry) int {
+		return cmp.Or(x.c.GoneAt.Compare(y.c.GoneAt), cmp.Compare(x.c.MemcgID, y.c.MemcgID))
+	})
+	for _, e := range gone[:len(gone)-a.cfg.MaxGoneContainers] {
+		a.forget(e.c.MemcgID)
+	}
+}
+
+// forget drops everything the agent holds about one memory cgroup.
+func (a *Agent) forget(memcg uint64) {
+	delete(a.entries, memcg)
+	if a.tracer != nil {
+		if err := a.tracer.ForgetCgroup(memcg); err != nil {
+			a.log.Debug("forgetting cgroup counters", "memcg", memcg, "err", err)
 		}
-		a.oomsMu.Lock()
-		delete(a.ooms, memcg)
-		a.oomsMu.Unlock()
-		if a.prof != nil {
-			for _, p := range a.prof.Forget(memcg) {
-				if a.sym != nil {
-					a.sym.Forget(p.PID, p.StartTime)
-				}
+	}
+	a.oomsMu.Lock()
+	delete(a.ooms, memcg)
+	a.oomsMu.Unlock()
+	if a.prof != nil {
+		for _, p := range a.prof.Forget(memcg) {
+			if a.sym != nil {
+				a.sym.Forget(p.PID, p.StartTime)
 			}
 		}
 	}

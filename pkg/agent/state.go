@@ -17,7 +17,9 @@ import (
 func (a *Agent) restore(snap state.Snapshot) {
 	var fresh int
 	for _, c := range snap.Containers {
-		if len(a.entries) >= a.cfg.MaxContainers {
+		// Both budgets: the first collection tells live from gone and
+		// trims the gone ones to theirs.
+		if len(a.entries) >= a.cfg.MaxContainers+a.cfg.MaxGoneContainers {
 			break
 		}
 		det, err := detect.New(a.cfg.Detect)

@@ -141,32 +141,39 @@ func (s *Server) listContainers(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, reasonNoCollection)
 		return
 	}
-	out := make([]container, 0, len(snap.Containers))
-	for i := range snap.Containers {
-		ct := &snap.Containers[i]
-		if leaking != nil && ct.Verdict.Leaking != *leaking {
-			continue
-		}
-		if byNamespace && ct.Namespace != namespace {
-			continue
-		}
-		out = append(out, flatten(ct))
+	var byLeaking string
+	if leaking != nil {
+		byLeaking = strconv.FormatBool(*leaking)
 	}
-	slices.SortFunc(out, func(a, b container) int {
-		if a.Gone != b.Gone {
+	key := fmt.Sprintf("containers leaking=%s namespace=%t:%s", byLeaking, byNamespace, namespace)
+	s.pages.serve(w, r, s.lists, snap, key, func() *page {
+		out := make([]container, 0, len(snap.Containers))
+		for i := range snap.Containers {
+			ct := &snap.Containers[i]
+			if leaking != nil && ct.Verdict.Leaking != *leaking {
+				continue
+			}
+			if byNamespace && ct.Namespace != namespace {
+				continue
+			}
+			out = append(out, flatten(ct))
+		}
+		slices.SortFunc(out, func(a, b container) int {
+			if a.Gone != b.Gone {
+				if a.Gone {
+					return 1
+				}
+				return -1
+			}
 			if a.Gone {
-				return 1
+				if c := b.GoneAt.Compare(*a.GoneAt); c != 0 {
+					return c
+				}
 			}
-			return -1
-		}
-		if a.Gone {
-			if c := b.GoneAt.Compare(*a.GoneAt); c != 0 {
-				return c
-			}
-		}
-		return cmp.Or(cmp.Compare(b.GrowthBytesPerSecond, a.GrowthBytesPerSecond), strings.Compare(a.ID, b.ID))
+			return cmp.Or(cmp.Compare(b.GrowthBytesPerSecond, a.GrowthBytesPerSecond), strings.Compare(a.ID, b.ID))
+		})
+		return jsonPage(http.StatusOK, out)
 	})
-	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) getContainer(w http.ResponseWriter, r *http.Request) {
@@ -293,6 +300,18 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 // writeJSON encodes before writing so that an encoding failure can still be
 // reported with a proper status instead of a truncated body.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	p := jsonPage(status, v)
+	h := w.Header()
+	for k, v := range p.header {
+		h[k] = v
+	}
+	h.Set("Content-Length", strconv.Itoa(len(p.body)))
+	w.WriteHeader(p.status)
+	_, _ = w.Write(p.body)
+}
+
+// jsonPage encodes v as a response.
+func jsonPage(status int, v any) *page {
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(v); err != nil {
 		status = http.StatusInternalServerError
@@ -300,11 +319,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		msg, _ := json.Marshal(fmt.Sprintf("encoding response: %v", err))
 		fmt.Fprintf(&buf, "{\"error\":%s}\n", msg)
 	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	return &page{status: status, body: buf.Bytes(), header: http.Header{
+		"Content-Type":           {"application/json"},
+		"Cache-Control":          {"no-store"},
+		"X-Content-Type-Options": {"nosniff"},
+	}}
 }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/leakwatch/leakwatch/pkg/lookup"
@@ -125,6 +124,11 @@ type Server struct {
 	profiles  *limiter
 	pprofRuns *limiter
 	metrics   *serverMetrics
+	// pages shares the large responses among the requests of one view;
+	// scrapes and lists bound the requests served them at once.
+	pages   *pageCache
+	scrapes *limiter
+	lists   *limiter
 
 	mu      sync.Mutex
 	addr    string
@@ -162,6 +166,9 @@ func New(cfg Config, src view.Source, reg prometheus.Gatherer, logger *slog.Logg
 		profiles:  newLimiter(maxConcurrentProfiles, profileRetryAfter, "too many profiles are being built; retry later"),
 		pprofRuns: newLimiter(maxConcurrentPprofRuns, pprofRetryAfter, "the agent is already profiling itself; retry later"),
 		metrics:   newServerMetrics(),
+		pages:     newPageCache(),
+		scrapes:   newLimiter(maxConcurrentPages, time.Second, "too many scrapes at once; retry later"),
+		lists:     newLimiter(maxConcurrentPages, time.Second, "too many listings at once; retry later"),
 	}
 	s.handler = s.routes(reg)
 	s.http = &http.Server{
@@ -301,11 +308,7 @@ func (s *Server) routes(reg prometheus.Gatherer) http.Handler {
 		mux.Handle("GET "+path, h)
 		mux.Handle(path, methodNotAllowed(http.MethodGet, http.MethodHead))
 	}
-	get("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		// A collector that fails must not hide every other metric.
-		ErrorHandling: promhttp.ContinueOnError,
-		ErrorLog:      promLogger{s.logger},
-	}))
+	get("/metrics", s.metricsHandler(reg))
 	get("/healthz", http.HandlerFunc(s.healthz))
 	get("/readyz", http.HandlerFunc(s.readyz))
 	get("/api/v1/containers", http.HandlerFunc(s.listContainers))
@@ -349,11 +352,4 @@ func (l httpErrorLog) Write(p []byte) (int, error) {
 func isLoopback(addr net.Addr) bool {
 	tcp, ok := addr.(*net.TCPAddr)
 	return ok && tcp.IP.IsLoopback()
-}
-
-// promLogger passes promhttp's gathering errors to the agent's logger.
-type promLogger struct{ logger *slog.Logger }
-
-func (l promLogger) Println(v ...any) {
-	l.logger.Warn("serving metrics", logKeyErr, fmt.Sprint(v...))
 }
