@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -184,7 +186,7 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 		}
 	}()
 	bi := buildinfo.Get()
-	log.Info("starting leakwatch", "version", bi.Version, "revision", bi.Revision, "listen", cfg.Listen)
+	log.Info("starting leakwatch", "version", bi.Version, "revision", bi.Revision, "listen", cfg.Listen, "gogc", setDefaultGOGC())
 
 	if d.hier, err = cgroups.Detect(cfg.CgroupRoot); err != nil {
 		return nil, err
@@ -347,4 +349,23 @@ func closeLogged(log *slog.Logger, what string, c io.Closer) {
 	if err := c.Close(); err != nil {
 		log.Warn("closing "+what, "err", err)
 	}
+}
+
+// defaultGOGC is the agent's garbage collection target when GOGC is not set:
+// the heap may grow to 1.5 times what is live, not Go's default of twice.
+// The agent's live heap is mostly per-container history (about 17 KiB a
+// container, 40 MiB at 2,000) and its allocation rate is low, so a tighter
+// target costs little CPU, while twice the live heap put its RSS at 112 MiB
+// under a scrape storm at 1,800 containers (TestScrapeStormInsideThePodLimit,
+// bound 96 MiB).
+const defaultGOGC = 50
+
+// setDefaultGOGC applies defaultGOGC unless the GOGC environment variable
+// says otherwise, and returns the setting in force.
+func setDefaultGOGC() string {
+	if v, ok := os.LookupEnv("GOGC"); ok {
+		return v
+	}
+	debug.SetGCPercent(defaultGOGC)
+	return strconv.Itoa(defaultGOGC)
 }

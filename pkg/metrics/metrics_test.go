@@ -485,3 +485,46 @@ func label(m *dto.Metric, name string) string {
 	}
 	return ""
 }
+
+// Label pairs are kept from one collection to the next, but a container
+// whose labels change (CRI answers after the first collection, a pod is
+// renamed) is exported with its new labels only, and the cache holds only
+// the containers of the last collection.
+func TestLabelPairsFollowTheContainer(t *testing.T) {
+	src := &fakeSource{snap: testSnapshot()}
+	c := NewCollector(src, testInfo).(*collector)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	pods := func() []string {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatalf("gather: %v", err)
+		}
+		var out []string
+		for _, m := range family(mfs, "leakwatch_container_memory_bytes").GetMetric() {
+			if label(m, "cgroup") == podContainer().Cgroup && label(m, "type") == "usage" {
+				out = append(out, label(m, "pod"))
+			}
+		}
+		return out
+	}
+	if got := pods(); !slices.Equal(got, []string{podContainer().Pod}) {
+		t.Fatalf("pod labels %v, want [%s]", got, podContainer().Pod)
+	}
+	first := c.labels[containerLabelValues(&src.snap.Containers[0])]
+	pods()
+	if again := c.labels[containerLabelValues(&src.snap.Containers[0])]; again != first || first == nil {
+		t.Errorf("label pairs rebuilt for an unchanged container")
+	}
+
+	next := testSnapshot()
+	next.Containers[0].Pod = "renamed"
+	src.set(next)
+	if got := pods(); !slices.Equal(got, []string{"renamed"}) {
+		t.Errorf("pod labels after the change %v, want [renamed]", got)
+	}
+	if len(c.labels) != len(next.Containers) {
+		t.Errorf("%d label sets cached for %d containers", len(c.labels), len(next.Containers))
+	}
+}

@@ -53,8 +53,23 @@ func Start(t testing.TB, flags ...string) *Agent {
 // test after 30 s).
 func Launch(t testing.TB, bin string, flags ...string) *Agent {
 	t.Helper()
+	return LaunchIn(t, "", nil, bin, flags...)
+}
+
+// LaunchIn is Launch with the agent inside the cgroup directory cgroupDir
+// (when not empty: a shell writes its own pid there, then execs the agent,
+// so that everything the agent allocates, its BPF maps included, is charged
+// there as in its pod) and with env added to its environment.
+func LaunchIn(t testing.TB, cgroupDir string, env []string, bin string, flags ...string) *Agent {
+	t.Helper()
 	addr := FreePort(t)
-	cmd := exec.Command(bin, append([]string{"run", "--listen", addr}, flags...)...)
+	args := append([]string{"run", "--listen", addr}, flags...)
+	cmd := exec.Command(bin, args...)
+	if cgroupDir != "" {
+		procs := filepath.Join(cgroupDir, "cgroup.procs")
+		cmd = exec.Command("/bin/sh", append([]string{"-c", `echo $$ > "$0" && exec "$@"`, procs, bin}, args...)...)
+	}
+	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -48,6 +48,14 @@ func buildAgent(dir string) (string, error) {
 // startAgent starts the agent and waits until /readyz answers 200 (the first
 // collection is done, the tracer attached).
 func startAgent(bin, logPath string, extra ...string) (*agent, error) {
+	return startAgentIn(bin, logPath, "", nil, extra...)
+}
+
+// startAgentIn is startAgent with the agent inside the cgroup directory
+// cgroupDir (when not empty: a shell writes its own pid there and execs the
+// agent, so that all the agent allocates is charged there, as in its pod)
+// and env added to its environment.
+func startAgentIn(bin, logPath, cgroupDir string, env []string, extra ...string) (*agent, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -58,7 +66,13 @@ func startAgent(bin, logPath string, extra ...string) (*agent, error) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	args := append([]string{"run", "--listen", addr, "--log-level", "warn"}, extra...)
-	a := &agent{cmd: exec.Command(bin, args...), base: "http://" + addr, done: make(chan struct{}), logFile: lf}
+	cmd := exec.Command(bin, args...)
+	if cgroupDir != "" {
+		procs := filepath.Join(cgroupDir, "cgroup.procs")
+		cmd = exec.Command("/bin/sh", append([]string{"-c", `echo $$ > "$0" && exec "$@"`, procs, bin}, args...)...)
+	}
+	cmd.Env = append(os.Environ(), env...)
+	a := &agent{cmd: cmd, base: "http://" + addr, done: make(chan struct{}), logFile: lf}
 	a.cmd.Stdout, a.cmd.Stderr = lf, lf
 	a.started = time.Now()
 	if err := a.cmd.Start(); err != nil {

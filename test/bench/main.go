@@ -25,11 +25,16 @@
 //     windows, beside that of a process that only wakes once a second
 //     (loops tick), and the agent's heap profile is saved at each step's end.
 //
-//  4. Go benchmarks: a full read of the kernel maps (pkg/tracer
+//  4. Storm: 50 clients scraping /metrics for a minute, with 1,800
+//     cgroups added, the agent inside the DaemonSet's 256 MiB limit and
+//     GOMEMLIMIT: its peak RSS, OOM kills, and /metrics and /healthz
+//     latencies (test/storm, which the end-to-end test shares).
+//
+//  5. Go benchmarks: a full read of the kernel maps (pkg/tracer
 //     BenchmarkSnapshot), a /metrics collection and scrape (pkg/metrics),
 //     and the memory of one container's full history (pkg/series).
 //
-//     go run ./test/bench [-rounds 7] [-sections overhead,programs,footprint,go] [-loops faults,…,redis] [-out DIR]
+//     go run ./test/bench [-rounds 7] [-sections overhead,programs,footprint,storm,go] [-loops faults,…,redis] [-out DIR]
 //
 // It must run as root; `make bench` runs it.
 package main
@@ -57,7 +62,7 @@ import (
 func main() {
 	var o options
 	flag.IntVar(&o.rounds, "rounds", 7, "measured rounds after the warm-up (each runs A, then B, then C where there is one)")
-	sections := flag.String("sections", "overhead,programs,footprint,go", "sections to run, comma-separated")
+	sections := flag.String("sections", "overhead,programs,footprint,storm,go", "sections to run, comma-separated")
 	loops := flag.String("loops", "faults,faults2,mmap,malloc,redis,getpid", "overhead workloads, comma-separated")
 	flag.StringVar(&o.out, "out", filepath.Join(moduleRoot(), "out", "bench"), "directory for the raw numbers, logs and profiles")
 	flag.DurationVar(&o.window, "window", 10*time.Second, "length of one CPU measurement window of the footprint section (3 per step)")
@@ -173,6 +178,7 @@ func run(o options, out io.Writer) error {
 		{"overhead", b.overhead},
 		{"programs", b.programCosts},
 		{"footprint", b.footprint},
+		{"storm", b.storm},
 		{"go", b.goBenchmarks},
 	}
 	var errs []error
