@@ -116,10 +116,14 @@ func Production(seed uint64) []ProdSeries {
 	defs := prodDefs(rand.New(rand.NewPCG(seed, 0x9d0c)))
 	out := make([]ProdSeries, len(defs))
 	for i, p := range defs {
-		out[i] = ProdSeries{ProdLabel: p.label(), Points: p.points(rand.New(rand.NewPCG(seed, 0x1000+uint64(i))))}
+		out[i] = ProdSeries{ProdLabel: p.label(), Points: p.points(seriesRand(seed, i))}
 	}
 	return out
 }
+
+// seriesRand is the generator of the i-th series' own draws (GC jitter,
+// leak steps, noise).
+func seriesRand(seed uint64, i int) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x1000+uint64(i))) }
 
 func uniform(r *rand.Rand, lo, hi float64) float64 { return lo + (hi-lo)*r.Float64() }
 

@@ -2,6 +2,7 @@ package corpusgen
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -140,5 +141,34 @@ func checkGrowth(t *testing.T, seed uint64, s ProdSeries) {
 	}
 	if grown < want*0.8-256*mib {
 		t.Errorf("seed %d %s: floor grew %.0f after the leak start, want about %.0f at least", seed, s.File, grown, want)
+	}
+}
+
+// Each leaking series equals, point for point, the same series built
+// without its leak until the labelled start, and departs from it within
+// 10 minutes after: the label's start is the construction's.
+func TestProductionLeakStartIsConstruction(t *testing.T) {
+	for seed := uint64(1); seed <= 5; seed++ {
+		defs := prodDefs(rand.New(rand.NewPCG(seed, 0x9d0c)))
+		for i, s := range Production(seed) {
+			if !s.Leak {
+				continue
+			}
+			healthy := defs[i]
+			healthy.rate, healthy.oom = 0, false
+			without := healthy.points(seriesRand(seed, i))
+			departed := false
+			for j, p := range s.Points {
+				switch {
+				case p.T <= s.LeakStart && p != without[j]:
+					t.Fatalf("seed %d %s: differs at %vs from the series without its leak, before its labelled start %vs", seed, s.File, p.T, s.LeakStart)
+				case p.T > s.LeakStart && p.T <= s.LeakStart+10*minute && p.Bytes > without[j].Bytes:
+					departed = true
+				}
+			}
+			if !departed {
+				t.Errorf("seed %d %s: no growth in the 10 minutes after the labelled start %vs", seed, s.File, s.LeakStart)
+			}
+		}
 	}
 }
