@@ -45,13 +45,15 @@ import (
 // and leaks of other shapes, under a GC sawtooth of 30 s–2 min:
 //
 //	leak_traffic        proportional to traffic (load ±20–50%), 1 MiB/s mean
-//	leak_accel          starting at 12 KiB/s and doubling every 30–90 min
+//	leak_accel          starting at 12 KiB/s and doubling every 30–90 min, 3 h
 //	leak_steps          steps of 2–16 MiB, on average every 1–10 min (Poisson;
 //	                    Rate is the mean)
 //	leak_oom            1 MiB/s until the limit (1–2 GiB), then an OOM kill
 //	                    and a restart from 5% of the base, over and over, 4 h
 //
-// Every series carries white noise of 0.2–1% of its base. Labels give the
+// Every series carries white noise of 0.2–1% of its base. Healthy series
+// have a limit of max(4 GiB, 2×base + 2 GiB); leaking ones, a limit a
+// quarter above their peak (leak_oom: 0.5–1 GiB above its working set). Labels give the
 // family, whether the series leaks, the leak start, the rate, the longest GC
 // period, the target class and the detection-time target (MaxDetect):
 //
@@ -177,7 +179,7 @@ func prodDefs(r *rand.Rand) []prod {
 		fast.name, fast.rate, fast.target = p.family+"_leak_fast", mib, TargetFast
 		fast.leakStart = uniform(r, 30*minute, 2*hour)
 		fast.duration = fast.leakStart + 2*hour
-		fast.limit += 8 * gib // room for 2 h at 1 MiB/s
+		fast.limit = 0 // room for the leak: set from the series
 		out = append(out, fast)
 		slow := p
 		slow.name, slow.rate, slow.target = p.family+"_leak_slow", 12*kib, TargetSlow
@@ -319,6 +321,9 @@ func prodDefs(r *rand.Rand) []prod {
 		if p.duration == 0 {
 			p.duration = p.leakStart + 2*hour
 		}
+		if !p.oom {
+			p.limit = 0 // room for the leak: set from the series
+		}
 		out = append(out, p)
 	}
 	{
@@ -328,7 +333,9 @@ func prodDefs(r *rand.Rand) []prod {
 	{
 		double := uniform(r, 30*minute, 90*minute)
 		gcLeak("leak_accel", prod{rate: 12 * kib, target: TargetOther,
-			leak: func(since float64, _ *rand.Rand) float64 { return 12 * kib * interval * math.Exp2(since/double) }})
+			leak:     func(since float64, _ *rand.Rand) float64 { return 12 * kib * interval * math.Exp2(since/double) },
+			duration: 0})
+		out[len(out)-1].duration = out[len(out)-1].leakStart + 3*hour
 	}
 	{
 		every := uniform(r, minute, 10*minute)
@@ -436,6 +443,16 @@ func (p prod) points(r *rand.Rand) []Point {
 			v = math.RoundToEven(p.base * 0.05)
 		}
 		out = append(out, Point{T: t, Bytes: v, Limit: limit})
+	}
+	if limit == 0 {
+		// a limit the series never reaches: a quarter above its peak, in MiB
+		peak := 0.0
+		for _, pt := range out {
+			peak = math.Max(peak, pt.Bytes)
+		}
+		for i := range out {
+			out[i].Limit = math.Ceil(peak*1.25/mib) * mib
+		}
 	}
 	return out
 }
