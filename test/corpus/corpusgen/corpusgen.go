@@ -1,21 +1,3 @@
-// Package corpusgen generates leakwatch's labelled corpus of memory series,
-// deterministically from a seed: the committed corpus under test/corpus is
-// Write(dir, DefaultSeed), and Generate builds the same series in memory for
-// any seed, so that the detector can be measured on many seeds without
-// files (test/benchdetect -seeds, the detector's tests).
-//
-// Every series has one point every 10 s; its value at t is base + leak +
-// GC sawtooth + shape(t) + white noise, with restarts replacing the whole by
-// a fresh warm-up. In this old corpus the seed moves the noise and the GC
-// phases, not the shapes, the rates or the leak starts.
-//
-// Production(seed) builds a second family, shaped like big-heap services
-// (GC cycles of 20 s–15 min, load-driven GC, daily and weekly cycles, heap
-// expansion to a cap, allocator high-water marks, queue backlogs, caches,
-// and leaks hidden under each or shaped by traffic, acceleration, steps and
-// OOM restarts), where the seed draws every shape parameter as well: see
-// production.go for each family and its ranges. WriteProduction writes one
-// seed of it as CSV files.
 package corpusgen
 
 import (
