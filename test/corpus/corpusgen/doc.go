@@ -18,8 +18,7 @@
 //
 // # The production family
 //
-// The production family: series shaped like big-heap services, drawn from a
-// seed that moves every shape parameter (periods, amplitudes, rates, leak
+// Its series are drawn from a seed that moves every shape parameter (periods, amplitudes, rates, leak
 // starts, durations), not only the noise, so that a seed the detector was
 // not tuned on is really unseen. Production(seed) returns, for each family
 // below, one healthy series and the leaking variants listed, in this order;
@@ -60,8 +59,8 @@
 //	leak_steps          steps of 2–16 MiB, on average every 1–10 min (Poisson;
 //	                    Rate is the mean)
 //	leak_oom            1 MiB/s until the limit (0.5–1 GiB above the working
-//	                    set), then an OOM kill
-//	                    and a restart from 5% of the base, over and over, 4 h
+//	                    set), then an OOM kill and a restart from 5% of the
+//	                    base, over and over, 4 h
 //
 // Every series carries white noise of 0.2–1% of its base. Healthy series
 // have a limit of max(4 GiB, 2×base + 2 GiB); leaking ones, a limit a
