@@ -51,8 +51,8 @@ bench: ## measure the tracer's cost on micro-loops, interleaved with and without
 	$(GO) run ./test/bench $(BENCH_FLAGS)
 
 .PHONY: bench-detect
-bench-detect: ## compare the leak detector with predict_linear and growth-% rules on test/corpus and the real traces
-	$(GO) run ./test/benchdetect -real test/corpus/real
+bench-detect: ## compare the leak detector with predict_linear and growth-% rules on 100 unseen seeds of the production family, test/corpus and the real traces
+	$(GO) run ./test/benchdetect -production -seeds 100 -first-seed 1000 -corpus test/corpus -real test/corpus/real
 
 .PHONY: $(BIN)/golangci-lint
 $(BIN)/golangci-lint:

@@ -1,13 +1,3 @@
-// Package corpusgen generates leakwatch's labelled corpus of memory series,
-// deterministically from a seed: the committed corpus under test/corpus is
-// Write(dir, DefaultSeed), and Generate builds the same series in memory for
-// any seed, so that the detector can be measured on many seeds without
-// files (test/benchdetect -seeds, the detector's tests).
-//
-// Every series has one point every 10 s; its value at t is base + leak +
-// GC sawtooth + shape(t) + white noise, with restarts replacing the whole by
-// a fresh warm-up. The seed moves the noise and the GC phases, not the
-// shapes, the rates or the leak starts.
 package corpusgen
 
 import (

@@ -5,6 +5,10 @@
 // themselves are defined in package corpusgen.
 //
 //	go run ./test/corpus/gen [-out test/corpus] [-seed N]
+//	go run ./test/corpus/gen -production -seed N -out DIR
+//
+// With -production it writes seed N's production family instead (see
+// corpusgen.Production), e.g. to run `leakwatch analyze` on one series.
 package main
 
 import (
@@ -17,8 +21,13 @@ import (
 func main() {
 	out := flag.String("out", "test/corpus", "directory to write the corpus to")
 	seed := flag.Uint64("seed", corpusgen.DefaultSeed, "seed of the noise and GC phases (the committed corpus uses the default)")
+	production := flag.Bool("production", false, "write the production family for -seed instead of the old corpus")
 	flag.Parse()
-	if err := corpusgen.Write(*out, *seed); err != nil {
+	write := corpusgen.Write
+	if *production {
+		write = corpusgen.WriteProduction
+	}
+	if err := write(*out, *seed); err != nil {
 		log.Fatal(err)
 	}
 }
