@@ -44,8 +44,16 @@ const DebugRoot = "/usr/lib/debug"
 // BuildTable reads path's .eh_frame and, from the binary or its local debug
 // file under root+DebugRoot, .debug_frame. root is the filesystem the binary
 // lives in ("/proc/PID/root" for a container, "" for the host).
+// The path "[vdso]" names the kernel's vDSO, read from this process: every
+// process on the node maps the same image.
 func BuildTable(root, path string) (*Table, error) {
-	f, err := elf.Open(filepath.Join(root, path))
+	var f *elf.File
+	var err error
+	if path == VDSOPath {
+		f, err = ownVDSO()
+	} else {
+		f, err = elf.Open(filepath.Join(root, path))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening binary: %w", err)
 	}
@@ -70,7 +78,7 @@ func BuildTable(root, path string) (*Table, error) {
 		got, err := sectionFDEs(s, false)
 		fdes = append(fdes, got...)
 		errs = append(errs, err)
-	} else if dbg := debugFile(root, path, f); dbg != nil {
+	} else if dbg := debugFile(root, path, f); dbg != nil && path != VDSOPath {
 		if s := dbg.Section(".debug_frame"); s != nil && s.Type != elf.SHT_NOBITS {
 			got, err := sectionFDEs(s, false)
 			fdes = append(fdes, got...)

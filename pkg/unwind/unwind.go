@@ -90,12 +90,15 @@ func (u *Unwinder) Unwind(regs Regs, window []byte, maps []Mapping) Stack {
 				return st
 			}
 			if rw.Flags&flagRBPSaved != 0 {
-				v, r := w.u64(cfa + uint64(int64(rw.RBPOff)))
-				if r != readOK {
-					st.Truncated = r == readBeyond
-					return st
+				// In an epilogue the slot can lie below sp: rbp was popped
+				// already and holds the caller's value. A slot past the
+				// window only loses rbp, which most callers never need.
+				switch v, r := w.u64(cfa + uint64(int64(rw.RBPOff))); {
+				case r == readOK:
+					bp, bpKnown = v, true
+				case cfa+uint64(int64(rw.RBPOff)) >= sp:
+					bpKnown = false
 				}
-				bp = v
 			} else if rw.Flags&flagRBPUnknown != 0 {
 				bpKnown = false
 			}
