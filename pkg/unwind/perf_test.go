@@ -3,13 +3,16 @@ package unwind
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +20,22 @@ import (
 	"github.com/leakwatch/leakwatch/test/cgtest"
 )
 
-func TestMain(m *testing.M) { cgtest.Main(m) }
+// sharedDir holds what outlives one test: the six-level program, whose
+// recording the later tests and the benchmark replay (its table is read
+// from the binary then).
+var sharedDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedDir != "" {
+		_ = os.RemoveAll(sharedDir)
+	}
+	if left := cgtest.Leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "cgroups left behind: %v\n", left)
+		code = 1
+	}
+	os.Exit(code)
+}
 
 // frame is a PC as perf script prints it: the file and the offset in it,
 // callers' return addresses less one (the call instruction).
@@ -35,17 +53,32 @@ type recording struct {
 // the samples and perf's user callchains.
 func record(t testing.TB, seconds float64, args ...string) *recording {
 	t.Helper()
+	requirePerf(t)
+	out := filepath.Join(t.TempDir(), "perf.data")
+	g := cgtest.New(t, 512<<20)
+	p := g.Start(t, "perf", append(perfRecordArgs(out), append([]string{"--"}, args...)...)...)
+	if st := p.Wait(t, time.Duration(seconds*float64(time.Second))+60*time.Second); !st.Success() {
+		t.Fatalf("perf record %v: %v", args, st)
+	}
+	return readRecording(t, out)
+}
+
+func requirePerf(t testing.TB) {
+	t.Helper()
 	cgtest.RequirePrivileged(t)
 	if _, err := exec.LookPath("perf"); err != nil {
 		t.Fatalf("perf: %v (linux-perf, installed by hack/install-deps.sh)", err)
 	}
-	out := filepath.Join(t.TempDir(), "perf.data")
-	g := cgtest.New(t, 512<<20)
-	perfArgs := append([]string{"record", "-q", "--call-graph", "dwarf,16384", "-F", "999", "-o", out, "--"}, args...)
-	p := g.Start(t, "perf", perfArgs...)
-	if st := p.Wait(t, time.Duration(seconds*float64(time.Second))+60*time.Second); !st.Success() {
-		t.Fatalf("perf record %v: %v", args, st)
-	}
+}
+
+// perfRecordArgs copies 16 KiB of user stack per sample, as the agent's
+// window will, at about 1 kHz.
+func perfRecordArgs(out string) []string {
+	return []string{"record", "-q", "--call-graph", "dwarf,16384", "-F", "999", "-o", out}
+}
+
+func readRecording(t testing.TB, out string) *recording {
+	t.Helper()
 	f, err := perfdata.Read(out)
 	if err != nil {
 		t.Fatalf("reading %s: %v", out, err)
@@ -186,7 +219,12 @@ func (a agreement) check(t *testing.T, minPct float64) {
 // sixLevels builds testdata/sixlevels.c with gcc -O2 and no frame pointers.
 func sixLevels(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "sixlevels")
+	dir, err := os.MkdirTemp("", "unwind-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sharedDir = dir
+	bin := filepath.Join(dir, "sixlevels")
 	cmd := exec.Command("gcc", "-O2", "-fomit-frame-pointer", "-o", bin, "testdata/sixlevels.c")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("gcc: %v\n%s", err, out)
@@ -194,35 +232,162 @@ func sixLevels(t testing.TB) string {
 	return bin
 }
 
+var (
+	sixLevelsOnce sync.Once
+	sixLevelsRec  *recording
+)
+
+// sixLevelsRecording records the gcc -O2 program once for the tests and the
+// benchmark that replay it; the samples stay in memory.
+func sixLevelsRecording(t testing.TB) *recording {
+	t.Helper()
+	sixLevelsOnce.Do(func() { sixLevelsRec = record(t, 2, sixLevels(t), "2") })
+	if sixLevelsRec == nil {
+		t.Fatal("recording the six-level program failed in an earlier test")
+	}
+	return sixLevelsRec
+}
+
 // TestUnwindMatchesPerfC replays perf's own samples of a gcc -O2 program
 // (no frame pointers) through Unwind and compares with perf's unwinding.
 func TestUnwindMatchesPerfC(t *testing.T) {
-	bin := sixLevels(t)
-	r := record(t, 2, bin, "2")
-	u := New(64 << 20)
-	a := compare(t, r, u)
-	a.check(t, 95)
-	// Every level of the program must be in the stacks that reach malloc.
+	r := sixLevelsRecording(t)
+	compare(t, r, New(64<<20)).check(t, 95)
+	// The program's own chain must be there, not only agree: main and the
+	// six levels, in order, above malloc.
 	full := 0
 	for _, s := range r.file.Samples {
-		if chain := r.perf[s.Time]; len(chain) >= 9 {
+		if chain := r.perf[s.Time]; len(chain) >= 9 && strings.HasSuffix(chain[len(chain)-1].dso, "/sixlevels") {
 			full++
 		}
 	}
 	if full == 0 {
-		t.Errorf("no sample reached main through the six levels")
+		t.Errorf("no sample reached _start through the six levels")
 	}
+}
+
+// TestUnwindTruncatedWindow cuts the recorded windows short: the stack must
+// then be a prefix of the whole one, marked truncated, never other frames.
+// Whole windows end at _start (RA undefined), not truncated.
+func TestUnwindTruncatedWindow(t *testing.T) {
+	r := sixLevelsRecording(t)
+	u := New(64 << 20)
+	var whole, cut int
+	for _, s := range r.file.Samples {
+		if s.Regs == nil || len(s.Stack) < 1024 {
+			continue
+		}
+		maps := r.mappings(s.PID)
+		regs := Regs{IP: s.Regs[perfdata.RegIP], SP: s.Regs[perfdata.RegSP], BP: s.Regs[perfdata.RegBP]}
+		full := u.Unwind(regs, s.Stack, maps)
+		if len(full.PCs) < 9 {
+			continue // the loader's or _start's samples: too short to cut
+		}
+		if full.Truncated {
+			t.Errorf("a %d-byte window of a %d-frame stack is marked truncated", len(s.Stack), len(full.PCs))
+		}
+		whole++
+		short := u.Unwind(regs, s.Stack[:96], maps)
+		if len(short.PCs) > len(full.PCs) || !slices.Equal(short.PCs, full.PCs[:len(short.PCs)]) {
+			t.Fatalf("a cut window gave %x, not a prefix of %x", short.PCs, full.PCs)
+		}
+		if len(short.PCs) < len(full.PCs) {
+			cut++
+			if !short.Truncated {
+				t.Errorf("a cut window lost %d frames without marking the stack truncated", len(full.PCs)-len(short.PCs))
+			}
+		}
+	}
+	if whole < 100 || cut < whole*9/10 {
+		t.Fatalf("%d samples, %d shortened by a 96-byte window: the test checks too little", whole, cut)
+	}
+	t.Logf("%d samples; a 96-byte window cut %d of them", whole, cut)
+}
+
+// BenchmarkUnwind replays the six-level program's samples; it reports the
+// median time per sample next to the mean.
+func BenchmarkUnwind(b *testing.B) {
+	r := sixLevelsRecording(b)
+	u := New(64 << 20)
+	type input struct {
+		regs Regs
+		win  []byte
+		maps []Mapping
+	}
+	var in []input
+	for _, s := range r.file.Samples {
+		if s.Regs != nil {
+			in = append(in, input{Regs{IP: s.Regs[perfdata.RegIP], SP: s.Regs[perfdata.RegSP], BP: s.Regs[perfdata.RegBP]}, s.Stack, r.mappings(s.PID)})
+		}
+	}
+	for _, x := range in { // build the tables outside the timing
+		u.Unwind(x.regs, x.win, x.maps)
+	}
+	times := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		x := in[i%len(in)]
+		start := time.Now()
+		u.Unwind(x.regs, x.win, x.maps)
+		times = append(times, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(times)
+	b.ReportMetric(float64(times[len(times)/2].Nanoseconds())/1e3, "median-µs/sample")
+	b.ReportMetric(float64(u.Cache().Bytes()), "table-bytes")
 }
 
 // TestUnwindMatchesPerfPython does the same for Debian's python3 growing a
 // list: the interpreter's C chain, through libc.
 func TestUnwindMatchesPerfPython(t *testing.T) {
-	py := "/usr/bin/python3.11"
-	if _, err := os.Stat(py); err != nil {
-		t.Fatalf("%s: %v", py, err)
-	}
+	py := debianPython(t)
 	prog := "import time\nend = time.time() + 2\nl = []\nwhile time.time() < end:\n    l.append(str(len(l)) * 8)\n    if len(l) > 200000: l = []\n"
 	r := record(t, 2, py, "-c", prog)
 	u := New(64 << 20)
 	compare(t, r, u).check(t, 95)
+}
+
+// TestUnwindMatchesPerfRedis records Debian's redis-server (jemalloc) while
+// redis-benchmark fills it, attaching perf to the running server.
+func TestUnwindMatchesPerfRedis(t *testing.T) {
+	requirePerf(t)
+	redis, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server: %v (hack/install-deps.sh installs it)", err)
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "redis.sock")
+	g := cgtest.New(t, 512<<20)
+	p := g.Start(t, redis, "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no",
+		"--dir", dir, "--maxmemory", "128mb", "--maxmemory-policy", "allkeys-random")
+	defer p.Kill()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server did not open %s within 20s", sock)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	out := filepath.Join(dir, "perf.data")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rec := exec.CommandContext(ctx, "perf", append(perfRecordArgs(out), "-p", strconv.Itoa(p.PID), "--", "sleep", "3")...)
+	rec.Stderr = os.Stderr
+	if err := rec.Start(); err != nil {
+		t.Fatalf("perf record: %v", err)
+	}
+	bench := exec.CommandContext(ctx, "redis-benchmark", "-s", sock, "-t", "set,lpush,sadd", "-n", "2000000", "-d", "256", "-r", "1000000", "-q")
+	if err := bench.Start(); err != nil {
+		t.Fatalf("redis-benchmark: %v", err)
+	}
+	if err := rec.Wait(); err != nil {
+		t.Fatalf("perf record: %v", err)
+	}
+	_ = bench.Process.Kill() // only the client this test started
+	_ = bench.Wait()
+	r := readRecording(t, out)
+	compare(t, r, New(64<<20)).check(t, 95)
 }

@@ -1,21 +1,34 @@
 package unwind
 
 import (
-	"fmt"
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 )
 
-// The binaries whose CFI the tests read: Debian's own, from their packages.
+// The binaries whose CFI the tests read: Debian's own, from their packages
+// (python3 is a link to the versioned interpreter).
 var debianBinaries = []string{
 	"/lib/x86_64-linux-gnu/libc.so.6",
-	"/usr/bin/python3.11",
+	"/usr/bin/python3",
 	"/usr/bin/redis-server",
+}
+
+// debianPython is the interpreter /usr/bin/python3 names; perf reports the
+// file, not the link.
+func debianPython(t testing.TB) string {
+	t.Helper()
+	p, err := filepath.EvalSymlinks("/usr/bin/python3")
+	if err != nil {
+		t.Fatalf("python3: %v (hack/install-deps.sh installs it)", err)
+	}
+	return p
 }
 
 // readelfRow is one row of `readelf -wF`: binutils' own reading of the CFI,
