@@ -159,11 +159,12 @@ func parseFDEs(s frameSection) ([]fde, error) {
 }
 
 func cieAt(s frameSection, off uint64) (*cie, error) {
-	if off+8 > uint64(len(s.data)) {
-		return nil, errMalformed
+	n := uint64(len(s.data))
+	if n < 8 || off > n-8 {
+		return nil, errMalformed // a CIE pointer before or past the section
 	}
 	length := uint64(binary.LittleEndian.Uint32(s.data[off:]))
-	if length == 0xffffffff || off+4+length > uint64(len(s.data)) {
+	if length == 0xffffffff || length < 4 || length > n-off-4 {
 		return nil, errMalformed
 	}
 	r := reader{b: s.data[:off+4+length], off: int(off + 8)}
