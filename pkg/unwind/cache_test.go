@@ -3,6 +3,7 @@ package unwind
 import (
 	"debug/elf"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -133,4 +134,31 @@ func FuzzParseFDEs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTableMemory measures what the tables of libc, python3 and
+// redis-server keep on the heap once built: Size, which the cache bounds,
+// must account for it (the sections read while parsing are let go).
+func TestTableMemory(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var tables []*Table
+	sum := 0
+	for _, p := range debianBinaries {
+		tab, err := BuildTable("", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, tab)
+		sum += tab.Size()
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("3 tables: Size %d KiB, heap held %d KiB", sum>>10, held>>10)
+	if held > int64(sum)*3/2+1<<20 {
+		t.Errorf("tables hold %d bytes of heap, Size says %d: the cache bound undercounts", held, sum)
+	}
+	runtime.KeepAlive(tables)
 }

@@ -3,6 +3,7 @@ package unwind
 import (
 	"bufio"
 	"bytes"
+	"debug/elf"
 	"fmt"
 	"os"
 	"os/exec"
@@ -158,4 +159,77 @@ func describe(r row, ok bool) string {
 		ra = "?"
 	}
 	return cfa + " " + rbp + " " + ra
+}
+
+// TestTableFromDebugFile builds a program whose own functions carry only
+// .debug_frame (no unwind tables), strips that into a debug file found by
+// build id under a root directory (as /proc/PID/root would be), and checks
+// the table against readelf's reading of the unstripped program.
+func TestTableFromDebugFile(t *testing.T) {
+	root := t.TempDir()
+	full := filepath.Join(t.TempDir(), "sixlevels")
+	cmd := exec.Command("gcc", "-O2", "-g", "-fomit-frame-pointer", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables",
+		"-o", full, "testdata/sixlevels.c")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	f, err := elf.Open(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := BuildID(f)
+	f.Close()
+	if len(id) < 4 {
+		t.Fatalf("no build id in %s", full)
+	}
+	debug := filepath.Join(root, DebugRoot, ".build-id", id[:2], id[2:]+".debug")
+	if err := os.MkdirAll(filepath.Dir(debug), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stripped := filepath.Join(root, "bin", "sixlevels")
+	for _, c := range [][]string{
+		{"objcopy", "--only-keep-debug", full, debug},
+		{"objcopy", "--strip-debug", full, stripped},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", c, err, out)
+		}
+	}
+	tab, err := BuildTable(root, "/bin/sixlevels")
+	if err != nil {
+		t.Fatalf("BuildTable: %v", err)
+	}
+	ref := readelfRows(t, full)
+	bad, levels := 0, 0
+	for _, r := range ref {
+		got, ok := lookup(tab.rows, r.loc)
+		if d := describe(got, ok); d != r.cfa+" "+r.rbp+" "+r.ra {
+			bad++
+			t.Errorf("pc %#x: table %q, readelf %q", r.loc, d, r.cfa+" "+r.rbp+" "+r.ra)
+		}
+	}
+	// The levels' rows come from .debug_frame only: check they are there.
+	sf, err := elf.Open(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sf.Close()
+	syms, err := sf.Symbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range syms {
+		if strings.HasPrefix(s.Name, "level") {
+			if _, ok := lookup(tab.rows, s.Value); ok {
+				levels++
+			}
+		}
+	}
+	if levels != 6 {
+		t.Errorf("%d of the six levels have rows, want 6 (from the debug file's .debug_frame)", levels)
+	}
+	t.Logf("%d readelf rows, %d differ; %d table rows", len(ref), bad, tab.Rows())
 }
