@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/elf"
 	"fmt"
 	"os"
 	"os/exec"
@@ -390,4 +391,97 @@ func TestUnwindMatchesPerfRedis(t *testing.T) {
 	_ = bench.Wait()
 	r := readRecording(t, out)
 	compare(t, r, New(64<<20)).check(t, 95)
+}
+
+// TestUnwindGo replays samples of a Go program. perf cannot unwind Go
+// (one frame per sample), so the reference is the program's own structure:
+// a sample in main.grow must unwind to exactly grow, level2, level1, main,
+// runtime.main, runtime.goexit. With DWARF the rows come from Go's
+// .debug_frame; built with -ldflags=-w there is no CFI and the frame
+// pointers carry the walk.
+func TestUnwindGo(t *testing.T) {
+	requirePerf(t)
+	for _, tc := range []struct {
+		name    string
+		ldflags string
+		cfi     bool
+	}{
+		{"debug_frame", "", true},
+		{"frame pointers", "-w", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bin := filepath.Join(t.TempDir(), "gogrow")
+			build := exec.Command("go", "build", "-ldflags="+tc.ldflags, "-o", bin, "./testdata/gogrow")
+			if out, err := build.CombinedOutput(); err != nil {
+				t.Fatalf("go build: %v\n%s", err, out)
+			}
+			checkGoChain(t, bin, tc.cfi)
+		})
+	}
+}
+
+func checkGoChain(t *testing.T, bin string, cfi bool) {
+	r := record(t, 2, bin, "2")
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syms, err := f.Symbols()
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	funcs := syms[:0]
+	for _, s := range syms {
+		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Size > 0 {
+			funcs = append(funcs, s)
+		}
+	}
+	name := func(pc uint64) string {
+		for _, s := range funcs {
+			if pc >= s.Value && pc < s.Value+s.Size {
+				return s.Name
+			}
+		}
+		return "?"
+	}
+	want := []string{"main.grow", "main.level2", "main.level1", "main.main", "runtime.main", "runtime.goexit.abi0"}
+	u := New(64 << 20)
+	inGrow, same, cfiFrames, fpFrames := 0, 0, 0, 0
+	for _, s := range r.file.Samples {
+		if s.Regs == nil {
+			continue
+		}
+		maps := r.mappings(s.PID)
+		st := u.Unwind(Regs{IP: s.Regs[perfdata.RegIP], SP: s.Regs[perfdata.RegSP], BP: s.Regs[perfdata.RegBP]}, s.Stack, maps)
+		var got []string
+		for i, pc := range st.PCs {
+			if i > 0 {
+				pc--
+			}
+			// gogrow is not PIE: addresses are the ELF's own.
+			got = append(got, name(pc))
+		}
+		if len(got) == 0 || got[0] != "main.grow" {
+			continue
+		}
+		inGrow++
+		cfiFrames += st.CFIFrames
+		fpFrames += st.FPFrames
+		if slices.Equal(got, want) && !st.Truncated {
+			same++
+		} else if inGrow-same <= 3 {
+			t.Logf("sample in main.grow unwound to %v (truncated %v)", got, st.Truncated)
+		}
+	}
+	if inGrow < 20 {
+		t.Fatalf("only %d samples in main.grow", inGrow)
+	}
+	t.Logf("%d samples in main.grow, %d unwound to the whole chain; callers found by CFI %d, by frame pointer %d", inGrow, same, cfiFrames, fpFrames)
+	if cfi && fpFrames > cfiFrames || !cfi && cfiFrames > 0 {
+		t.Errorf("callers found by CFI %d, by frame pointer %d: not the path this binary should take", cfiFrames, fpFrames)
+	}
+	if same*100 < inGrow*95 {
+		t.Errorf("%d of %d samples in main.grow unwound to %v", same, inGrow, want)
+	}
 }
