@@ -7,6 +7,7 @@
 package unwind
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -25,6 +26,10 @@ const (
 	// binutils emits for .plt: CFA = rsp+8, plus 8 when (rip&15) >= 10 or 11.
 	cfaPLT10
 	cfaPLT11
+	// cfaSignal is the kernel's signal frame (glibc's __restore_rt, in a
+	// CIE with 'S'): sp points at the ucontext, which holds the interrupted
+	// rip, rsp and rbp at fixed offsets of the x86-64 ABI.
+	cfaSignal
 	// cfaUnknown is a rule this unwinder cannot evaluate (another
 	// expression, a register other than rsp/rbp): unwinding stops there.
 	cfaUnknown
@@ -321,6 +326,10 @@ func pltExpr(e []byte) (cfaKind, bool) {
 	return cfaUnknown, false
 }
 
+// sigreturnCFA is glibc's CFA for __restore_rt: DW_OP_breg7 160; DW_OP_deref,
+// the interrupted rsp saved in the ucontext.
+var sigreturnCFA = []byte{0x77, 0xa0, 0x01, 0x06}
+
 // rows runs the CIE's and the FDE's instructions and appends one row per
 // change of location, ending with a cfaNone row at the FDE's end.
 func (f fde) rows(out []row) ([]row, error) {
@@ -408,6 +417,8 @@ func (f fde) rows(out []row) ([]row, error) {
 				e := r.bytes(int(n))
 				if k, ok := pltExpr(e); ok {
 					st.kind, st.off = k, 8
+				} else if c.signal && bytes.Equal(e, sigreturnCFA) {
+					st.kind, st.off = cfaSignal, 0
 				} else {
 					st.kind = cfaUnknown
 				}

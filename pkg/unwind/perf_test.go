@@ -143,10 +143,10 @@ func (r *recording) mappings(pid uint32) []Mapping {
 }
 
 // frames turns unwound PCs into perf's notation.
-func frames(pcs []uint64, maps []Mapping) []frame {
-	out := make([]frame, 0, len(pcs))
-	for i, pc := range pcs {
-		if i > 0 {
+func frames(st Stack, maps []Mapping) []frame {
+	out := make([]frame, 0, len(st.PCs))
+	for i, pc := range st.PCs {
+		if i > 0 && !slices.Contains(st.Interrupted, i) {
 			pc--
 		}
 		fr := frame{dso: "[unknown]", addr: pc}
@@ -186,7 +186,7 @@ func compare(t testing.TB, r *recording, u *Unwinder) agreement {
 		start := time.Now()
 		st := u.Unwind(regs, s.Stack, maps)
 		a.times = append(a.times, time.Since(start))
-		got := frames(st.PCs, maps)
+		got := frames(st, maps)
 		a.samples++
 		n := max(len(got), len(ref))
 		a.frames += n
@@ -343,6 +343,34 @@ func BenchmarkUnwind(b *testing.B) {
 	slices.Sort(times)
 	b.ReportMetric(float64(times[len(times)/2].Nanoseconds())/1e3, "median-µs/sample")
 	b.ReportMetric(float64(u.Cache().Bytes()), "table-bytes")
+}
+
+// TestUnwindMatchesPerfSignal samples a program that spends its time in a
+// SIGPROF handler: stacks go handler -> __restore_rt (the kernel's signal
+// frame) -> the interrupted six levels -> main.
+func TestUnwindMatchesPerfSignal(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "sixlevels")
+	cmd := exec.Command("gcc", "-O2", "-fomit-frame-pointer", "-DWITH_SIGNAL", "-o", bin, "testdata/sixlevels.c")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	r := record(t, 2, bin, "2")
+	u := New(64 << 20)
+	compare(t, r, u).check(t, 95)
+	through := 0
+	for _, s := range r.file.Samples {
+		if s.Regs == nil {
+			continue
+		}
+		st := u.Unwind(Regs{IP: s.Regs[perfdata.RegIP], SP: s.Regs[perfdata.RegSP], BP: s.Regs[perfdata.RegBP]}, s.Stack, r.mappings(s.PID))
+		if len(st.Interrupted) > 0 && len(st.PCs) > st.Interrupted[0]+3 {
+			through++
+		}
+	}
+	t.Logf("%d samples unwound through a signal frame", through)
+	if through < 20 {
+		t.Errorf("only %d samples unwound through the signal frame into the interrupted code", through)
+	}
 }
 
 // TestUnwindMatchesPerfPython does the same for Debian's python3 growing a

@@ -143,7 +143,7 @@ func describe(r row, ok bool) string {
 		cfa = "rsp+" + strconv.Itoa(int(r.CFAOff))
 	case cfaRBP:
 		cfa = "rbp+" + strconv.Itoa(int(r.CFAOff))
-	case cfaPLT10, cfaPLT11, cfaUnknown:
+	case cfaPLT10, cfaPLT11, cfaSignal, cfaUnknown:
 		cfa = "exp"
 	}
 	rbp := "u"

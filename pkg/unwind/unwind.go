@@ -28,7 +28,20 @@ type Stack struct {
 	Truncated bool
 	// CFIFrames and FPFrames count how each caller was found, for metrics.
 	CFIFrames, FPFrames int
+	// Interrupted lists the indexes of PCs that a signal interrupted: the
+	// instruction itself, not a return address (no "less one" to find
+	// the call when symbolizing).
+	Interrupted []int
 }
+
+// Offsets in the ucontext that sp points at in a signal frame
+// (struct ucontext: flags, link, stack, then mcontext's r8..r15, rdi, rsi,
+// rbp, rbx, rdx, rax, rcx, rsp, rip).
+const (
+	ucRBP = 120
+	ucRSP = 160
+	ucRIP = 168
+)
 
 // MaxFrames bounds the walk.
 const MaxFrames = 128
@@ -51,14 +64,33 @@ func (u *Unwinder) Unwind(regs Regs, window []byte, maps []Mapping) Stack {
 	st := Stack{PCs: []uint64{regs.IP}}
 	ip, sp, bp := regs.IP, regs.SP, regs.BP
 	bpKnown := true
+	exact := true // ip is the instruction itself, not a return address
 	for step := 0; step < MaxFrames; step++ {
 		// A caller's PC is the instruction after the call: look up the
 		// call itself, which may be the last instruction of a function.
 		lookPC := ip
-		if step > 0 {
+		if !exact {
 			lookPC--
 		}
 		rw, ok := u.row(lookPC, maps)
+		if ok && rw.CFA == cfaSignal {
+			// The interrupted frame's registers, not a return address.
+			nbp, r1 := w.u64(sp + ucRBP)
+			nsp, r2 := w.u64(sp + ucRSP)
+			nip, r3 := w.u64(sp + ucRIP)
+			if r1 != readOK || r2 != readOK || r3 != readOK {
+				st.Truncated = r1 == readBeyond || r2 == readBeyond || r3 == readBeyond
+				return st
+			}
+			if nip == 0 {
+				return st
+			}
+			st.CFIFrames++
+			st.Interrupted = append(st.Interrupted, len(st.PCs))
+			st.PCs = append(st.PCs, nip)
+			ip, sp, bp, bpKnown, exact = nip, nsp, nbp, true, true
+			continue
+		}
 		var ra, cfa uint64
 		if ok {
 			if rw.Flags&flagRAUndefined != 0 {
@@ -131,7 +163,7 @@ func (u *Unwinder) Unwind(regs Regs, window []byte, maps []Mapping) Stack {
 			return st // the stack must grow toward callers; anything else is a loop
 		}
 		st.PCs = append(st.PCs, ra)
-		ip, sp = ra, cfa
+		ip, sp, exact = ra, cfa, false
 	}
 	st.Truncated = true
 	return st
