@@ -8,7 +8,9 @@ set -euo pipefail
 # symbolize; binutils' objdump and strip check them. gdb and linux-perf are
 # the independent unwinders the profile frame tests compare with;
 # redis-server is a real program the OOM-record tests run to its limit.
-packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev binutils prometheus fzf gdb linux-perf redis-server)
+# pkg/unwind replays perf's samples of Debian's python3 and redis-server
+# (redis-tools' redis-benchmark drives it).
+packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev binutils prometheus fzf gdb linux-perf redis-server redis-tools python3)
 # A JDK (javac, java) builds and runs the JVM workload whose series
 # test/deploy records (TestRecordAgentSeries).
 packages+=(openjdk-17-jdk-headless)

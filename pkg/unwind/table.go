@@ -1,0 +1,161 @@
+package unwind
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// Table is the compact unwind table of one binary: rows sorted by ELF
+// virtual address, and the load segments that turn a file offset into one.
+type Table struct {
+	rows  []row
+	loads []load
+}
+
+type load struct {
+	off, vaddr, size uint64
+}
+
+// Size is the table's memory cost in bytes, for the cache's bound.
+func (t *Table) Size() int { return cap(t.rows)*16 + cap(t.loads)*24 + 64 }
+
+// Rows is the number of rows, for reports and tests.
+func (t *Table) Rows() int { return len(t.rows) }
+
+// vaddr turns a file offset into the ELF virtual address the table uses.
+func (t *Table) vaddr(fileOff uint64) (uint64, bool) {
+	for _, l := range t.loads {
+		if fileOff >= l.off && fileOff < l.off+l.size {
+			return fileOff - l.off + l.vaddr, true
+		}
+	}
+	return 0, false
+}
+
+// DebugRoot is where Debian's -dbg packages put debug files by build id.
+const DebugRoot = "/usr/lib/debug"
+
+// BuildTable reads path's .eh_frame and, from the binary or its local debug
+// file under root+DebugRoot, .debug_frame. root is the filesystem the binary
+// lives in ("/proc/PID/root" for a container, "" for the host).
+// The path "[vdso]" names the kernel's vDSO, read from this process: every
+// process on the node maps the same image.
+func BuildTable(root, path string) (*Table, error) {
+	var f *elf.File
+	var err error
+	if path == VDSOPath {
+		f, err = ownVDSO()
+	} else {
+		f, err = elf.Open(filepath.Join(root, path))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening binary: %w", err)
+	}
+	defer f.Close()
+	if f.Machine != elf.EM_X86_64 {
+		return nil, fmt.Errorf("machine %s: only x86-64 is unwound", f.Machine)
+	}
+	t := &Table{}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 {
+			t.loads = append(t.loads, load{off: p.Off, vaddr: p.Vaddr, size: p.Filesz})
+		}
+	}
+	var fdes []fde
+	var errs []error
+	if s := f.Section(".eh_frame"); s != nil && s.Type != elf.SHT_NOBITS {
+		got, err := sectionFDEs(s, true)
+		fdes = append(fdes, got...)
+		errs = append(errs, err)
+	}
+	if s := f.Section(".debug_frame"); s != nil {
+		got, err := sectionFDEs(s, false)
+		fdes = append(fdes, got...)
+		errs = append(errs, err)
+	} else if dbg := debugFile(root, path, f); dbg != nil && path != VDSOPath {
+		if s := dbg.Section(".debug_frame"); s != nil && s.Type != elf.SHT_NOBITS {
+			got, err := sectionFDEs(s, false)
+			fdes = append(fdes, got...)
+			errs = append(errs, err)
+		}
+		dbg.Close()
+	}
+	// A copy of exact length: append's growth would leave a quarter unused.
+	t.rows = slices.Clone(buildRows(fdes))
+	if len(t.rows) == 0 {
+		return t, errors.Join(append(errs, errNoCFI)...)
+	}
+	// A partly damaged section still gives the rows it could read.
+	return t, nil
+}
+
+var errNoCFI = errors.New("no call-frame information")
+
+func sectionFDEs(s *elf.Section, eh bool) ([]fde, error) {
+	data, err := s.Data()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", s.Name, err)
+	}
+	fdes, err := parseFDEs(frameSection{data: data, addr: s.Addr, eh: eh})
+	if err != nil {
+		return fdes, fmt.Errorf("parsing %s: %w", s.Name, err)
+	}
+	return fdes, nil
+}
+
+// debugFile opens the local debug file of f: by build id, then by
+// .gnu_debuglink next to the binary and under DebugRoot.
+func debugFile(root, path string, f *elf.File) *elf.File {
+	var candidates []string
+	if id := BuildID(f); len(id) > 2 {
+		candidates = append(candidates, filepath.Join(DebugRoot, ".build-id", id[:2], id[2:]+".debug"))
+	}
+	if s := f.Section(".gnu_debuglink"); s != nil {
+		if data, err := s.Data(); err == nil {
+			if i := bytes.IndexByte(data, 0); i > 0 {
+				name := string(data[:i])
+				dir := filepath.Dir(path)
+				candidates = append(candidates,
+					filepath.Join(dir, name),
+					filepath.Join(dir, ".debug", name),
+					filepath.Join(DebugRoot, dir, name))
+			}
+		}
+	}
+	for _, c := range candidates {
+		p := filepath.Join(root, c)
+		if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
+			continue
+		}
+		if d, err := elf.Open(p); err == nil {
+			return d
+		}
+	}
+	return nil
+}
+
+// BuildID returns the GNU build id of f in hex, or "".
+func BuildID(f *elf.File) string {
+	s := f.Section(".note.gnu.build-id")
+	if s == nil {
+		return ""
+	}
+	data, err := s.Data()
+	if err != nil || len(data) < 16 {
+		return ""
+	}
+	namesz := binary.LittleEndian.Uint32(data[0:])
+	descsz := binary.LittleEndian.Uint32(data[4:])
+	start := 12 + (namesz+3)&^3
+	if uint64(start)+uint64(descsz) > uint64(len(data)) {
+		return ""
+	}
+	return hex.EncodeToString(data[start : start+descsz])
+}
