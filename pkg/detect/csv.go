@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -188,4 +189,26 @@ func (c *CSVReader) number(col, s string) (float64, error) {
 		return 0, fmt.Errorf("line %d: %s: not a number: %q", c.line, col, s)
 	}
 	return v, nil
+}
+
+// ReadCSVFile reads every sample of a CSV file in the format CSVReader
+// takes.
+func ReadCSVFile(path string) ([]Sample, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r := NewCSVReader(f)
+	var out []Sample
+	for {
+		s, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
 }

@@ -42,7 +42,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -127,7 +126,7 @@ func run(w io.Writer, dir string, verbose bool) (bool, error) {
 	// first[m][i]: first positive verdict of method m on series i.
 	first := make([][]float64, len(methods))
 	for _, l := range labels {
-		series, err := readSeries(filepath.Join(dir, l.file))
+		series, err := detect.ReadCSVFile(filepath.Join(dir, l.file))
 		if err != nil {
 			return false, fmt.Errorf("%s: %w", l.file, err)
 		}
@@ -354,26 +353,6 @@ func predictLinear(f fit, now, limit float64) bool {
 // the window holds (nearly) an hour.
 func growthPct(f fit, _, _ float64) bool {
 	return f.span >= window-60 && f.meanY > 0 && f.slope*3600/f.meanY > 0.10
-}
-
-func readSeries(path string) ([]detect.Sample, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	r := detect.NewCSVReader(f)
-	var out []detect.Sample
-	for {
-		s, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
 }
 
 // readLabels reads the manifest written by test/corpus/gen.

@@ -5,7 +5,6 @@ package real
 import (
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"slices"
@@ -52,26 +51,6 @@ func readLabels(t *testing.T) []label {
 		out = append(out, l)
 	}
 	return out
-}
-
-func readSeries(path string) ([]detect.Sample, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	r := detect.NewCSVReader(f)
-	var out []detect.Sample
-	for {
-		s, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
 }
 
 // floor is the minimum of each whole floorWidth window from t0 on, at the
@@ -133,7 +112,7 @@ func TestTracesMatchLabels(t *testing.T) {
 	}
 	for _, l := range labels {
 		t.Run(strings.TrimSuffix(l.file, ".csv"), func(t *testing.T) {
-			s, err := readSeries(l.file)
+			s, err := detect.ReadCSVFile(l.file)
 			if err != nil {
 				t.Fatal(err)
 			}
