@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"sort"
 )
 
@@ -338,7 +339,12 @@ func (f fde) rows(out []row) ([]row, error) {
 	pc := f.begin
 	var initial cfaState
 	var stack []cfaState
+	// Rows exist only inside [begin, end); a location that moves backwards
+	// or wraps is malformed CFI, which keeps the table sorted for lookup.
 	emit := func() {
+		if pc < f.begin || pc >= f.end {
+			return
+		}
 		rw := st.row(pc)
 		if n := len(out); n > 0 && out[n-1].PC == pc {
 			out[n-1] = rw
@@ -355,7 +361,12 @@ func (f fde) rows(out []row) ([]row, error) {
 			op := r.u8()
 			advance := func(delta uint64) {
 				emit()
-				pc += delta * c.codeAlign
+				hi, step := bits.Mul64(delta, c.codeAlign)
+				next, carry := bits.Add64(pc, step, 0)
+				if hi != 0 || carry != 0 {
+					r.err = true // the location wrapped
+				}
+				pc = next
 			}
 			switch op >> 6 {
 			case 1:
@@ -372,7 +383,11 @@ func (f fde) rows(out []row) ([]row, error) {
 			case 0x00: // nop
 			case 0x01: // set_loc
 				emit()
-				pc = r.pointer(c.fdeEnc, 0)
+				next := r.pointer(c.fdeEnc, 0)
+				if next < pc {
+					return fmt.Errorf("set_loc backwards: %w", errMalformed)
+				}
+				pc = next
 			case 0x02:
 				advance(uint64(r.u8()))
 			case 0x03:
