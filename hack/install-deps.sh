@@ -10,7 +10,7 @@ set -euo pipefail
 # redis-server is a real program the OOM-record tests run to its limit.
 # pkg/unwind replays perf's samples of Debian's python3 and redis-server
 # (redis-tools' redis-benchmark drives it).
-packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev binutils prometheus fzf gdb linux-perf redis-server redis-tools python3)
+packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev binutils prometheus fzf gdb linux-perf libc6-dbg redis-server redis-tools python3)
 # A JDK (javac, java) builds and runs the JVM workload whose series
 # test/deploy records (TestRecordAgentSeries).
 packages+=(openjdk-17-jdk-headless)

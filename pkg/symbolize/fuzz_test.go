@@ -84,7 +84,12 @@ func FuzzLoadObject(f *testing.F) {
 	// broken copies of it.
 	f.Add([]byte("\x7fELF\x02\x01\x01"), uint64(0))
 	f.Fuzz(func(t *testing.T, data []byte, addr uint64) {
-		o, err := loadObject(bytes.NewReader(data), int64(len(data)), heapMapper(data))
+		// The file serves as its own debug file too: a debug file is as
+		// much outside input as a binary.
+		self := func(string, string) *debugSource {
+			return &debugSource{r: bytes.NewReader(data), size: int64(len(data)), m: heapMapper(data), close: func() {}}
+		}
+		o, err := loadObject(bytes.NewReader(data), int64(len(data)), heapMapper(data), self)
 		if err != nil {
 			return
 		}

@@ -1,15 +1,16 @@
 package unwind
 
 import (
-	"bytes"
 	"debug/elf"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
+	"io"
 	"path/filepath"
 	"slices"
+
+	"github.com/leakwatch/leakwatch/pkg/debugfile"
 )
 
 // Table is the compact unwind table of one binary: rows sorted by ELF
@@ -39,11 +40,8 @@ func (t *Table) vaddr(fileOff uint64) (uint64, bool) {
 	return 0, false
 }
 
-// DebugRoot is where Debian's -dbg packages put debug files by build id.
-const DebugRoot = "/usr/lib/debug"
-
 // BuildTable reads path's .eh_frame and, from the binary or its local debug
-// file under root+DebugRoot, .debug_frame. root is the filesystem the binary
+// file under root+debugfile.Root, .debug_frame. root is the filesystem the binary
 // lives in ("/proc/PID/root" for a container, "" for the host).
 // The path "[vdso]" names the kernel's vDSO, read from this process: every
 // process on the node maps the same image.
@@ -79,13 +77,15 @@ func BuildTable(root, path string) (*Table, error) {
 		got, err := sectionFDEs(s, false)
 		fdes = append(fdes, got...)
 		errs = append(errs, err)
-	} else if dbg := debugFile(root, path, f); dbg != nil && path != VDSOPath {
-		if s := dbg.Section(".debug_frame"); s != nil && s.Type != elf.SHT_NOBITS {
-			got, err := sectionFDEs(s, false)
-			fdes = append(fdes, got...)
-			errs = append(errs, err)
+	} else if path != VDSOPath {
+		if dbg, closer := debugFile(root, path, f); dbg != nil {
+			if s := dbg.Section(".debug_frame"); s != nil && s.Type != elf.SHT_NOBITS {
+				got, err := sectionFDEs(s, false)
+				fdes = append(fdes, got...)
+				errs = append(errs, err)
+			}
+			_ = closer.Close()
 		}
-		dbg.Close()
 	}
 	// A copy of exact length: append's growth would leave a quarter unused.
 	t.rows = slices.Clone(buildRows(fdes))
@@ -110,35 +110,21 @@ func sectionFDEs(s *elf.Section, eh bool) ([]fde, error) {
 	return fdes, nil
 }
 
-// debugFile opens the local debug file of f: by build id, then by
-// .gnu_debuglink next to the binary and under DebugRoot.
-func debugFile(root, path string, f *elf.File) *elf.File {
-	var candidates []string
-	if id := BuildID(f); len(id) > 2 {
-		candidates = append(candidates, filepath.Join(DebugRoot, ".build-id", id[:2], id[2:]+".debug"))
+// debugFile opens the local debug file of f (see package debugfile) if
+// it is f's: its build id, where both have one, is f's. The caller closes
+// the file returned.
+func debugFile(root, path string, f *elf.File) (*elf.File, io.Closer) {
+	id := BuildID(f)
+	file := debugfile.Open(root, path, id, debugfile.Link(f))
+	if file == nil {
+		return nil, nil
 	}
-	if s := f.Section(".gnu_debuglink"); s != nil {
-		if data, err := s.Data(); err == nil {
-			if i := bytes.IndexByte(data, 0); i > 0 {
-				name := string(data[:i])
-				dir := filepath.Dir(path)
-				candidates = append(candidates,
-					filepath.Join(dir, name),
-					filepath.Join(dir, ".debug", name),
-					filepath.Join(DebugRoot, dir, name))
-			}
-		}
+	d, err := elf.NewFile(file)
+	if err != nil || (id != "" && BuildID(d) != "" && BuildID(d) != id) {
+		_ = file.Close()
+		return nil, nil
 	}
-	for _, c := range candidates {
-		p := filepath.Join(root, c)
-		if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
-			continue
-		}
-		if d, err := elf.Open(p); err == nil {
-			return d
-		}
-	}
-	return nil
+	return d, file
 }
 
 // BuildID returns the GNU build id of f in hex, or "".

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/leakwatch/leakwatch/pkg/debugfile"
 )
 
 // The binaries whose CFI the tests read: Debian's own, from their packages
@@ -182,7 +184,7 @@ func TestTableFromDebugFile(t *testing.T) {
 	if len(id) < 4 {
 		t.Fatalf("no build id in %s", full)
 	}
-	debug := filepath.Join(root, DebugRoot, ".build-id", id[:2], id[2:]+".debug")
+	debug := filepath.Join(root, debugfile.Root, ".build-id", id[:2], id[2:]+".debug")
 	if err := os.MkdirAll(filepath.Dir(debug), 0o755); err != nil {
 		t.Fatal(err)
 	}
