@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/leakwatch/leakwatch/pkg/cgroups"
+	"github.com/leakwatch/leakwatch/pkg/detect"
 	"github.com/leakwatch/leakwatch/pkg/state"
 	"github.com/leakwatch/leakwatch/pkg/tracer"
 )
@@ -71,6 +72,36 @@ func TestAnalyzeReportsEachFileAndKeepsGoingPastBadOnes(t *testing.T) {
 	}
 	if r := results[1]; r.File != flat || r.Leak || r.DetectedAt != nil {
 		t.Errorf("flat file: %+v, want no leak and detected_at null", r)
+	}
+}
+
+// --explain adds why the verdict turned leaking: the tier, its window and
+// slope, the floor against the history; without it the line stays as it
+// was.
+func TestAnalyzeExplain(t *testing.T) {
+	leak := "../../test/corpus/leak_12kib_gc.csv"
+	code, stdout, stderr := runCLI(t, "analyze", "--explain", leak)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r detect.Result
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("%q: %v", stdout, err)
+	}
+	e := r.Explanation
+	if e == nil {
+		t.Fatalf("no explanation in %s", stdout)
+	}
+	// The series: a 12 KiB/s leak under a 60 s GC sawtooth.
+	if e.Tier == "none" || e.WindowSeconds <= 0 || e.GrowthBytesPerSecond < 8<<10 || e.GrowthBytesPerSecond > 16<<10 || e.CycleSeconds < 50 || e.CycleSeconds > 120 {
+		t.Errorf("explanation %+v, want a tier, a window, about 12 KiB/s and a cycle of about 60 s", *e)
+	}
+	if e.FloorBytes == nil || e.PreviousHighBytes == nil || *e.FloorBytes <= *e.PreviousHighBytes || e.Summary == "" {
+		t.Errorf("explanation %+v: the floor must stand above the previous high, with a summary", *e)
+	}
+	_, plain, _ := runCLI(t, "analyze", leak)
+	if strings.Contains(plain, "explanation") {
+		t.Errorf("without --explain: %s", plain)
 	}
 }
 

@@ -528,6 +528,7 @@ func (a *Agent) update(e *entry, g cgroups.Group, st cgroups.MemoryStats, ts *tr
 		TimeToLimit:          v.TimeToLimit,
 		LeakingSince:         v.LeakingSince,
 		WarmingUp:            v.WarmingUp,
+		Why:                  v.Why.JSON(),
 	}
 	if v.Leaking != was {
 		msg := "leak detected"

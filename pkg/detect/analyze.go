@@ -19,6 +19,65 @@ type Result struct {
 	DetectedAt           *float64 `json:"detected_at"`
 	GrowthBytesPerSecond float64  `json:"growth_bytes_per_second"`
 	Confidence           float64  `json:"confidence"`
+	// Explanation is the verdict's when it first turned leaking, else at
+	// the last point (see Verdict.Why); filled in only on request.
+	Explanation *ExplanationJSON `json:"explanation,omitempty"`
+}
+
+// ExplanationJSON is an Explanation as `leakwatch analyze --explain` and
+// the agent's API print it: seconds and bytes, snake_case. Times are
+// RFC 3339; previous_high_bytes is null without history to compare.
+type ExplanationJSON struct {
+	Tier                 string     `json:"tier"`
+	WindowSeconds        float64    `json:"window_seconds"`
+	GrowthBytesPerSecond float64    `json:"growth_bytes_per_second"`
+	CycleSeconds         float64    `json:"cycle_seconds"`
+	FloorWidthSeconds    float64    `json:"floor_width_seconds"`
+	FloorBytes           *float64   `json:"floor_bytes"`
+	PreviousHighBytes    *float64   `json:"previous_high_bytes"`
+	LeakingSince         *time.Time `json:"leaking_since,omitempty"`
+	Summary              string     `json:"summary"`
+}
+
+// JSON returns e as ExplanationJSON.
+func (e *Explanation) JSON() *ExplanationJSON {
+	if e == nil {
+		return nil
+	}
+	finite := func(v float64) *float64 {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil
+		}
+		return &v
+	}
+	j := &ExplanationJSON{
+		Tier:                 e.Tier.String(),
+		WindowSeconds:        e.Window.Seconds(),
+		GrowthBytesPerSecond: e.GrowthBytesPerSecond,
+		CycleSeconds:         e.Cycle.Seconds(),
+		FloorWidthSeconds:    e.FloorWidth.Seconds(),
+		FloorBytes:           finite(e.FloorBytes),
+		PreviousHighBytes:    finite(e.PreviousHighBytes),
+		Summary:              e.String(),
+	}
+	if !e.LeakingSince.IsZero() {
+		j.LeakingSince = &e.LeakingSince
+	}
+	return j
+}
+
+// String is the explanation in one sentence.
+func (e *Explanation) String() string {
+	cycle := "no GC-like cycle seen"
+	if e.Cycle > 0 {
+		cycle = fmt.Sprintf("cycle of about %v", e.Cycle.Round(time.Second))
+	}
+	prev := "no earlier floor to compare"
+	if !math.IsNaN(e.PreviousHighBytes) && !math.IsInf(e.PreviousHighBytes, 0) {
+		prev = fmt.Sprintf("the highest floor before it was %.1f MiB", e.PreviousHighBytes/(1<<20))
+	}
+	return fmt.Sprintf("%s tier: the floor (minima over %v; %s) grew %.1f KiB/s over %v and stands at %.1f MiB; %s",
+		e.Tier, e.FloorWidth.Round(time.Second), cycle, e.GrowthBytesPerSecond/1024, e.Window.Round(time.Second), e.FloorBytes/(1<<20), prev)
 }
 
 // maxSpan is the longest series a replay accepts, in seconds: what a
@@ -31,10 +90,12 @@ const maxSpan = 100 * 365 * 24 * 3600.0
 func Analyze(r io.Reader, cfg Config) (Result, error) {
 	var res Result
 	var v Verdict
+	var why *Explanation
 	err := Replay(r, cfg, func(rel float64, got Verdict) {
 		v = got
 		if v.Leaking && res.DetectedAt == nil {
 			res.DetectedAt = &rel
+			why = v.Why
 		}
 	})
 	if err != nil {
@@ -43,6 +104,10 @@ func Analyze(r io.Reader, cfg Config) (Result, error) {
 	res.Leak = v.Leaking
 	res.GrowthBytesPerSecond = v.GrowthBytesPerSecond
 	res.Confidence = v.Confidence
+	if why == nil {
+		why = v.Why
+	}
+	res.Explanation = why.JSON()
 	return res, nil
 }
 

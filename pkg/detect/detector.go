@@ -89,6 +89,30 @@ type Verdict struct {
 	NewSegment   bool
 	// WarmingUp is set while the segment is younger than WarmUp.
 	WarmingUp bool
+	// Why explains the verdict's figures while a tier passes or the verdict
+	// is leaking; nil otherwise. It is not kept across a restore.
+	Why *Explanation
+}
+
+// Explanation is what a person judging an alert needs: which evidence
+// spoke, over what span, at what slope, and how the floor it measured
+// compares with what the series held before.
+type Explanation struct {
+	Tier Tier
+	// Window is the span of the tier's evidence: three EnvelopeWindows for
+	// the fast tier, the shortest window of buckets for the others.
+	Window time.Duration
+	// GrowthBytesPerSecond is the tier's robust slope of the floor.
+	GrowthBytesPerSecond float64
+	// Cycle is the longest interval between the last GC-like drops the
+	// series showed (0: none seen), and FloorWidth the width of the minima
+	// the floor is taken over, at least the cycle and a half.
+	Cycle, FloorWidth time.Duration
+	// FloorBytes is the floor now; PreviousHighBytes the highest floor of
+	// the series before the window (NaN without history to compare).
+	FloorBytes, PreviousHighBytes float64
+	// LeakingSince is when the verdict turned leaking (zero if it is not).
+	LeakingSince time.Time
 }
 
 // Detector follows one container. It keeps a fixed amount of memory (about
@@ -109,6 +133,8 @@ type Detector struct {
 
 	fast         tierState
 	medium, slow bucketTier
+	hist         history
+	noise        float64 // point-to-point noise, from the fast tier's ring
 
 	leaking      bool
 	leakingSince float64
@@ -186,6 +212,7 @@ func New(cfg Config) (*Detector, error) {
 			windows: []int{12, 24, 48},
 			closed:  newRing(96),
 		},
+		hist: newHistory(cfg.EnvelopeWindow.Seconds()),
 	}
 	// The slow tier's windows move by one bucket in 12 to 48 per evaluation,
 	// so two passes in a row are nearly one; a third (five minutes more of
@@ -225,11 +252,18 @@ func (d *Detector) Observe(p Point) Verdict {
 	}
 	d.lastT = t
 	d.raw.push(sample{t, p.Bytes})
+	d.hist.add(t, p.Bytes, d.noise)
 
 	if t >= d.analysisStart {
-		d.evalFast(t)
-		d.medium.add(t-d.analysisStart, p.Bytes, d.cfg)
-		d.slow.add(t-d.analysisStart, p.Bytes, d.cfg)
+		if d.evalFast(t) {
+			d.gate(t, TierFast, &d.fast)
+		}
+		if d.medium.add(t-d.analysisStart, p.Bytes, d.cfg) {
+			d.gate(t, TierMedium, &d.medium.tierState)
+		}
+		if d.slow.add(t-d.analysisStart, p.Bytes, d.cfg) {
+			d.gate(t, TierSlow, &d.slow.tierState)
+		}
 	}
 	d.updateState(t)
 	d.last = d.verdict(t, p, newSeg)
@@ -260,6 +294,7 @@ func (d *Detector) startSegment(t float64) {
 	d.fast = tierState{confirm: d.fast.confirm}
 	d.medium.reset()
 	d.slow.reset()
+	d.hist.reset()
 	d.leaking = false
 	d.quietSince = -1
 	d.held = 0
@@ -292,7 +327,7 @@ const (
 // A leak gives two similar slopes (the
 // older one smaller while the leak is starting); a step or a spike gives one;
 // a filling cache gives a newer slope well below the older one.
-func (d *Detector) evalFast(t float64) {
+func (d *Detector) evalFast(t float64) bool {
 	w := d.cfg.EnvelopeWindow.Seconds()
 	var m [3]float64
 	var n [3]int
@@ -327,7 +362,7 @@ func (d *Detector) evalFast(t float64) {
 	}
 	need := max(2, int(d.cfg.EnvelopeWindow/d.cfg.Interval)/2)
 	if n[0] < need || n[1] < need || n[2] < need {
-		return
+		return false
 	}
 	older, newer := m[1]-m[2], m[0]-m[1]
 	sOld, sNew := older/w, newer/w
@@ -339,6 +374,7 @@ func (d *Detector) evalFast(t float64) {
 	if len(diffs2) >= 5 {
 		noise = min(madScale(diffs)/math.Sqrt2, madScale(diffs2)/math.Sqrt(6))
 	}
+	d.noise = noise
 	size := clamp01(min(sNew/d.cfg.FastMinGrowth, newer/(4*noise)))
 	shape := 0.0
 	if sOld > 0 && sNew > 0 {
@@ -346,6 +382,33 @@ func (d *Detector) evalFast(t float64) {
 	}
 	slope := (m[0] - m[2]) / (2 * w)
 	d.fast.record(size >= 1 && shape >= 1, slope, size*shape)
+	return true
+}
+
+// A tier's growth counts only where the floor stands above the history's
+// by gateNoises point-to-point noises and by gateRise of the rise the
+// tier's slope gives over its window: a ramp that only climbs back to a
+// level the series held before (the next GC cycle's, the next queue's)
+// stays below it. Tuned on the production family's seeds 1-20.
+const (
+	gateNoises = 3.0
+	gateRise   = 0.25
+)
+
+// gate takes back a tier's pass when the floor at the series' own cycle
+// has been as high before (history.newLevel), over the tier's span.
+func (d *Detector) gate(t float64, tier Tier, s *tierState) {
+	if !s.passing {
+		return
+	}
+	span, minUnits := d.tierSpan(tier)
+	margin := max(gateNoises*d.noise, gateRise*s.slope*span)
+	if ok, _, _ := d.hist.newLevel(t, span, margin, d.lastUnitMin(t), minUnits); ok {
+		return
+	}
+	s.passing = false
+	s.streak = 0
+	s.conf *= 0.5
 }
 
 func (s *tierState) record(pass bool, slope, conf float64) {
@@ -379,18 +442,20 @@ func (b *bucketTier) reset() {
 
 // add folds a point (x seconds since the analysis start) into the current
 // bucket and evaluates the tier when a bucket closes.
-func (b *bucketTier) add(x, y float64, cfg Config) {
+func (b *bucketTier) add(x, y float64, cfg Config) (evaluated bool) {
 	idx := int64(x / b.width)
 	if b.cur.n > 0 && idx != b.cur.idx {
 		b.closed.push(sample{(float64(b.cur.idx) + 0.5) * b.width, b.cur.min})
 		b.cur.n = 0
 		b.evaluate(cfg)
+		evaluated = true
 	}
 	if b.cur.n == 0 {
 		b.cur.idx, b.cur.min = idx, y
 	}
 	b.cur.min = min(b.cur.min, y)
 	b.cur.n++
+	return evaluated
 }
 
 // evaluate tests the newest windows of closed buckets; the tier passes when
@@ -575,12 +640,55 @@ func (d *Detector) verdict(t float64, p Point, newSeg bool) Verdict {
 	if best >= 0 {
 		v.Tier = tiers[best].tier
 		v.GrowthBytesPerSecond = tiers[best].s.slope
+		if d.leaking || tiers[best].s.passing {
+			v.Why = d.explain(t, v)
+		}
 	}
 	v.Confidence = d.confidence(t)
 	if d.leaking && p.Limit > 0 && v.GrowthBytesPerSecond > 0 {
 		v.TimeToLimit = d.timeToLimit(t, p.Limit, v.GrowthBytesPerSecond)
 	}
 	return v
+}
+
+// explain fills in the Explanation of verdict v at time t.
+func (d *Detector) explain(t float64, v Verdict) *Explanation {
+	span, minUnits := d.tierSpan(v.Tier)
+	e := &Explanation{
+		Tier:                 v.Tier,
+		Window:               secs(span),
+		GrowthBytesPerSecond: v.GrowthBytesPerSecond,
+		Cycle:                secs(d.hist.cycle(t)),
+		FloorWidth:           secs(float64(d.hist.window(t, minUnits)) * d.hist.unit()),
+		LeakingSince:         v.LeakingSince,
+	}
+	_, e.FloorBytes, e.PreviousHighBytes = d.hist.newLevel(t, span, 0, d.lastUnitMin(t), minUnits)
+	return e
+}
+
+// tierSpan is the span of a tier's evidence in seconds and its least floor
+// width in history units, as the gate judges it.
+func (d *Detector) tierSpan(tier Tier) (span float64, minUnits int) {
+	switch tier {
+	case TierMedium:
+		return float64(d.medium.windows[0]) * d.medium.width, d.hist.units(d.medium.width)
+	case TierSlow:
+		return float64(d.slow.windows[0]) * d.slow.width, d.hist.units(d.slow.width)
+	}
+	return 3 * d.hist.unit(), 1
+}
+
+func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// lastUnitMin is the minimum of the raw points of the last history unit.
+func (d *Detector) lastUnitMin(t float64) float64 {
+	last := math.Inf(1)
+	for i := 0; i < d.raw.size; i++ {
+		if s := d.raw.at(i); t-s.x < d.hist.unit() {
+			last = min(last, s.y)
+		}
+	}
+	return last
 }
 
 // timeToLimit projects the peak of the last EnvelopeWindow, since the OOM

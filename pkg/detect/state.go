@@ -11,7 +11,7 @@ import (
 // stateVersion numbers the layout MarshalBinary writes. A change of layout
 // must bump it: UnmarshalBinary refuses any other version, and the agent
 // then starts the container afresh rather than misread it.
-const stateVersion = 2
+const stateVersion = 3
 
 // ErrConfigMismatch is returned by UnmarshalBinary when the state was saved
 // by a detector with other settings: its rings and buckets would not mean
@@ -45,6 +45,8 @@ func (d *Detector) MarshalBinary() ([]byte, error) {
 	w.f64(d.leakingSince)
 	w.f64(d.quietSince)
 	w.f64(d.held)
+	w.f64(d.noise)
+	w.history(&d.hist)
 	return w.buf, nil
 }
 
@@ -65,6 +67,7 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 	n.raw = newRing(len(d.raw.buf))
 	n.medium.closed = newRing(len(d.medium.closed.buf))
 	n.slow.closed = newRing(len(d.slow.closed.buf))
+	n.hist = newHistory(d.hist.unit())
 	n.seen = r.boolean()
 	n.origin = r.time()
 	n.lastT = r.f64()
@@ -85,6 +88,8 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 	n.leakingSince = r.f64()
 	n.quietSince = r.f64()
 	n.held = r.f64()
+	n.noise = r.f64()
+	r.history(&n.hist)
 	if r.err == nil && len(r.buf) > 0 {
 		r.err = fmt.Errorf("%d trailing bytes", len(r.buf))
 	}
@@ -99,13 +104,33 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 	return nil
 }
 
+// maxBucketIndex bounds decoded history bucket indexes (2^40 units: far
+// more than any series, far from overflow).
+const maxBucketIndex = 1 << 40
+
 // checkState rejects decoded values the detector's arithmetic does not
 // expect: non-finite numbers, and raw points outside the current segment or
 // after the last point (the fast tier indexes its windows by their age).
 func (d *Detector) checkState() error {
-	for _, v := range []float64{d.lastT, d.segStart, d.analysisStart, d.leakingSince, d.quietSince, d.medium.cur.min, d.slow.cur.min} {
+	for _, v := range []float64{d.lastT, d.segStart, d.analysisStart, d.leakingSince, d.quietSince, d.medium.cur.min, d.slow.cur.min,
+		d.noise, d.hist.lastY, d.hist.minutes.cur.min, d.hist.halfHours.cur.min} {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return errors.New("non-finite time or level")
+		}
+	}
+	for _, m := range []*minima{&d.hist.minutes, &d.hist.halfHours} {
+		// Bucket indexes far beyond any series would overflow the gap
+		// arithmetic of minima.close.
+		if m.first < -maxBucketIndex || m.first > maxBucketIndex || m.cur.idx < -maxBucketIndex || m.cur.idx > maxBucketIndex {
+			return errors.New("history bucket index out of range")
+		}
+	}
+	if d.noise < 0 {
+		return fmt.Errorf("noise %g below zero", d.noise)
+	}
+	for i, t := range d.hist.drops {
+		if math.IsNaN(t) || math.IsInf(t, 0) || t > d.lastT || (i > 0 && t < d.hist.drops[i-1]) {
+			return errors.New("drop times out of order or after the last point")
 		}
 	}
 	if !(d.held >= 0 && d.held <= 1) {
@@ -183,6 +208,26 @@ func (w *stateWriter) ring(r *ring) {
 		w.f64(s.x)
 		w.f64(s.y)
 	}
+}
+
+// history writes the minima, the drops and the last level.
+func (w *stateWriter) history(h *history) {
+	for _, m := range []*minima{&h.minutes, &h.halfHours} {
+		w.i64(m.first)
+		w.i64(int64(len(m.ys)))
+		for _, v := range m.ys {
+			w.buf = binary.LittleEndian.AppendUint32(w.buf, math.Float32bits(v))
+		}
+		w.i64(m.cur.idx)
+		w.f64(m.cur.min)
+		w.i64(int64(m.cur.n))
+	}
+	w.i64(int64(len(h.drops)))
+	for _, t := range h.drops {
+		w.f64(t)
+	}
+	w.f64(h.lastY)
+	w.boolean(h.hasLast)
 }
 
 func (w *stateWriter) tier(s *tierState) {
@@ -306,6 +351,35 @@ func (r *stateReader) ring(dst *ring) {
 		}
 		dst.push(sample{x, y})
 	}
+}
+
+// history reads into dst, made by newHistory: its limits bound what is
+// read.
+func (r *stateReader) history(h *history) {
+	for _, m := range []*minima{&h.minutes, &h.halfHours} {
+		m.first = r.i64()
+		n := r.count(m.limit)
+		for range n {
+			b := r.take(4)
+			if b == nil {
+				return
+			}
+			v := math.Float32frombits(binary.LittleEndian.Uint32(b))
+			if math.IsInf(float64(v), 0) || v < 0 {
+				r.err = errors.New("history minimum out of range")
+				return
+			}
+			m.ys = append(m.ys, v)
+		}
+		m.cur.idx = r.i64()
+		m.cur.min = r.f64()
+		m.cur.n = r.count(math.MaxInt32)
+	}
+	for range r.count(cap(h.drops)) {
+		h.drops = append(h.drops, r.f64())
+	}
+	h.lastY = r.f64()
+	h.hasLast = r.boolean()
 }
 
 func (r *stateReader) tier(s *tierState) {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/leakwatch/leakwatch/pkg/detect"
 	"github.com/leakwatch/leakwatch/pkg/lookup"
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
@@ -47,6 +48,10 @@ type container struct {
 	OOMKills             uint64     `json:"oom_kills"`
 	MappedBytes          uint64     `json:"mapped_bytes"`
 	FaultedBytes         uint64     `json:"faulted_bytes"`
+	// Explanation says why the verdict is what it is (the evidence, its
+	// span and slope, the cycle and floor the detector measured); null
+	// unless some tier finds growth or the container is leaking.
+	Explanation *detect.ExplanationJSON `json:"explanation"`
 
 	// Status says in one word what the container is: "leaking",
 	// "warming_up", "ok", or "gone" once its cgroup is, when nothing of
@@ -239,6 +244,7 @@ func flatten(ct *view.Container) container {
 		OOMKills:             ct.OOMKills,
 		MappedBytes:          ct.MappedBytes,
 		FaultedBytes:         ct.FaultedBytes,
+		Explanation:          ct.Verdict.Why,
 
 		Status:     status(ct),
 		Gone:       ct.Gone,

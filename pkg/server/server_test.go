@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/leakwatch/leakwatch/pkg/detect"
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
 
@@ -570,5 +571,42 @@ func waitListening(t *testing.T, s *Server, done <-chan error) {
 	}
 	if s.Addr() == "" || strings.HasSuffix(s.Addr(), ":0") {
 		t.Fatalf("Addr() = %q after listening", s.Addr())
+	}
+}
+
+// A leaking container's detail says why, with the detector's own
+// explanation; one without growth has explanation null.
+func TestGetContainerExplainsTheVerdict(t *testing.T) {
+	d, err := detect.New(detect.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v detect.Verdict
+	for s := 0; s < 1800 && !v.Leaking; s += 10 {
+		v = d.Observe(detect.Point{T: t0.Add(time.Duration(s) * time.Second), Bytes: float64(256<<20 + max(0, s-900)<<20)})
+	}
+	if !v.Leaking || v.Why == nil {
+		t.Fatalf("the detector did not flag a 1 MiB/s leak with an explanation: %v", v)
+	}
+	src := newTestSource()
+	src.snap.Containers[0].Verdict.Leaking = true
+	src.snap.Containers[0].Verdict.Why = v.Why.JSON()
+	h := newTestServer(t, src).Handler()
+	raw := decode[map[string]any](t, do(t, h, http.MethodGet, "/api/v1/containers/100"), http.StatusOK)
+	why, ok := raw["explanation"].(map[string]any)
+	if !ok {
+		t.Fatalf("explanation = %#v, want an object", raw["explanation"])
+	}
+	for _, k := range []string{"tier", "window_seconds", "growth_bytes_per_second", "cycle_seconds", "floor_width_seconds", "floor_bytes", "previous_high_bytes", "summary"} {
+		if _, ok := why[k]; !ok {
+			t.Errorf("explanation field %q missing: %v", k, why)
+		}
+	}
+	if g, _ := why["growth_bytes_per_second"].(float64); g < 0.5*(1<<20) || g > 2*(1<<20) {
+		t.Errorf("explained growth %v B/s, want about 1 MiB/s", why["growth_bytes_per_second"])
+	}
+	raw = decode[map[string]any](t, do(t, h, http.MethodGet, "/api/v1/containers/300"), http.StatusOK)
+	if e, ok := raw["explanation"]; !ok || e != nil {
+		t.Errorf("a container without growth: explanation = %#v, want null", e)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/detect"
 )
 
 // Source gives read access to the current view. Implementations must be safe
@@ -162,6 +164,10 @@ type Verdict struct {
 	TimeToLimit  time.Duration `json:"-"`
 	LeakingSince time.Time     `json:"leaking_since,omitzero"`
 	WarmingUp    bool          `json:"warming_up"`
+	// Why is the detector's explanation while a tier finds growth or the
+	// verdict is leaking (nil otherwise). It is the current collection's
+	// only: never saved with the state.
+	Why *detect.ExplanationJSON `json:"-"`
 }
 
 // Point is one sample of a container's memory history.

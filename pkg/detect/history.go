@@ -1,0 +1,222 @@
+package detect
+
+import "math"
+
+// history is what the detector remembers of the series beyond its tiers'
+// windows, to judge their growth against the series' own behaviour: the
+// minimum of every EnvelopeWindow (a minute by default; the "unit") for the
+// last historyUnits, of every coarseUnits units for historyCoarse more, and
+// the times of the last GC-like drops, from which the cycle of the series
+// is estimated.
+//
+// A tier's pass is growth only if the floor now, taken over windows at least
+// as long as the series' cycle, stands above every floor of the history
+// before the tested window (newLevel). A garbage collector's sawtooth with a
+// cycle of minutes, a queue that builds and drains, a daily load cycle after
+// its first day, all return to levels they held before; a leak leaves them.
+type history struct {
+	minutes minima // per unit, the last historyUnits (8 h by default)
+	// halfHours, per coarseUnits units, reach back historyCoarse buckets
+	// (8 days by default), for cycles longer than the minutes hold: a
+	// day's load.
+	halfHours minima
+	drops     []float64 // times of the last maxDrops drops, oldest first
+	lastY     float64
+	hasLast   bool
+}
+
+// minima are the minima of consecutive buckets of width seconds, the
+// newest capacity of them.
+type minima struct {
+	width float64
+	limit int       // buckets kept
+	ys    []float32 // oldest first, NaN for a bucket without points; grows to limit
+	first int64     // bucket index of ys[0]
+	cur   struct {
+		idx int64
+		min float64
+		n   int
+	}
+}
+
+const (
+	historyUnits  = 8 * 60
+	coarseUnits   = 30
+	historyCoarse = 8 * 48
+	maxDrops      = 8
+	// A drop is a fall between two points by more than dropFraction of the
+	// level and dropNoises times the point-to-point noise: a collection,
+	// not noise.
+	dropFraction = 0.02
+	dropNoises   = 6
+	// cycleFactor widens the floor's window beyond the longest recent
+	// interval between drops: GC cycles jitter.
+	cycleFactor = 1.5
+	// cycleSpan is how far back drops count for the cycle, in units.
+	cycleSpan = 120
+	// minIntervals between drops make a cycle.
+	minIntervals = 2
+)
+
+// newHistory returns a history whose unit is unit seconds.
+func newHistory(unit float64) history {
+	return history{
+		minutes:   minima{width: unit, limit: historyUnits},
+		halfHours: minima{width: coarseUnits * unit, limit: historyCoarse},
+		drops:     make([]float64, 0, maxDrops),
+	}
+}
+
+// unit is the width of the finest minima, in seconds.
+func (h *history) unit() float64 { return h.minutes.width }
+
+// units is how many units secs holds, at least one.
+func (h *history) units(secs float64) int { return max(1, int(math.Round(secs/h.unit()))) }
+
+func (h *history) reset() {
+	h.minutes.reset()
+	h.halfHours.reset()
+	h.drops = h.drops[:0]
+	h.hasLast = false
+}
+
+func (m *minima) reset() {
+	m.ys = m.ys[:0]
+	m.cur.n = 0
+}
+
+// add folds a point in; noise is the current point-to-point noise (0 when
+// unknown).
+func (h *history) add(t, y, noise float64) {
+	if h.hasLast && h.lastY-y > max(dropFraction*h.lastY, dropNoises*noise) {
+		if len(h.drops) == maxDrops {
+			copy(h.drops, h.drops[1:])
+			h.drops = h.drops[:maxDrops-1]
+		}
+		h.drops = append(h.drops, t)
+	}
+	h.lastY, h.hasLast = y, true
+	h.minutes.add(t, y)
+	h.halfHours.add(t, y)
+}
+
+func (m *minima) add(t, y float64) {
+	idx := int64(math.Floor(t / m.width))
+	if m.cur.n > 0 && idx != m.cur.idx {
+		m.close()
+	}
+	if m.cur.n == 0 {
+		m.cur.idx, m.cur.min = idx, y
+	}
+	m.cur.min = min(m.cur.min, y)
+	m.cur.n++
+}
+
+// close appends the current bucket (and NaN for buckets without points).
+func (m *minima) close() {
+	c := m.limit
+	if len(m.ys) == 0 {
+		m.first = m.cur.idx
+	}
+	if gap := m.cur.idx - (m.first + int64(len(m.ys))); gap >= int64(c) {
+		m.ys, m.first = m.ys[:0], m.cur.idx
+	}
+	for next := m.first + int64(len(m.ys)); next < m.cur.idx; next++ {
+		m.push(float32(math.NaN()))
+	}
+	m.push(float32(m.cur.min))
+	m.cur.n = 0
+}
+
+func (m *minima) push(v float32) {
+	if len(m.ys) == m.limit {
+		copy(m.ys, m.ys[1:])
+		m.ys = m.ys[:len(m.ys)-1]
+		m.first++
+	}
+	m.ys = append(m.ys, v)
+}
+
+// cycle is the longest interval between drops in the last cycleSpan, in
+// seconds, or 0 without minIntervals+1 drops there (no sawtooth seen).
+func (h *history) cycle(t float64) float64 {
+	longest, n := 0.0, 0
+	for i := len(h.drops) - 1; i > 0; i-- {
+		if t-h.drops[i-1] > cycleSpan*h.unit() {
+			break
+		}
+		longest = max(longest, h.drops[i]-h.drops[i-1])
+		n++
+	}
+	if n < minIntervals {
+		return 0
+	}
+	// The interval still open counts too: a cycle that has lengthened.
+	if len(h.drops) > 0 {
+		longest = max(longest, t-h.drops[len(h.drops)-1])
+	}
+	return longest
+}
+
+// window is the floor's width in units at time t: at least minUnits, and
+// at least the cycle widened by cycleFactor.
+func (h *history) window(t float64, minUnits int) int {
+	return max(minUnits, int(math.Ceil(cycleFactor*h.cycle(t)/h.unit())))
+}
+
+// newLevel reports whether the floor over the last k units (k from
+// window; lastUnit is the minimum of the points of the last unit) stands
+// above the floor of every k-unit window that ended at least span seconds ago,
+// and every coarse minimum older than the units kept, by more than margin;
+// true when there is no such block to compare with. It also returns the
+// two floors.
+func (h *history) newLevel(t, span, margin, lastUnit float64, minUnits int) (ok bool, now, before float64) {
+	k := h.window(t, minUnits)
+	mins := h.minutes.ys
+	n := len(mins)
+	if n < k {
+		return true, math.NaN(), math.NaN()
+	}
+	// The last unit is the points of the last unit's time, not the last
+	// closed bucket: a fast leak must not wait for a bucket to close.
+	now = lastUnit
+	if m := blockMin(mins[n-k+1:]); !math.IsNaN(m) {
+		now = min(now, m)
+	}
+	if math.IsInf(now, 1) {
+		now = math.NaN() // no point in the window
+	}
+	// Blocks ending at or before t-span, back from there.
+	end := n - max(int(math.Ceil(span/h.unit())), k)
+	before = math.Inf(-1)
+	// Every k-unit window, not only those aligned with now: a ramp seen
+	// before must be found whatever its phase against the units.
+	for e := end; e-k >= 0; e-- {
+		before = max(before, blockMin(mins[e-k:e]))
+	}
+	// Beyond the units, the coarse minima: the same hour of earlier days.
+	oldest := float64(h.minutes.first) * h.minutes.width
+	for i, v := range h.halfHours.ys {
+		if end := float64(h.halfHours.first+int64(i)+1) * h.halfHours.width; end <= oldest && !math.IsNaN(float64(v)) {
+			before = max(before, float64(v))
+		}
+	}
+	if math.IsInf(before, -1) || math.IsNaN(now) {
+		return true, now, before
+	}
+	return now > before+margin, now, before
+}
+
+// blockMin is the minimum of the minutes that had points (NaN for none).
+func blockMin(ms []float32) float64 {
+	m := math.Inf(1)
+	for _, v := range ms {
+		if !math.IsNaN(float64(v)) {
+			m = min(m, float64(v))
+		}
+	}
+	if math.IsInf(m, 1) {
+		return math.NaN()
+	}
+	return m
+}
