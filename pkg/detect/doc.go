@@ -84,11 +84,14 @@
 // cycle of minutes look like growth; the first build of a queue, a cache
 // filling or a heap expanding to its cap, a high-water mark raised by a
 // burst, and the first rising half-day of a daily cycle are new levels.
-// These dominate what is left: precision 0.52 and recall 0.60 over the
+// These dominate what is left: precision 0.56 and recall 0.63 over the
 // family (0.39 and 0.50 without the history; predict_linear 0.67/0.53), a
-// 1 MiB/s leak in its target time in 301 of 800 series, a 12 KiB/s one
-// within 4 h in 272 of 600, 57 of 100 healthy daily series flagged at some
-// point of 7 days (94 without). Telling them apart needs waiting longer
+// 1 MiB/s leak in its target time in 316 of 800 series (290 without), a
+// 12 KiB/s one within 4 h in 283 of 600 (235), a leak under a daily cycle
+// within 6 h in 49 of 100 (10), 48 of 100 healthy daily series flagged at
+// some point of 7 days (94). Per family, precision: GC cycles of 20 s-15
+// min 0.60, load-driven GC 0.79, daily 0.46, heap expansion 0.53,
+// high-water marks 0.41, caches 0.34, backlogs 0.17. Telling them apart needs waiting longer
 // than a first transient lasts (up to 20 minutes for a backlog, a day for
 // a daily cycle), which the fast tier's 3-minute target rules out; an age
 // the fast tier would have to reach before it speaks is the next step.
