@@ -119,6 +119,10 @@ func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
 	fs.StringVar(&cfg.CgroupRoot, "cgroup-root", cgroups.DefaultRoot, "where the host's cgroup hierarchies are mounted")
 	fs.StringVar(&cfg.Tracer.ProcRoot, "proc-root", cfg.Tracer.ProcRoot, "where the host's /proc is mounted")
 	fs.Var(listFlag{&cfg.CRIEndpoints}, "cri-endpoint", "CRI sockets to ask for pod names, comma-separated (default: containerd, CRI-O, cri-dockerd)")
+	fs.Func("tracing", "what the tracer traces: full (also mmap/munmap/mremap/brk: the inuse view; every system call on the node takes the kernel's slow path) or faults (page-fault samples, OOM kills, execs and exits only) (default full)", func(v string) error {
+		cfg.Tracer.Tier = tracer.Tier(v)
+		return nil
+	})
 	fs.Uint64Var(&cfg.Tracer.FaultSampleBytes, "fault-sample-bytes", cfg.Tracer.FaultSampleBytes, "faulted bytes between two page-fault samples (0: off)")
 	fs.Uint64Var(&cfg.Tracer.MmapSampleBytes, "mmap-sample-bytes", cfg.Tracer.MmapSampleBytes, "private anonymous mappings shorter than this are sampled by size, the rest tracked exactly (0: track all)")
 	fs.BoolVar(&cfg.NoTracer, "no-tracer", false, "run on cgroup statistics only, without the eBPF programs")
@@ -204,6 +208,9 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 		if f := d.tracer.Features(); !f.FaultSampling {
 			degraded[agent.PartFaultSampling] = f.FaultNote
 		}
+		if f := d.tracer.Features(); !f.Mappings {
+			degraded[agent.PartMappings] = f.MappingsNote
+		}
 	}
 	if d.cri, err = cri.New(cri.Config{Endpoints: cfg.CRIEndpoints}, log); err != nil {
 		return nil, err
@@ -219,6 +226,9 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 		parts.Symbolizer = sym
 	}
 	cfg.Agent.FaultSampleBytes = cfg.Tracer.FaultSampleBytes
+	if d.tracer != nil {
+		cfg.Agent.TracingTier = string(cfg.Tracer.Tier)
+	}
 	if d.agent, err = agent.New(cfg.Agent, d.hier, parts, degraded, log); err != nil {
 		return nil, err
 	}

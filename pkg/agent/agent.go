@@ -54,6 +54,9 @@ type Config struct {
 	// FaultSampleBytes is the tracer's page-fault sampling distance, the
 	// period written into faults profiles.
 	FaultSampleBytes uint64
+	// TracingTier is the tracer's tier, reported in the view ("" without a
+	// tracer).
+	TracingTier string
 	// StateDir, when set, holds the state store (see pkg/state): the agent
 	// restores its containers from it at start and saves them every
 	// SaveEvery and when Run ends, so a restart needs no new warm-up.
@@ -99,6 +102,7 @@ func (c Config) Validate() error {
 const (
 	PartTracer        = "tracer"
 	PartFaultSampling = "fault_sampling"
+	PartMappings      = view.PartMappings
 )
 
 // Error kinds counted in view.Agent.Errors.
@@ -665,6 +669,7 @@ func (a *Agent) publish(now, start time.Time, ts *tracer.Snapshot) {
 	ag.Tracked = len(snap.Containers)
 	ag.OverLimit = a.overLimit
 	ag.CgroupLayout = a.hier.Layout.String()
+	ag.TracingTier = a.cfg.TracingTier
 	ag.Errors = make(map[string]uint64, len(a.errs))
 	for k, v := range a.errs {
 		ag.Errors[k] = v

@@ -71,6 +71,7 @@ type collector struct {
 	overLimit       *prometheus.Desc
 	ready           *prometheus.Desc
 	degraded        *prometheus.Desc
+	tracingTier     *prometheus.Desc
 	scrapeDuration  *prometheus.Desc
 	stateLastSave   *prometheus.Desc
 }
@@ -143,6 +144,8 @@ func NewCollector(src view.Source, info buildinfo.Info) prometheus.Collector {
 			"Whether the agent is ready (1) or not (0)."),
 		degraded: agentDesc("", "degraded",
 			"A metric with a constant value of 1 for each part of the agent that does not run on this host.", "part"),
+		tracingTier: agentDesc("", "tracing_tier",
+			"A metric with a constant value of 1 labelled with what the tracer traces: faults (page-fault samples, OOM kills, execs, exits) or full (also the mapping system calls: the inuse view).", "tier"),
 		stateLastSave: agentDesc("state", "last_save_timestamp_seconds",
 			"Time the last successful save of the state store began, in seconds since the epoch; 0 before the first. Failed saves count in leakwatch_errors_total{kind=\"state_save\"}."),
 		scrapeDuration: agentDesc("", "scrape_duration_seconds",
@@ -157,7 +160,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.oomKills, c.mapped, c.pageFaults, c.faultedBytes,
 		c.buildInfo, c.mapEntries, c.mapCapacity, c.mapMemory, c.drops, c.errors,
 		c.collectDuration, c.collections, c.tracked, c.overLimit, c.ready, c.degraded,
-		c.scrapeDuration, c.stateLastSave,
+		c.scrapeDuration, c.stateLastSave, c.tracingTier,
 	} {
 		ch <- d
 	}
@@ -189,6 +192,9 @@ func (c *collector) collectAgent(ch chan<- prometheus.Metric, a *view.Agent) {
 	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, boolValue(a.Ready))
 	for part := range a.Degraded {
 		ch <- prometheus.MustNewConstMetric(c.degraded, prometheus.GaugeValue, 1, part)
+	}
+	if a.TracingTier != "" {
+		ch <- prometheus.MustNewConstMetric(c.tracingTier, prometheus.GaugeValue, 1, a.TracingTier)
 	}
 	for _, m := range a.Maps {
 		ch <- prometheus.MustNewConstMetric(c.mapEntries, prometheus.GaugeValue, float64(m.Entries), m.Name)

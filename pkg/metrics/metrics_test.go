@@ -102,6 +102,7 @@ func testSnapshot() *view.Snapshot {
 		Agent: view.Agent{
 			Ready:           true,
 			Degraded:        map[string]string{"fault_sampling": "perf events unavailable"},
+			TracingTier:     "full",
 			CollectDuration: 250 * time.Millisecond,
 			Collections:     9,
 			Errors:          map[string]uint64{"memory_read": 3},
@@ -142,6 +143,7 @@ var allButScrapeDuration = []string{
 	"leakwatch_ready",
 	"leakwatch_degraded",
 	"leakwatch_state_last_save_timestamp_seconds",
+	"leakwatch_tracing_tier",
 }
 
 const goldenText = `
@@ -221,6 +223,9 @@ leakwatch_ready 1
 # HELP leakwatch_state_last_save_timestamp_seconds Time the last successful save of the state store began, in seconds since the epoch; 0 before the first. Failed saves count in leakwatch_errors_total{kind="state_save"}.
 # TYPE leakwatch_state_last_save_timestamp_seconds gauge
 leakwatch_state_last_save_timestamp_seconds 1795780800
+# HELP leakwatch_tracing_tier A metric with a constant value of 1 labelled with what the tracer traces: faults (page-fault samples, OOM kills, execs, exits) or full (also the mapping system calls: the inuse view).
+# TYPE leakwatch_tracing_tier gauge
+leakwatch_tracing_tier{tier="full"} 1
 `
 
 func TestCollectGolden(t *testing.T) {

@@ -55,6 +55,11 @@ func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if note, off := snap.Agent.Degraded[view.PartMappings]; off && kind == "inuse" {
+		// An empty inuse profile would read as "nothing mapped".
+		writeError(w, http.StatusConflict, "no inuse view on this agent: "+note+"; type=faults works")
+		return
+	}
 	id, name := ct.ID, fileName(*ct)
 
 	if !s.profiles.acquire(w) {

@@ -132,3 +132,19 @@ func TestProfileWithoutTracerIs501(t *testing.T) {
 		t.Errorf("profile without profiles: %d, want 501", rec.Code)
 	}
 }
+
+// An agent whose tracer does not trace mappings (the faults tier) refuses
+// an inuse profile with the reason, rather than serve an empty one; faults
+// profiles still work.
+func TestInuseProfileRefusedWithoutMappings(t *testing.T) {
+	src := &profileSource{fakeSource: newTestSource()}
+	src.snap.Agent.Degraded = map[string]string{"mappings": "tracing tier faults: mmap, munmap, mremap and brk are not traced"}
+	h := newTestServer(t, src).Handler()
+	rec := do(t, h, http.MethodGet, "/api/v1/containers/100/profile?type=inuse")
+	if rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), "tracing tier faults") {
+		t.Errorf("inuse without mappings: %d %s, want 409 with the reason", rec.Code, rec.Body)
+	}
+	if rec := do(t, h, http.MethodGet, "/api/v1/containers/100/profile?type=faults"); rec.Code != http.StatusOK {
+		t.Errorf("faults without mappings: %d %s, want 200", rec.Code, rec.Body)
+	}
+}

@@ -65,7 +65,26 @@ type Config struct {
 	SweepInterval time.Duration
 	// ProcRoot is where the host's /proc is mounted.
 	ProcRoot string
+	// Tier is what the tracer attaches: TierFull (the default) or
+	// TierFaults.
+	Tier Tier
 }
+
+// Tier names what the tracer traces, by what it costs the node.
+type Tier string
+
+const (
+	// TierFaults samples page faults and follows OOM kills, execs and
+	// exits; no syscalls: tracepoint is attached, so the node's system
+	// calls keep the kernel's fast path. Growth profiles, OOM records and
+	// the cgroup-based verdicts work; the inuse (mapping) view does not.
+	TierFaults Tier = "faults"
+	// TierFull adds mmap, munmap, mremap, brk and mprotect: the inuse
+	// view, exact to the byte for large mappings. Attaching any syscalls:
+	// tracepoint sends every system call of every task on the node through
+	// the kernel's slow path (docs/benchmarks.md has the cost).
+	TierFull Tier = "full"
+)
 
 // DefaultConfig returns the settings leakwatch runs with unless told otherwise.
 func DefaultConfig() Config {
@@ -78,6 +97,7 @@ func DefaultConfig() Config {
 		RingBufferBytes:  256 << 10,
 		SweepInterval:    30 * time.Second,
 		ProcRoot:         "/proc",
+		Tier:             TierFull,
 	}
 }
 
@@ -98,6 +118,8 @@ func (c Config) Validate() error {
 		return errors.New("sweep interval must be at least 1s")
 	case c.ProcRoot == "":
 		return errors.New("proc root must be set")
+	case c.Tier != TierFaults && c.Tier != TierFull:
+		return fmt.Errorf("tracing tier %q: want %q or %q", c.Tier, TierFaults, TierFull)
 	}
 	return nil
 }
@@ -174,6 +196,7 @@ func New(cfg Config, logger *slog.Logger) (*Tracer, error) {
 	t.ring = ring
 	logger.Info("tracer attached",
 		"tracefs", tracefs,
+		"tier", cfg.Tier,
 		"fault_sampling", t.features.FaultSampling,
 		"fault_sample_bytes", cfg.FaultSampleBytes,
 		"mmap_sample_bytes", cfg.MmapSampleBytes,
@@ -236,11 +259,18 @@ func (t *Tracer) attach() error {
 	// outlive its process unseen.
 	for i := len(tracepoints) - 1; i >= 0; i-- {
 		tp := tracepoints[i]
+		if tp.group == syscallsGroup && t.cfg.Tier != TierFull {
+			continue
+		}
 		l, err := link.Tracepoint(tp.group, tp.name, tp.prog, nil)
 		if err != nil {
 			return fmt.Errorf("attaching tracepoint %s:%s: %w", tp.group, tp.name, err)
 		}
 		t.links = append(t.links, l)
+	}
+	t.features.Mappings = t.cfg.Tier == TierFull
+	if !t.features.Mappings {
+		t.features.MappingsNote = fmt.Sprintf("tracing tier %s: mmap, munmap, mremap and brk are not traced, so there is no inuse view (--tracing=%s)", t.cfg.Tier, TierFull)
 	}
 	l, err := link.AttachTracing(link.TracingOptions{Program: o.HandleMarkVictim})
 	if err != nil {
@@ -434,6 +464,9 @@ func kernelRelease() string {
 
 const logKeyErr = "err"
 
+// syscallsGroup is the tracepoint group whose hooks only TierFull attaches.
+const syscallsGroup = "syscalls"
+
 // tracepointHook is a program and the tracepoint it is attached to.
 type tracepointHook struct {
 	group, name string
@@ -465,7 +498,7 @@ func (o *leakwatchPrograms) tracepoints() []tracepointHook {
 func SyscallTracepoints() []string {
 	var names []string
 	for _, h := range new(leakwatchPrograms).tracepoints() {
-		if h.group == "syscalls" {
+		if h.group == syscallsGroup {
 			names = append(names, h.name)
 		}
 	}

@@ -654,3 +654,30 @@ func TestFullMapsCountDropsAndRecover(t *testing.T) {
 		return false
 	})
 }
+
+// The faults tier attaches no syscalls: tracepoint: a workload's mappings
+// are not seen (the inuse view is off, and says so), its page faults are.
+// The full tier's bookkeeping is what the other tests here check.
+func TestFaultsTierTracesNoSystemCalls(t *testing.T) {
+	tr := startTracer(t, func(c *tracer.Config) { c.Tier = tracer.TierFaults })
+	f := tr.Features()
+	if f.Mappings || f.MappingsNote == "" {
+		t.Errorf("features %+v: the faults tier must say the mappings are not traced", f)
+	}
+	if !f.FaultSampling {
+		t.Fatalf("fault sampling unavailable: %s", f.FaultNote)
+	}
+	memwork, _ := cgtest.Workloads(t)
+	g := cgtest.New(t, 256*mib)
+	p := g.Start(t, memwork)
+	p.Do(t, "nop")
+	before := snapshot(t, tr).Cgroups[g.ID]
+	p.Do(t, "touch 65536")  // maps 64 MiB and touches every page
+	p.Do(t, "leak 1024 16") // 16 mappings of 1 MiB
+	s := snapshot(t, tr)
+	c := s.Cgroups[g.ID]
+	if c.MmapBytes != before.MmapBytes || c.MappedBytes != before.MappedBytes || len(pidAllocations(s, p.PID)) != 0 {
+		t.Errorf("the faults tier saw mappings: mmap counter %d -> %d, mapped %d -> %d, %d allocations", before.MmapBytes, c.MmapBytes, before.MappedBytes, c.MappedBytes, len(pidAllocations(s, p.PID)))
+	}
+	checkEstimate(t, c.FaultBytes-before.FaultBytes, 80*mib, 0.25)
+}

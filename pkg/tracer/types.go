@@ -250,5 +250,9 @@ type Event struct {
 type Features struct {
 	FaultSampling bool   // page-fault sampling through the perf software event
 	FaultNote     string // why not, when FaultSampling is false
-	Kernel        string
+	// Mappings says the mapping system calls are traced (the inuse view);
+	// MappingsNote says why not.
+	Mappings     bool
+	MappingsNote string
+	Kernel       string
 }

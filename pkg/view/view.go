@@ -181,6 +181,10 @@ type Point struct {
 	Max uint64 `json:"max_bytes"`
 }
 
+// PartMappings is the Agent.Degraded key set when the tracer does not trace
+// mappings (its faults tier): there is no inuse view.
+const PartMappings = "mappings"
+
 // Agent is the agent's own health.
 type Agent struct {
 	Ready bool `json:"ready"`
@@ -189,6 +193,9 @@ type Agent struct {
 	// Degraded lists parts that do not run on this host (e.g. page-fault
 	// sampling), with the reason.
 	Degraded map[string]string `json:"degraded,omitempty"`
+	// TracingTier is what the tracer traces ("faults", "full"); "" without
+	// a tracer.
+	TracingTier string `json:"tracing_tier,omitempty"`
 
 	CollectDuration time.Duration `json:"-"`
 	Collections     uint64        `json:"collections"`

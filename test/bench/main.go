@@ -222,6 +222,9 @@ type bench struct {
 
 func (b *bench) add(r row) { b.rep.Rows = append(b.rep.Rows, r) }
 
+// faultsTierTarget is what the faults tier may cost each loop (issue 17).
+var faultsTierTarget = map[string]float64{"getpid": 1.01, "faults": 1.02, "faults2": 1.02, "mmap": 1.01, "malloc": 1.02}
+
 // variant is one arm of an overhead round.
 type variant struct {
 	name string
@@ -229,7 +232,17 @@ type variant struct {
 }
 
 func (b *bench) withAgent(name string, f func() error) error {
-	a, err := startAgent(b.agent, b.log)
+	return b.withAgentArgs(name, f)
+}
+
+// withFaultsTier runs f beside an agent in the faults tier, which attaches
+// no syscalls: tracepoint.
+func (b *bench) withFaultsTier(name string, f func() error) error {
+	return b.withAgentArgs(name+" (faults tier)", f, "--tracing=faults")
+}
+
+func (b *bench) withAgentArgs(name string, f func() error, args ...string) error {
+	a, err := startAgent(b.agent, b.log, args...)
 	if err != nil {
 		return err
 	}
@@ -247,11 +260,12 @@ func (b *bench) withAgent(name string, f func() error) error {
 func (b *bench) overhead() error {
 	none := variant{"none", func(_ string, f func() error) error { return f() }}
 	lw := variant{"leakwatch", b.withAgent}
+	faults := variant{"faults", b.withFaultsTier}
 	bt := variant{"bpftrace", func(_ string, f func() error) error { return withBpftrace(bpftraceOneLiner, f) }}
 	floor := variant{"empty", func(_ string, f func() error) error { return withBpftrace(emptySyscallPrograms(), f) }}
 	for _, name := range b.o.loops {
 		if name == "redis" {
-			if err := b.overheadRedis(none, lw); err != nil {
+			if err := b.overheadRedis(none, lw, faults); err != nil {
 				return err
 			}
 			continue
@@ -261,7 +275,7 @@ func (b *bench) overhead() error {
 			return fmt.Errorf("unknown workload %q", name)
 		}
 		l := allLoops[i]
-		vs := []variant{none, lw}
+		vs := []variant{none, lw, faults}
 		var ref, refDesc string
 		switch {
 		case !haveBpftrace():
@@ -282,6 +296,9 @@ func (b *bench) overhead() error {
 			target = fmt.Sprintf("≤%.2fx", l.target)
 		}
 		b.add(overheadRow(l.desc, "ns", samples, "none", "leakwatch", "", l.target, target))
+		if t := faultsTierTarget[l.name]; t > 0 {
+			b.add(overheadRow(l.desc+", --tracing=faults", "ns", samples, "none", "faults", "", t, fmt.Sprintf("≤%.3fx", t)))
+		}
 		if ref != "" {
 			b.add(overheadRow(l.desc+refDesc, "ns", samples, "none", ref, "", 0, "reference"))
 		}
@@ -289,7 +306,7 @@ func (b *bench) overhead() error {
 	return nil
 }
 
-func (b *bench) overheadRedis(none, lw variant) error {
+func (b *bench) overheadRedis(none, lw, faults variant) error {
 	if !haveRedis() {
 		progress("redis-server/redis-benchmark not installed (make deps); skipping the service rows")
 		b.add(row{Section: "overhead", Measure: "redis: not installed", Limit: 1.01, Target: "≤1.01x"})
@@ -300,12 +317,15 @@ func (b *bench) overheadRedis(none, lw variant) error {
 		return err
 	}
 	defer r.stop()
-	samples, err := b.rounds("redis", []variant{none, lw}, r.bench)
+	samples, err := b.rounds("redis", []variant{none, lw, faults}, r.bench)
 	if err != nil {
 		return err
 	}
 	for _, t := range redisTests {
 		b.add(overheadRow(fmt.Sprintf("redis %s, %d req, 50 clients (ns/req)", t, redisRequests), "ns", samples, "none", "leakwatch", t+" ns/req", 1.01, "≤1.01x"))
+	}
+	for _, t := range redisTests {
+		b.add(overheadRow(fmt.Sprintf("redis %s, %d req, 50 clients (ns/req), --tracing=faults", t, redisRequests), "ns", samples, "none", "faults", t+" ns/req", 1.005, "≤1.005x"))
 	}
 	for _, t := range redisTests {
 		b.add(overheadRow(fmt.Sprintf("redis %s p99 latency (µs)", t), "µs", samples, "none", "leakwatch", t+" p99", 0, ""))
