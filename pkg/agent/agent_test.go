@@ -58,8 +58,8 @@ func TestCollectTracksContainersAndServicesAndExpiresGoneOnes(t *testing.T) {
 		}
 		if c.Kind == "container" && container == "" {
 			container = c.Cgroup
-			if c.ContainerID == "" || c.Memory.LeakSignal != c.Memory.Anon+c.Memory.Kernel {
-				t.Errorf("container %+v: want an id and leak signal = anon + kernel", c)
+			if c.ContainerID == "" || c.Memory.LeakSignal != c.Memory.Anon+c.Memory.Shmem+c.Memory.Kernel {
+				t.Errorf("container %+v: want an id and leak signal = anon + shmem + kernel", c)
 			}
 			if pts, ok := a.Series(c.ID); !ok || len(pts) != 1 {
 				t.Errorf("series of %s: %d points, %v; want 1", c.ID, len(pts), ok)

@@ -304,8 +304,8 @@ func TestReadMemoryFixtures(t *testing.T) {
 			if got != tt.want {
 				t.Errorf("ReadMemory(%s)\n got %+v\nwant %+v", tt.path, got, tt.want)
 			}
-			if got.LeakSignal() != tt.want.Anon+tt.want.Kernel {
-				t.Errorf("LeakSignal = %d, want anon+kernel = %d", got.LeakSignal(), tt.want.Anon+tt.want.Kernel)
+			if got.LeakSignal() != tt.want.Anon+tt.want.Shmem+tt.want.Kernel {
+				t.Errorf("LeakSignal = %d, want anon+shmem+kernel = %d", got.LeakSignal(), tt.want.Anon+tt.want.Shmem+tt.want.Kernel)
 			}
 		})
 	}

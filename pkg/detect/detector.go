@@ -9,7 +9,7 @@ import (
 // Point is one memory reading of one container.
 type Point struct {
 	T     time.Time
-	Bytes float64 // the leak signal: anonymous plus unreclaimable memory
+	Bytes float64 // the leak signal: anonymous, shared and unreclaimable memory
 	Limit float64 // memory limit in bytes; 0 when there is none
 }
 

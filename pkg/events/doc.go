@@ -40,8 +40,8 @@
 // hierarchy) and leakwatch.container.id (the id of the agent's API).
 //
 // Leak events add leakwatch.growth_bytes_per_second, leakwatch.confidence,
-// leakwatch.memory_bytes (the leak signal: anonymous plus unreclaimable
-// memory), leakwatch.memory.limit_bytes and leakwatch.time_to_limit_seconds
+// leakwatch.memory_bytes (the leak signal: anonymous, shared and
+// unreclaimable memory), leakwatch.memory.limit_bytes and leakwatch.time_to_limit_seconds
 // (both when known).
 //
 // OOM kill events add process.pid, process.executable.name (the kernel's

@@ -92,7 +92,7 @@ func NewCollector(src view.Source, info buildinfo.Info) prometheus.Collector {
 
 		memory: containerDesc("memory_bytes",
 			"Memory of the container's memory cgroup at the last collection, by type. "+
-				"leak_signal is anonymous plus unreclaimable kernel memory, the figure the leak detector watches.",
+				"leak_signal is anonymous and shared memory plus unreclaimable kernel memory, the figure the leak detector watches.",
 			"type"),
 		limit: containerDesc("memory_limit_bytes",
 			"Effective memory limit of the container's cgroup, the lowest of its own and its ancestors'. "+

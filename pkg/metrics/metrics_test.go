@@ -177,7 +177,7 @@ leakwatch_container_leaking{cgroup="/kubepods.slice/kubepods-burstable.slice/kub
 # HELP leakwatch_container_mapped_bytes Private anonymous memory committed by the container's processes (mappings, brk heap, reservations made accessible by mprotect) that the tracer sees outstanding, touched or not.
 # TYPE leakwatch_container_mapped_bytes gauge
 leakwatch_container_mapped_bytes{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0"} 512
-# HELP leakwatch_container_memory_bytes Memory of the container's memory cgroup at the last collection, by type. leak_signal is anonymous plus unreclaimable kernel memory, the figure the leak detector watches.
+# HELP leakwatch_container_memory_bytes Memory of the container's memory cgroup at the last collection, by type. leak_signal is anonymous and shared memory plus unreclaimable kernel memory, the figure the leak detector watches.
 # TYPE leakwatch_container_memory_bytes gauge
 leakwatch_container_memory_bytes{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0",type="anon"} 600
 leakwatch_container_memory_bytes{cgroup="/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podp1.slice/cri-containerd-c1.scope",container="cart",container_id="c1",namespace="shop",pod="cart-0",type="file"} 300

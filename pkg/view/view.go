@@ -144,8 +144,8 @@ type Memory struct {
 	Kernel     uint64 `json:"kernel_bytes"`
 	Shmem      uint64 `json:"shmem_bytes"`
 	WorkingSet uint64 `json:"working_set_bytes"`
-	// LeakSignal is what a leak can hold: anonymous plus unreclaimable kernel
-	// memory, not page cache. The detector watches it.
+	// LeakSignal is what a leak can hold: anonymous and shared memory plus
+	// unreclaimable kernel memory, not page cache. The detector watches it.
 	LeakSignal uint64 `json:"leak_signal_bytes"`
 	// Limit is the effective limit (the lowest of the cgroup's and its
 	// ancestors'); 0 when there is none.
