@@ -52,7 +52,7 @@ bench: ## measure the tracer's cost on micro-loops, interleaved with and without
 
 .PHONY: bench-detect
 bench-detect: ## compare the leak detector with predict_linear and growth-% rules on 100 unseen seeds of the production family, test/corpus and the real traces
-	$(GO) run ./test/benchdetect -production -seeds 100 -first-seed 1000 -corpus test/corpus -real test/corpus/real
+	$(GO) run ./test/benchdetect -production -seeds 100 -first-seed 1000 -corpus test/corpus -real test/corpus/real,test/corpus/real/second
 
 .PHONY: $(BIN)/golangci-lint
 $(BIN)/golangci-lint:

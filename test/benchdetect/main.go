@@ -79,7 +79,7 @@ func main() {
 	seeds := flag.Int("seeds", 0, "generate the corpus in memory for N seeds and report totals over them, instead of replaying -corpus")
 	firstSeed := flag.Uint64("first-seed", 1, "with -seeds: the first seed")
 	production := flag.Bool("production", false, "with -seeds: generate the production family, then replay -corpus (if set) and -real")
-	real := flag.String("real", "", "then replay the traces recorded from real runtimes in this directory (with labels.csv), one line per trace")
+	real := flag.String("real", "", "then replay the traces recorded from real runtimes in these directories (comma-separated, each with labels.csv), one line per trace")
 	flag.Parse()
 	var ok bool
 	var err error
@@ -97,10 +97,13 @@ func main() {
 	default:
 		ok, err = run(os.Stdout, *dir, *verbose)
 	}
-	if err == nil && *real != "" {
-		fmt.Printf("\nreal traces (%s):\n", *real)
+	for _, d := range strings.Split(*real, ",") {
+		if err != nil || d == "" {
+			break
+		}
+		fmt.Printf("\nreal traces (%s):\n", d)
 		var realOK bool
-		realOK, err = run(os.Stdout, *real, true)
+		realOK, err = run(os.Stdout, d, true)
 		ok = ok && realOK
 	}
 	if err != nil {

@@ -6,11 +6,17 @@
 #
 #   test/corpus/real/record.sh [OUTDIR]      # default: test/corpus/real
 #
+# SET=second records the second set instead, into test/corpus/real/second:
+# other runtimes' settings and a third-party server (see README.md).
+#
 # DURATION (default 70m) and INTERVAL (default 10s) override the recording
 # length and the time between points. The labels in labels.csv hold for the
 # defaults: every leak starts at 600 s (LEAK_AFTER).
 set -euo pipefail
-out=${1:-test/corpus/real}
+set_name=${SET:-first}
+default_out=test/corpus/real
+[ "$set_name" = first ] || default_out=test/corpus/real/$set_name
+out=${1:-$default_out}
 duration=${DURATION:-70m}
 interval=${INTERVAL:-10s}
 leak_after=${LEAK_AFTER:-600}
@@ -35,15 +41,35 @@ run() {
 	echo "$name: recorder pid $!"
 }
 
-run go-healthy 800Mi env GOGC=50 "$bin/goservice" -live 256 -cache 96 -leak-rate 0
-run go-leak 1100Mi env GOGC=50 "$bin/goservice" -live 256 -cache 96 -leak-rate 65536 -leak-after ${leak_after}s
-run jvm-healthy 1200Mi java -XX:+UseG1GC -Xmx1g -cp "$bin/jvm" Service 128 96 0 "$leak_after"
-run jvm-leak 1400Mi java -XX:+UseG1GC -Xmx1g -cp "$bin/jvm" Service 128 96 98304 "$leak_after"
-run node-healthy 500Mi node $w/node/service.js 96 48 0 "$leak_after"
-run node-leak 700Mi node $w/node/service.js 96 48 65536 "$leak_after"
-run py-healthy 400Mi $python $w/python/service.py 96 48 0 "$leak_after"
-run py-leak 550Mi $python $w/python/service.py 96 48 49152 "$leak_after"
-run c-healthy 450Mi "$bin/cservice" 128 64 0 "$leak_after"
-run c-leak 800Mi "$bin/cservice" 128 64 131072 "$leak_after"
+case $set_name in
+first)
+	run go-healthy 800Mi env GOGC=50 "$bin/goservice" -live 256 -cache 96 -leak-rate 0
+	run go-leak 1100Mi env GOGC=50 "$bin/goservice" -live 256 -cache 96 -leak-rate 65536 -leak-after ${leak_after}s
+	run jvm-healthy 1200Mi java -XX:+UseG1GC -Xmx1g -cp "$bin/jvm" Service 128 96 0 "$leak_after"
+	run jvm-leak 1400Mi java -XX:+UseG1GC -Xmx1g -cp "$bin/jvm" Service 128 96 98304 "$leak_after"
+	run node-healthy 500Mi node $w/node/service.js 96 48 0 "$leak_after"
+	run node-leak 700Mi node $w/node/service.js 96 48 65536 "$leak_after"
+	run py-healthy 400Mi $python $w/python/service.py 96 48 0 "$leak_after"
+	run py-leak 550Mi $python $w/python/service.py 96 48 49152 "$leak_after"
+	run c-healthy 450Mi "$bin/cservice" 128 64 0 "$leak_after"
+	run c-leak 800Mi "$bin/cservice" 128 64 131072 "$leak_after"
+	;;
+second)
+	# ZGC gives memory back after ZUncommitDelay (300 s by default).
+	run jvm-zgc-healthy 1200Mi java -XX:+UseZGC -Xmx1g -cp "$bin/jvm" Service 128 96 0 "$leak_after"
+	run jvm-zgc-leak 1400Mi java -XX:+UseZGC -Xmx1g -cp "$bin/jvm" Service 128 96 98304 "$leak_after"
+	# Go held near its memory limit: the GC cycles with the heap at the
+	# limit instead of at live x 2.
+	run go-memlimit-healthy 900Mi env GOGC=off GOMEMLIMIT=600MiB "$bin/goservice" -live 256 -cache 96 -leak-rate 0
+	run go-memlimit-leak 900Mi env GOGC=off GOMEMLIMIT=600MiB "$bin/goservice" -live 256 -cache 96 -leak-rate 65536 -leak-after ${leak_after}s
+	run redis-healthy 400Mi $w/redis/service.sh 16379 40000 40 0 "$leak_after"
+	run redis-leak 600Mi $w/redis/service.sh 16380 40000 40 65536 "$leak_after"
+	run py-slow-leak 400Mi $python $w/python/service.py 64 32 24576 "$leak_after"
+	;;
+*)
+	echo "SET must be first or second" >&2
+	exit 2
+	;;
+esac
 echo "logs and binaries in $bin"
 wait

@@ -5,8 +5,9 @@
 //	t,bytes,limit,usage,anon,file,kernel
 //
 // bytes is the signal the agent feeds the detector (cgroups.MemoryStats
-// LeakSignal: anonymous plus unreclaimable kernel memory, page cache left
-// out), limit the cgroup's effective limit; the other columns are there for
+// LeakSignal: anonymous and shared memory plus unreclaimable kernel memory,
+// page cache left out; the first set was recorded before shared memory was
+// part of it, which changes nothing for its runtimes, whose shmem is flat), limit the cgroup's effective limit; the other columns are there for
 // a reader and are ignored by the CSV reader.
 //
 //	go run ./test/corpus/real/record -name go-leak -out go-leak.csv \
@@ -100,9 +101,11 @@ func (r *recording) run(ctx context.Context, out, logFile string, argv []string)
 			return err
 		}
 		// Deferred calls run last first: this one after the workload
-		// has been reaped, when the cgroup is empty.
+		// has been reaped. Its children (a server the workload's shell
+		// started) may still be exiting from the group's SIGTERM: the
+		// cgroup is busy until they have, so removal is retried.
 		defer func() {
-			if rmErr := os.Remove(r.cpuDir); rmErr != nil {
+			if rmErr := removeWhenEmpty(r.cpuDir, 30*time.Second); rmErr != nil {
 				err = errors.Join(err, fmt.Errorf("removing cpu cgroup: %w", rmErr))
 			}
 		}()
@@ -258,4 +261,17 @@ func parseBytes(s string) (uint64, error) {
 		return 0, err
 	}
 	return v * mult, nil
+}
+
+// removeWhenEmpty removes the cgroup directory dir, retrying while it is
+// busy (processes still leaving it) for at most wait.
+func removeWhenEmpty(dir string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		err := os.Remove(dir)
+		if err == nil || !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
