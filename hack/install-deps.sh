@@ -14,6 +14,9 @@ packages=(clang clang-format llvm libbpf-dev bpftool make gcc libc6-dev binutils
 # A JDK (javac, java) builds and runs the JVM workload whose series
 # test/deploy records (TestRecordAgentSeries).
 packages+=(openjdk-17-jdk-headless)
+# containerd (with its built-in CRI plugin) and runc are the real container
+# runtime the CRI end-to-end test starts on a private root and socket (issue 15).
+packages+=(containerd runc)
 if [[ "${LEAKWATCH_EXTRA_PACKAGES:-}" != "" ]]; then
 	read -r -a extra <<<"${LEAKWATCH_EXTRA_PACKAGES}"
 	packages+=("${extra[@]}")
