@@ -29,14 +29,15 @@ const (
 	SensitivityHigh   Sensitivity = "high"
 )
 
-// Policy is what one container's annotations ask for. Invalid lists the
-// annotations whose values could not be used (they are ignored, never
-// guessed at), so the caller can warn once and export it.
+// Policy is what one container's annotations ask for. Invalid lists, "; "
+// separated, the annotations whose values could not be used (they are
+// ignored, never guessed at), so the caller can warn once and export it. A
+// string keeps Policy comparable, like the cri.Info that carries it.
 type Policy struct {
 	Ignore      bool
 	WarmUp      time.Duration // 0: the daemon's default
 	Sensitivity Sensitivity
-	Invalid     []string
+	Invalid     string
 }
 
 // Parse reads the pod's annotations, then the container's, which override
@@ -78,7 +79,10 @@ func (p *Policy) merge(a map[string]string) {
 }
 
 func (p *Policy) invalid(key, value string) {
-	p.Invalid = append(p.Invalid, fmt.Sprintf("%s=%q", key, value))
+	if p.Invalid != "" {
+		p.Invalid += "; "
+	}
+	p.Invalid += fmt.Sprintf("%s=%q", key, value)
 }
 
 // Apply returns cfg changed as the policy asks. A warm-up annotation can only

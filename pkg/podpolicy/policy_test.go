@@ -20,19 +20,13 @@ func TestParse(t *testing.T) {
 			map[string]string{KeyIgnore: "false"},
 			Policy{Ignore: false, Sensitivity: SensitivityLow}},
 		{"bad values ignored and reported", map[string]string{KeyIgnore: "yes please", KeyWarmUp: "-1m", KeySensitivity: "max"}, nil,
-			Policy{Sensitivity: SensitivityNormal, Invalid: []string{`leakwatch.io/ignore="yes please"`, `leakwatch.io/warmup="-1m"`, `leakwatch.io/sensitivity="max"`}}},
+			Policy{Sensitivity: SensitivityNormal, Invalid: `leakwatch.io/ignore="yes please"; leakwatch.io/warmup="-1m"; leakwatch.io/sensitivity="max"`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got := Parse(c.pod, c.container)
-			if got.Ignore != c.want.Ignore || got.WarmUp != c.want.WarmUp || got.Sensitivity != c.want.Sensitivity ||
-				len(got.Invalid) != len(c.want.Invalid) {
+			if got != c.want {
 				t.Fatalf("Parse = %+v, want %+v", got, c.want)
-			}
-			for i := range got.Invalid {
-				if got.Invalid[i] != c.want.Invalid[i] {
-					t.Fatalf("Invalid[%d] = %s, want %s", i, got.Invalid[i], c.want.Invalid[i])
-				}
 			}
 		})
 	}
