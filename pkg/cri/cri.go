@@ -25,6 +25,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/leakwatch/leakwatch/pkg/podpolicy"
 )
 
 // Defaults for the zero values of Config.
@@ -104,6 +106,9 @@ type Info struct {
 	PodUID        string
 	ContainerName string
 	Image         string
+	// Policy is what the pod's and the container's leakwatch.io/*
+	// annotations ask for (container annotations override the pod's).
+	Policy podpolicy.Policy
 }
 
 // PodInfo names a pod, for pod-level cgroups.
@@ -597,6 +602,7 @@ func buildSnapshot(sandboxes []*runtimeapi.PodSandbox, containers []*runtimeapi.
 			PodUID:        first(labels[labelPodUID], sb.PodUID),
 			ContainerName: first(ctr.GetMetadata().GetName(), labels[labelContainerName]),
 			Image:         first(ctr.GetImage().GetUserSpecifiedImage(), ctr.GetImage().GetImage(), ctr.GetImageRef()),
+			Policy:        podpolicy.Parse(byID[ctr.GetPodSandboxId()].GetAnnotations(), ctr.GetAnnotations()),
 		}
 	}
 	return &snapshot{containers: infos, pods: pods}

@@ -16,6 +16,8 @@ import (
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/leakwatch/leakwatch/pkg/podpolicy"
 )
 
 const (
@@ -96,6 +98,8 @@ func startRuntime(t *testing.T, path string) *fakeRuntime {
 				Id:       sandbox,
 				Metadata: &runtimeapi.PodSandboxMetadata{Name: "web-7d9f", Uid: podUID, Namespace: "shop"},
 				State:    runtimeapi.PodSandboxState_SANDBOX_READY,
+				// Pod annotations reach the runtime on the sandbox.
+				Annotations: map[string]string{podpolicy.KeyIgnore: "true", podpolicy.KeyWarmUp: "30m"},
 			},
 		},
 		containers: map[string]*runtimeapi.Container{},
@@ -119,6 +123,8 @@ func startRuntime(t *testing.T, path string) *fakeRuntime {
 		PodSandboxId: sandbox,
 		Metadata:     &runtimeapi.ContainerMetadata{Name: "sidecar"},
 		Image:        &runtimeapi.ImageSpec{Image: "registry.example/proxy:2"},
+		// Container annotations override the pod's, key by key.
+		Annotations: map[string]string{podpolicy.KeyIgnore: "false", podpolicy.KeySensitivity: "max"},
 	})
 	runtimeapi.RegisterRuntimeServiceServer(f.srv, f)
 	ln, err := net.Listen("unix", path)
@@ -248,9 +254,11 @@ func TestEnrichment(t *testing.T) {
 		id   string
 		want Info
 	}{
-		{ctrApp, Info{PodName: "web-7d9f", Namespace: "shop", PodUID: podUID, ContainerName: "app", Image: "registry.example/app:1.2"}},
+		{ctrApp, Info{PodName: "web-7d9f", Namespace: "shop", PodUID: podUID, ContainerName: "app", Image: "registry.example/app:1.2",
+			Policy: podpolicy.Policy{Ignore: true, WarmUp: 30 * time.Minute, Sensitivity: podpolicy.SensitivityNormal}}},
 		// No kubelet labels: pod fields come from the sandbox.
-		{ctrSide, Info{PodName: "web-7d9f", Namespace: "shop", PodUID: podUID, ContainerName: "sidecar", Image: "registry.example/proxy:2"}},
+		{ctrSide, Info{PodName: "web-7d9f", Namespace: "shop", PodUID: podUID, ContainerName: "sidecar", Image: "registry.example/proxy:2",
+			Policy: podpolicy.Policy{WarmUp: 30 * time.Minute, Sensitivity: podpolicy.SensitivityNormal, Invalid: `leakwatch.io/sensitivity="max"`}}},
 	}
 	for _, tt := range tests {
 		got, ok := c.Lookup(tt.id)
