@@ -198,7 +198,7 @@ func parseCIE(r *reader, s frameSection) (*cie, error) {
 	if len(aug) > 0 && aug[0] == 'z' {
 		c.aug = true
 		n := r.uleb()
-		end := r.off + int(n)
+		start := r.off
 		for _, ch := range aug[1:] {
 			switch ch {
 			case 'R':
@@ -212,7 +212,7 @@ func parseCIE(r *reader, s frameSection) (*cie, error) {
 				c.signal = true
 			}
 		}
-		r.off = end
+		r.skipTo(start, n)
 	} else if aug != "" && s.eh {
 		return nil, fmt.Errorf("augmentation %q: %w", aug, errMalformed)
 	}
@@ -228,7 +228,7 @@ func parseFDE(r *reader, s frameSection, c *cie) (fde, error) {
 	size := r.pointer(c.fdeEnc&0x0f, 0)
 	if c.aug {
 		n := r.uleb()
-		r.off += int(n)
+		r.skipTo(r.off, n)
 	}
 	if r.err || r.off > len(r.b) {
 		return fde{}, errMalformed

@@ -58,8 +58,18 @@ func (r *reader) bytes(n int) []byte {
 	return r.b[r.off-n : r.off]
 }
 
+// skipTo moves to n bytes past start, an offset already read; beyond the
+// data (or a length that does not fit an int) is an error.
+func (r *reader) skipTo(start int, n uint64) {
+	if r.err || start < 0 || start > len(r.b) || n > uint64(len(r.b)-start) {
+		r.err = true
+		return
+	}
+	r.off = start + int(n)
+}
+
 func (r *reader) rest() []byte {
-	if r.err || r.off > len(r.b) {
+	if r.err || r.off < 0 || r.off > len(r.b) {
 		return nil
 	}
 	return r.b[r.off:]
