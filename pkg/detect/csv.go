@@ -199,7 +199,12 @@ func ReadCSVFile(path string) ([]Sample, error) {
 		return nil, err
 	}
 	defer f.Close()
-	r := NewCSVReader(f)
+	return ReadCSV(f)
+}
+
+// ReadCSV reads every sample of a series (see CSVReader) into memory.
+func ReadCSV(in io.Reader) ([]Sample, error) {
+	r := NewCSVReader(in)
 	var out []Sample
 	for {
 		s, err := r.Next()

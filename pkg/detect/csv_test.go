@@ -14,20 +14,7 @@ import (
 	"time"
 )
 
-func readAll(in string) ([]Sample, error) {
-	r := NewCSVReader(strings.NewReader(in))
-	var out []Sample
-	for {
-		s, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return out, err
-		}
-		out = append(out, s)
-	}
-}
+func readAll(in string) ([]Sample, error) { return ReadCSV(strings.NewReader(in)) }
 
 func TestReadCSV(t *testing.T) {
 	got, err := readAll("\uFEFF# recorded by hand\nlimit, \"bytes\" ,x,T\r\n1000,10,a,5\r\n\n,20,b,6.5\n")
