@@ -73,14 +73,8 @@ func (t *funcTable) name(n uint32) []byte {
 type symtab struct {
 	data, strs []byte
 	strSect    *elf.Section
-	// sections are those of the file the table is in (the binary, or its
-	// debug file), for its symbols' section flags; keep, when set, maps
-	// that file's ranges for as long as the object lives, in place of the
-	// binary's.
-	sections []*elf.Section
-	keep     mapper
-	class    elf.Class
-	bo       binary.ByteOrder
+	class      elf.Class
+	bo         binary.ByteOrder
 }
 
 // elfSym is an entry of a symbol table, ELF32 or ELF64.
@@ -127,55 +121,35 @@ type symtabs struct {
 // make it read past the file; an error is the mapper's, not the file's.
 func mapSymtabs(f *elf.File, fits func(off, n uint64) bool, m mapper) (*symtabs, error) {
 	st := &symtabs{}
-	for i, typ := range []elf.SectionType{elf.SHT_SYMTAB, elf.SHT_DYNSYM} {
-		if err := st.mapTable(i, f, typ, fits, m); err != nil {
-			st.close()
-			return nil, err
-		}
-	}
-	return st, nil
-}
-
-// useDebugSymtab puts the .symtab of d, a stripped binary's debug file,
-// in place of the binary's missing one; keep maps d for the object.
-func (st *symtabs) useDebugSymtab(d *elf.File, fits func(off, n uint64) bool, m, keep mapper) error {
-	if err := st.mapTable(0, d, elf.SHT_SYMTAB, fits, m); err != nil {
-		return err
-	}
-	if t := st.tabs[0]; t != nil {
-		t.keep = keep
-	}
-	return nil
-}
-
-// mapTable maps f's table of type typ into slot i; an absent or unusable
-// table leaves the slot as it was.
-func (st *symtabs) mapTable(i int, f *elf.File, typ elf.SectionType, fits func(off, n uint64) bool, m mapper) error {
 	usable := func(s *elf.Section) bool {
 		return s.Type != elf.SHT_NOBITS && s.Flags&elf.SHF_COMPRESSED == 0 && s.Size > 0 && fits(s.Offset, s.Size)
 	}
-	s := f.SectionByType(typ)
-	t := &symtab{class: f.Class, bo: f.ByteOrder, sections: f.Sections}
-	if s == nil || !usable(s) || s.Size%uint64(t.entrySize()) != 0 || s.Size/uint64(t.entrySize()) > maxSymbols || int(s.Link) >= len(f.Sections) {
-		return nil
+	for i, typ := range []elf.SectionType{elf.SHT_SYMTAB, elf.SHT_DYNSYM} {
+		s := f.SectionByType(typ)
+		t := &symtab{class: f.Class, bo: f.ByteOrder}
+		if s == nil || !usable(s) || s.Size%uint64(t.entrySize()) != 0 || s.Size/uint64(t.entrySize()) > maxSymbols || int(s.Link) >= len(f.Sections) {
+			continue
+		}
+		t.strSect = f.Sections[s.Link]
+		if !usable(t.strSect) || t.strSect.Size >= nameTableBit {
+			continue
+		}
+		data, rel, err := m(int64(s.Offset), int64(s.Size))
+		if err != nil {
+			st.close()
+			return nil, err
+		}
+		st.release = append(st.release, rel)
+		strs, rel, err := m(int64(t.strSect.Offset), int64(t.strSect.Size))
+		if err != nil {
+			st.close()
+			return nil, err
+		}
+		st.release = append(st.release, rel)
+		t.data, t.strs = data, strs
+		st.tabs[i] = t
 	}
-	t.strSect = f.Sections[s.Link]
-	if !usable(t.strSect) || t.strSect.Size >= nameTableBit {
-		return nil
-	}
-	data, rel, err := m(int64(s.Offset), int64(s.Size))
-	if err != nil {
-		return err
-	}
-	st.release = append(st.release, rel)
-	strs, rel, err := m(int64(t.strSect.Offset), int64(t.strSect.Size))
-	if err != nil {
-		return err
-	}
-	st.release = append(st.release, rel)
-	t.data, t.strs = data, strs
-	st.tabs[i] = t
-	return nil
+	return st, nil
 }
 
 func (st *symtabs) close() {
@@ -215,14 +189,14 @@ func (st *symtabs) goSymbols() goSymbols {
 // local names, then the first name in byte order. The string tables it
 // references are mapped anew through keep, so that the pages the load
 // read are not held.
-func (st *symtabs) functions(skip pcRange, keep mapper) (funcTable, []func(), error) {
+func (st *symtabs) functions(f *elf.File, skip pcRange, keep mapper) (funcTable, []func(), error) {
 	rank := func(t *symtab, s elfSym) (uint32, bool) {
 		typ := elf.ST_TYPE(s.info)
 		if (typ != elf.STT_FUNC && typ != elf.STT_GNU_IFUNC) || s.value == 0 || s.size == 0 || skip.holds(s.value) {
 			return 0, false
 		}
 		sec := elf.SectionIndex(s.shndx)
-		if sec == elf.SHN_UNDEF || (int(sec) < len(t.sections) && t.sections[sec].Flags&elf.SHF_EXECINSTR == 0) {
+		if sec == elf.SHN_UNDEF || (int(sec) < len(f.Sections) && f.Sections[sec].Flags&elf.SHF_EXECINSTR == 0) {
 			return 0, false
 		}
 		if len(cBytes(t.strs, s.name)) == 0 {
@@ -290,11 +264,7 @@ func (st *symtabs) functions(skip pcRange, keep mapper) (funcTable, []func(), er
 		if !used[i] {
 			continue
 		}
-		k := keep
-		if t.keep != nil {
-			k = t.keep
-		}
-		strs, rel, err := k(int64(t.strSect.Offset), int64(t.strSect.Size))
+		strs, rel, err := keep(int64(t.strSect.Offset), int64(t.strSect.Size))
 		if err != nil {
 			for _, r := range release {
 				r()

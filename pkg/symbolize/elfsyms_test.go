@@ -104,7 +104,7 @@ func loadFuncTable(t *testing.T, path string) (*elf.File, funcTable) {
 		t.Fatal(err)
 	}
 	defer tabs.close()
-	ft, release, err := tabs.functions(pcRange{}, m)
+	ft, release, err := tabs.functions(f, pcRange{}, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestFuncTableMatchesDebugELF(t *testing.T) {
 func loadPath(t *testing.T, path string) *object {
 	t.Helper()
 	fh, size := openFile(t, path)
-	o, err := loadObject(fh, size, mmapper(fh, size), nil)
+	o, err := loadObject(fh, size, mmapper(fh, size))
 	if err != nil {
 		t.Fatal(err)
 	}

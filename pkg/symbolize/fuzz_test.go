@@ -84,12 +84,7 @@ func FuzzLoadObject(f *testing.F) {
 	// broken copies of it.
 	f.Add([]byte("\x7fELF\x02\x01\x01"), uint64(0))
 	f.Fuzz(func(t *testing.T, data []byte, addr uint64) {
-		// The file serves as its own debug file too: a debug file is as
-		// much outside input as a binary.
-		self := func(string, string) *debugSource {
-			return &debugSource{r: bytes.NewReader(data), size: int64(len(data)), m: heapMapper(data), close: func() {}}
-		}
-		o, err := loadObject(bytes.NewReader(data), int64(len(data)), heapMapper(data), self)
+		o, err := loadObject(bytes.NewReader(data), int64(len(data)), heapMapper(data))
 		if err != nil {
 			return
 		}

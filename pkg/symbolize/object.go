@@ -12,8 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
-
-	"github.com/leakwatch/leakwatch/pkg/debugfile"
 )
 
 // object is what the Symbolizer keeps of one ELF file: how file offsets
@@ -78,20 +76,6 @@ const (
 
 var errNotELF = errors.New("not an ELF file")
 
-// debugSource is a stripped binary's debug file, opened for its .symtab
-// (see package debugfile); close lets it go once the load is done (what
-// the object keeps of it stays mapped).
-type debugSource struct {
-	r     io.ReaderAt
-	size  int64
-	m     mapper
-	close func()
-}
-
-// findDebug returns the debug file of a binary with this build id and
-// .gnu_debuglink name, or nil.
-type findDebug func(buildID, link string) *debugSource
-
 // loadObject reads an ELF file of size bytes. Every section it reads is
 // checked against size first, so a corrupt header cannot make it allocate
 // more than the file holds.
@@ -99,10 +83,8 @@ type findDebug func(buildID, link string) *debugSource
 // The symbol tables are read in place, mapped for the load only. A Go
 // binary is symbolized through its pclntab; of its symbol tables it keeps
 // only the functions outside the pclntab's range, which is none for a
-// binary without cgo or linked-in assembly of its own. A binary without
-// .symtab (stripped, as distributions ship them) takes it from its debug
-// file where debug finds one: the static functions .dynsym lacks.
-func loadObject(r io.ReaderAt, size int64, m mapper, debug findDebug) (*object, error) {
+// binary without cgo or linked-in assembly of its own.
+func loadObject(r io.ReaderAt, size int64, m mapper) (*object, error) {
 	f, err := elf.NewFile(r)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errNotELF, err)
@@ -121,17 +103,14 @@ func loadObject(r io.ReaderAt, size int64, m mapper, debug findDebug) (*object, 
 	// What the object keeps mapped is counted, and uncounted when given
 	// back while loading.
 	var mapped int64
-	counted := func(m mapper) mapper {
-		return func(off, length int64) ([]byte, func(), error) {
-			b, rel, err := m(off, length)
-			if err != nil {
-				return nil, nil, err
-			}
-			mapped += int64(len(b))
-			return b, func() { mapped -= int64(len(b)); rel() }, nil
+	keep := func(off, length int64) ([]byte, func(), error) {
+		b, rel, err := m(off, length)
+		if err != nil {
+			return nil, nil, err
 		}
+		mapped += int64(len(b))
+		return b, func() { mapped -= int64(len(b)); rel() }, nil
 	}
-	keep := counted(m)
 	tabs, err := mapSymtabs(f, fits, m)
 	if err != nil {
 		return nil, err
@@ -148,15 +127,7 @@ func loadObject(r io.ReaderAt, size int64, m mapper, debug findDebug) (*object, 
 		o.goTab, release = gt, rel
 		covered = gt.covered()
 	}
-	if o.goTab == nil && tabs.tabs[0] == nil && debug != nil {
-		done, err := useDebugFile(tabs, o.buildID, debugfile.Link(f), debug, counted)
-		if err != nil {
-			unmap()
-			return nil, err
-		}
-		defer done()
-	}
-	funcs, rel, err := tabs.functions(covered, keep)
+	funcs, rel, err := tabs.functions(f, covered, keep)
 	if err != nil {
 		unmap()
 		return nil, err
@@ -178,31 +149,6 @@ func loadObject(r io.ReaderAt, size int64, m mapper, debug findDebug) (*object, 
 	o.unmap = unmap
 	o.heapBytes, o.mappedBytes = o.heapSize(), mapped
 	return o, nil
-}
-
-// useDebugFile gives tabs the .symtab of the binary's debug file, if debug
-// finds one whose build id is the binary's. done lets the file go once the
-// load has mapped what it keeps.
-func useDebugFile(tabs *symtabs, buildID, link string, debug findDebug, counted func(mapper) mapper) (done func(), err error) {
-	src := debug(buildID, link)
-	if src == nil {
-		return func() {}, nil
-	}
-	d, err := elf.NewFile(src.r)
-	if err != nil {
-		src.close()
-		return func() {}, nil // not ELF: no symbols from it, the binary's still load
-	}
-	fits := func(off, n uint64) bool { return off <= uint64(src.size) && n <= uint64(src.size)-off }
-	if id := readBuildID(d, fits); buildID != "" && id != buildID {
-		src.close()
-		return func() {}, nil // another build's symbols would name the wrong code
-	}
-	if err := tabs.useDebugSymtab(d, fits, src.m, counted(src.m)); err != nil {
-		src.close()
-		return nil, err
-	}
-	return src.close, nil
 }
 
 // heapSize estimates the heap an object retains: its own tables, not the

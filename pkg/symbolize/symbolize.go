@@ -21,8 +21,6 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/leakwatch/leakwatch/pkg/debugfile"
 )
 
 // Config bounds the Symbolizer's caches. Zero values take the defaults.
@@ -158,11 +156,7 @@ type Symbolizer struct {
 // loads. Goroutines may load from it at once; it is closed when the cache
 // has dropped it and no load uses it. The Symbolizer's mutex guards it.
 type heldFile struct {
-	f *os.File
-	// debug is the file's debug file, held too where the file has no
-	// symbol table of its own: the process that shows where it is may be
-	// gone by the time the table loads.
-	debug   *os.File
+	f       *os.File
 	users   int
 	dropped bool
 }
@@ -170,21 +164,14 @@ type heldFile struct {
 func (h *heldFile) drop() {
 	h.dropped = true
 	if h.users == 0 {
-		h.close()
+		_ = h.f.Close()
 	}
 }
 
 func (h *heldFile) done() {
 	h.users--
 	if h.users == 0 && h.dropped {
-		h.close()
-	}
-}
-
-func (h *heldFile) close() {
-	_ = h.f.Close()
-	if h.debug != nil {
-		_ = h.debug.Close()
+		_ = h.f.Close()
 	}
 }
 
@@ -208,13 +195,7 @@ type procMapping struct {
 	contentKey string    // "" when the file could not be used
 	ident      fileIdent // of the file read at capture
 	openPath   string    // where it was read, to reload while the process lives
-	place      filePlace
 }
-
-// filePlace is where a process finds a mapped file: its root directory
-// (as the agent reaches it, /proc/PID/root) and the path beneath it. The
-// file's debug file is looked for there.
-type filePlace struct{ root, path string }
 
 // fileIdent identifies file content without reading it.
 type fileIdent struct {
@@ -556,7 +537,7 @@ func (s *Symbolizer) objectOf(key procKey, pm *procMapping) *object {
 	if s.checkIdentity(key) != nil {
 		return nil
 	}
-	o, _, err := s.load(pm.openPath, pm.ident, pm.place)
+	o, _, err := s.load(pm.openPath, pm.ident)
 	if err != nil {
 		return nil
 	}
@@ -584,13 +565,12 @@ func (s *Symbolizer) resolve(pid uint32, e mapsEntry, pm *procMapping) {
 		if !ok || id.ino != e.Inode || !st.Mode().IsRegular() {
 			continue
 		}
-		place := filePlace{root: s.procPath(pid, "root"), path: e.Path}
-		ck, buildID, err := s.identify(path, id, place)
+		ck, buildID, err := s.identify(path, id)
 		if err != nil {
 			s.log.Debug("cannot read mapped file", logKeyPID, pid, logKeyFile, e.Path, logKeyErr, err)
 			return
 		}
-		pm.contentKey, pm.ident, pm.openPath, pm.place = ck, id, path, place
+		pm.contentKey, pm.ident, pm.openPath = ck, id, path
 		pm.BuildID = buildID
 		return
 	}
@@ -600,7 +580,7 @@ func (s *Symbolizer) resolve(pid uint32, e mapsEntry, pm *procMapping) {
 
 // load returns the acquired object for the file at path, whose identity
 // must be id, and its content key. Files of one build id share one object.
-func (s *Symbolizer) load(path string, id fileIdent, place filePlace) (*object, string, error) {
+func (s *Symbolizer) load(path string, id fileIdent) (*object, string, error) {
 	s.mu.Lock()
 	if ck, ok := s.idents.get(id); ok {
 		if o, ok := s.objects.get(ck); ok {
@@ -625,7 +605,7 @@ func (s *Symbolizer) load(path string, id fileIdent, place filePlace) (*object, 
 		return nil, "", fmt.Errorf("%s changed while opening it", path)
 	}
 	s.st.filesOpened.Add(1)
-	o, err := s.loadFile(f, st.Size(), place)
+	o, err := s.loadFile(f, st.Size())
 	if err != nil {
 		s.st.errors.Add(1)
 		return nil, "", err
@@ -653,14 +633,14 @@ func (s *Symbolizer) load(path string, id fileIdent, place filePlace) (*object, 
 
 // MaxHeldFiles bounds the mapped files held open between capture and the
 // first use of their symbols: beyond its fixed descriptors, an agent holds
-// at most this many, whatever the node runs, and a debug file for each
-// stripped one among them (loads in progress open a few more for a moment).
+// at most this many, whatever the node runs (loads in progress open a few
+// more for a moment).
 const MaxHeldFiles = 256
 
 // identify names a mapped file's content (its build id, else its identity)
 // without loading its symbols, and holds it open for when they are needed.
 // A file whose content is known or loaded already is not opened again.
-func (s *Symbolizer) identify(path string, id fileIdent, place filePlace) (contentKey, buildID string, err error) {
+func (s *Symbolizer) identify(path string, id fileIdent) (contentKey, buildID string, err error) {
 	s.mu.Lock()
 	if ck, ok := s.idents.get(id); ok {
 		_, loaded := s.objects.get(ck)
@@ -687,7 +667,7 @@ func (s *Symbolizer) identify(path string, id fileIdent, place filePlace) (conte
 		return "", "", fmt.Errorf("%s changed while opening it", path)
 	}
 	s.st.filesOpened.Add(1)
-	buildID, debugLink, stripped, err := elfIdentity(f, st.Size())
+	buildID, err = elfBuildID(f, st.Size())
 	if err != nil {
 		_ = f.Close()
 		s.st.errors.Add(1)
@@ -708,17 +688,12 @@ func (s *Symbolizer) identify(path string, id fileIdent, place filePlace) (conte
 		_ = f.Close()
 		return contentKey, buildID, nil
 	}
-	h := &heldFile{f: f}
-	if stripped {
-		h.debug = s.openDebug(place, buildID, debugLink)
-	}
-	s.files.add(contentKey, h)
+	s.files.add(contentKey, &heldFile{f: f})
 	return contentKey, buildID, nil
 }
 
-// elfIdentity reads an ELF file's build id from its notes, its
-// .gnu_debuglink name, and whether it was stripped of its .symtab.
-func elfIdentity(f *os.File, size int64) (id, debugLink string, stripped bool, err error) {
+// elfBuildID reads an ELF file's build id from its notes only.
+func elfBuildID(f *os.File, size int64) (id string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("reading %s: %v", f.Name(), r)
@@ -726,10 +701,10 @@ func elfIdentity(f *os.File, size int64) (id, debugLink string, stripped bool, e
 	}()
 	ef, err := elf.NewFile(f)
 	if err != nil {
-		return "", "", false, fmt.Errorf("%w: %w", errNotELF, err)
+		return "", fmt.Errorf("%w: %w", errNotELF, err)
 	}
 	fits := func(off, n uint64) bool { return off <= uint64(size) && n <= uint64(size)-off }
-	return readBuildID(ef, fits), debugfile.Link(ef), ef.SectionByType(elf.SHT_SYMTAB) == nil, nil
+	return readBuildID(ef, fits), nil
 }
 
 // loadHeld loads the symbols of a file held open since capture, which the
@@ -739,11 +714,7 @@ func (s *Symbolizer) loadHeld(contentKey string, h *heldFile) (*object, error) {
 	st, err := h.f.Stat()
 	var o *object
 	if err == nil {
-		var find findDebug // capture found no debug file, or needed none
-		if h.debug != nil {
-			find = heldDebug(h.debug)
-		}
-		if o, err = s.loadObjectOf(h.f, st.Size(), find); err != nil {
+		if o, err = s.loadFile(h.f, st.Size()); err != nil {
 			s.st.errors.Add(1)
 		}
 	}
@@ -766,11 +737,7 @@ func (s *Symbolizer) loadHeld(contentKey string, h *heldFile) (*object, error) {
 	return o, nil
 }
 
-func (s *Symbolizer) loadFile(f *os.File, size int64, place filePlace) (*object, error) {
-	return s.loadObjectOf(f, size, s.debugFinder(place))
-}
-
-func (s *Symbolizer) loadObjectOf(f *os.File, size int64, findDbg findDebug) (o *object, err error) {
+func (s *Symbolizer) loadFile(f *os.File, size int64) (o *object, err error) {
 	// Loading reads mapped memory (the pclntab) too.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -778,62 +745,7 @@ func (s *Symbolizer) loadObjectOf(f *os.File, size int64, findDbg findDebug) (o 
 			err = fmt.Errorf("fault reading %s: %v", f.Name(), r)
 		}
 	}()
-	return loadObject(f, size, mmapper(f, size), findDbg)
-}
-
-// openDebug opens a binary's debug file in the filesystem of the process
-// that maps it, else, by build id only, in the agent's own (where an
-// operator may mount debug files; the build id makes them the same
-// binary's), or returns nil.
-func (s *Symbolizer) openDebug(place filePlace, buildID, link string) *os.File {
-	var f *os.File
-	if place.root != "" {
-		f = debugfile.Open(place.root, place.path, buildID, link)
-	}
-	if f == nil && buildID != "" {
-		f = debugfile.Open("", place.path, buildID, "")
-	}
-	if f != nil {
-		s.st.filesOpened.Add(1)
-	}
-	return f
-}
-
-// debugFinder finds debug files with openDebug.
-func (s *Symbolizer) debugFinder(place filePlace) findDebug {
-	return func(buildID, link string) *debugSource {
-		f := s.openDebug(place, buildID, link)
-		if f == nil {
-			return nil
-		}
-		src := debugSourceOf(f)
-		if src == nil {
-			_ = f.Close()
-			return nil
-		}
-		src.close = func() { _ = f.Close() }
-		return src
-	}
-}
-
-// heldDebug serves a debug file held open since capture; its heldFile
-// closes it.
-func heldDebug(f *os.File) findDebug {
-	return func(string, string) *debugSource {
-		if src := debugSourceOf(f); src != nil {
-			src.close = func() {}
-			return src
-		}
-		return nil
-	}
-}
-
-func debugSourceOf(f *os.File) *debugSource {
-	st, err := f.Stat()
-	if err != nil {
-		return nil
-	}
-	return &debugSource{r: f, size: st.Size(), m: mmapper(f, st.Size())}
+	return loadObject(f, size, mmapper(f, size))
 }
 
 // mmapper maps file ranges read-only: a Go binary's pclntab is tens of
