@@ -51,6 +51,16 @@ volatile const __u64 mmap_sample_bytes = 0;
  * fire while lazy events before them are unread). */
 volatile const __u64 ringbuf_wakeup_bytes = 0;
 
+/* Stack copies (see struct stack_copy_header): bytes of user stack copied
+ * per sampled event (0: none, frame pointers only), and a per-CPU budget: at
+ * most one copy per copy_interval_ns on average, with bursts of up to
+ * copy_burst_ns worth. stack_wakeup_bytes is the queued size that wakes the
+ * reader (it also drains on a timer). */
+volatile const __u64 stack_copy_bytes = 0;
+volatile const __u64 copy_interval_ns = 0;
+volatile const __u64 copy_burst_ns = 0;
+volatile const __u64 stack_wakeup_bytes = 0;
+
 /* Text ranges [start, end) of kernel functions that run only when a memory
  * cgroup's limit fires (mem_cgroup_out_of_memory, try_charge_memcg), set by
  * the loader from /proc/kallsyms; all zero when kallsyms hides addresses.
@@ -173,11 +183,55 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 
+/* Stack copies for user space to unwind; losses counted in copy_counts. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 * 1024 * 1024);
+} stack_copies SEC(".maps");
+
+/* The record being built: its header, then the window. The window has a
+ * page of slack so that a chunk's bounds are provable to the verifier. */
+struct stack_copy_scratch {
+	struct stack_copy_header h;
+	__u8 window[STACK_COPY_MAX + 4096];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stack_copy_scratch);
+} copy_scratch SEC(".maps");
+
+/* Per CPU: when the next copy is due (the budget), and a sequence for
+ * mapping sample ids. */
+struct copy_budget {
+	__u64 next_ns;
+	__u64 seq;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct copy_budget);
+} copy_budget SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COPY_RESULT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} copy_counts SEC(".maps");
+
 /* Force BTF for the types user space decodes (bpf2go -type). */
 const struct event *unused_event __attribute__((unused));
 const enum drop_reason *unused_drop_reason __attribute__((unused));
 const enum mapping_kind *unused_mapping_kind __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
+const struct stack_copy_header *unused_stack_copy_header __attribute__((unused));
+const enum stack_copy_kind *unused_stack_copy_kind __attribute__((unused));
+const enum copy_result *unused_copy_result __attribute__((unused));
 
 /* Submit flags for an event the reader may pick up late: wake it only when
  * enough has queued that its timer might not come soon enough. */
@@ -322,6 +376,95 @@ static __always_inline __u64 user_stack_id(void *ctx)
 	return h;
 }
 
+static __always_inline void count_copy(__u32 result)
+{
+	__u64 *v = bpf_map_lookup_elem(&copy_counts, &result);
+	if (v)
+		*v += 1;
+}
+
+/* Sends the user registers and a window of the user stack to user space,
+ * within the budget. Returns the sample id the record carries (non-zero,
+ * top bit set, unlike the frame-pointer stacks' hashes in practice) or 0
+ * when nothing was sent: the event then keeps its frame-pointer stack. */
+static __always_inline __u64 copy_stack(__u32 kind, __u64 fp_stack_id, __u64 memcg, __u64 weight,
+					__u32 tgid, __u32 exec_id)
+{
+	if (!stack_copy_bytes || !fp_stack_id)
+		return 0;
+	__u32 zero = 0;
+	struct copy_budget *b = bpf_map_lookup_elem(&copy_budget, &zero);
+	if (!b)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	if (b->next_ns > now + copy_burst_ns) {
+		count_copy(COPY_OVER_BUDGET);
+		return 0;
+	}
+	struct stack_copy_scratch *s = bpf_map_lookup_elem(&copy_scratch, &zero);
+	if (!s)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return 0;
+	__u64 sp = PT_REGS_SP_CORE(regs);
+
+	__u32 len = 0;
+	for (int i = 0; i < STACK_COPY_MAX / 4096 + 1; i++) {
+		if (len >= stack_copy_bytes || len >= STACK_COPY_MAX)
+			break;
+		__u64 addr = sp + len;
+		__u64 n = 4096 - (addr & 4095);
+		if (n > stack_copy_bytes - len)
+			n = stack_copy_bytes - len;
+		if (n == 0 || n > 4096)
+			break;
+		if (bpf_probe_read_user(&s->window[len & (STACK_COPY_MAX - 1)], n, (void *)addr))
+			break;
+		len += n;
+	}
+	if (len == 0 || len > STACK_COPY_MAX) {
+		count_copy(COPY_UNREADABLE);
+		return 0;
+	}
+
+	__u64 id = (1ULL << 63) | ((__u64)bpf_get_smp_processor_id() << 48) |
+		   (b->seq++ & ((1ULL << 48) - 1));
+	s->h.sample_id = id;
+	s->h.fp_stack_id = fp_stack_id;
+	s->h.memcg = memcg;
+	s->h.start_time = BPF_CORE_READ(task, group_leader, start_time);
+	s->h.ip = PT_REGS_IP_CORE(regs);
+	s->h.sp = sp;
+	s->h.bp = PT_REGS_FP_CORE(regs);
+	s->h.weight = weight;
+	s->h.tgid = tgid;
+	s->h.exec_id = exec_id;
+	s->h.kind = kind;
+	s->h.len = len;
+	__u64 flags = bpf_ringbuf_query(&stack_copies, BPF_RB_AVAIL_DATA) >= stack_wakeup_bytes
+			  ? BPF_RB_FORCE_WAKEUP
+			  : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&stack_copies, s, sizeof(s->h) + len, flags)) {
+		count_copy(COPY_RING_FULL);
+		return 0;
+	}
+	count_copy(COPY_MADE);
+	b->next_ns = (b->next_ns > now ? b->next_ns : now) + copy_interval_ns;
+	return id;
+}
+
+/* The stack id a new mapping carries: a stack copy's sample id when one was
+ * sent, else the frame-pointer stack's. */
+static __always_inline __u64 mapping_stack_id(__u64 fp, __u64 memcg, __u32 tgid)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 id = copy_stack(STACK_COPY_MAPPING, fp, memcg, 0, tgid,
+			      (__u32)BPF_CORE_READ(task, self_exec_id));
+	return id ? id : fp;
+}
+
 static __always_inline __u64 page_round_up(__u64 len)
 {
 	return (len + page_size - 1) & ~(page_size - 1);
@@ -344,13 +487,14 @@ static __always_inline __u64 weigh(const struct mapping *m, __u64 bytes)
 
 /* Records [start, start+len) as a live mapping. */
 static __always_inline void track(__u32 tgid, __u64 start, __u64 len, __u64 memcg, __u64 stack_id,
-				  __u32 kind, __u32 sampled_len, __u64 now)
+				  __u64 fp_stack_id, __u32 kind, __u32 sampled_len, __u64 now)
 {
 	struct mapping_key key = {.tgid = tgid, .start = start};
 	struct mapping m = {
 	    .len = len,
 	    .memcg = memcg,
 	    .stack_id = stack_id,
+	    .fp_stack_id = fp_stack_id,
 	    .ts = now,
 	    .kind = kind,
 	    .sampled_len = sampled_len,
@@ -365,11 +509,13 @@ static __always_inline void track(__u32 tgid, __u64 start, __u64 len, __u64 memc
 	mark_tracked(tgid, now);
 }
 
-/* Grows the tracked range that ends at start by len when the same stack of
- * the same kind made it and it was not sampled: consecutive growths of a
- * heap then cost one entry. Returns whether it did. */
+/* Grows the tracked range that ends at start by len when the same
+ * frame-pointer stack of the same kind made it and it was not sampled:
+ * consecutive growths of a heap then cost one entry and no stack copy (the
+ * range keeps the stack unwound for its first growth). Returns whether it
+ * did. */
 static __always_inline bool extend_previous(__u32 tgid, __u64 start, __u64 len, __u64 memcg,
-					    __u64 stack_id, __u32 kind)
+					    __u64 fp_stack_id, __u32 kind)
 {
 	struct mapping_key ek = {.tgid = tgid, .start = start};
 	__u64 *prev_start = bpf_map_lookup_elem(&mapping_ends, &ek);
@@ -378,7 +524,7 @@ static __always_inline bool extend_previous(__u32 tgid, __u64 start, __u64 len, 
 	__u64 ps = *prev_start;
 	struct mapping_key pk = {.tgid = tgid, .start = ps};
 	struct mapping *prev = bpf_map_lookup_elem(&live_mappings, &pk);
-	if (!prev || prev->kind != kind || prev->sampled_len || prev->stack_id != stack_id ||
+	if (!prev || prev->kind != kind || prev->sampled_len || prev->fp_stack_id != fp_stack_id ||
 	    prev->memcg != memcg)
 		return false;
 	prev->len += len;
@@ -705,7 +851,9 @@ int handle_sys_exit_mmap(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 
 	__u64 now = bpf_ktime_get_ns();
-	track(tgid, start, len, memcg, user_stack_id(ctx), MAPPING_MMAP, p.sampled_len, now);
+	__u64 fp = user_stack_id(ctx);
+	track(tgid, start, len, memcg, mapping_stack_id(fp, memcg, tgid), fp, MAPPING_MMAP,
+	      p.sampled_len, now);
 	struct counters *c = counters_for(memcg);
 	if (c) {
 		/* A sampled mapping stands for mmap_sample_bytes of mappings. */
@@ -783,8 +931,8 @@ int handle_sys_exit_mremap(struct trace_event_raw_sys_exit *ctx)
 	bpf_map_delete_elem(&mapping_ends, &ek);
 	bpf_map_delete_elem(&live_mappings, &k);
 	/* MREMAP_DONTUNMAP leaves an empty mapping behind; its pages moved. */
-	track(tgid, new, new_len, moved.memcg, moved.stack_id, moved.kind, moved.sampled_len,
-	      moved.ts);
+	track(tgid, new, new_len, moved.memcg, moved.stack_id, moved.fp_stack_id, moved.kind,
+	      moved.sampled_len, moved.ts);
 
 	struct counters *c = counters_for(moved.memcg);
 	if (c) {
@@ -831,14 +979,15 @@ int handle_sys_exit_brk(struct trace_event_raw_sys_exit *ctx)
 
 	__u64 now = bpf_ktime_get_ns();
 	__u64 grow = new - old;
-	__u64 stack_id = user_stack_id(ctx);
+	__u64 fp = user_stack_id(ctx);
 	struct counters *c = counters_for(memcg);
 	if (c)
 		c->brk_grow_bytes += grow;
 
 	/* A leaking loop then costs one entry, not one per brk call. */
-	if (!extend_previous(tgid, old, grow, memcg, stack_id, MAPPING_BRK))
-		track(tgid, old, grow, memcg, stack_id, MAPPING_BRK, 0, now);
+	if (!extend_previous(tgid, old, grow, memcg, fp, MAPPING_BRK))
+		track(tgid, old, grow, memcg, mapping_stack_id(fp, memcg, tgid), fp, MAPPING_BRK, 0,
+		      now);
 	return 0;
 }
 
@@ -932,7 +1081,7 @@ int handle_sys_exit_mprotect(struct trace_event_raw_sys_exit *ctx)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u64 start = p.args[0], len = p.args[1];
 	__u64 memcg = current_memcg();
-	__u64 stack_id = user_stack_id(ctx);
+	__u64 fp = user_stack_id(ctx);
 	struct counters *c = counters_for(memcg);
 	if (c)
 		c->mprotect_grow_bytes += p.sampled_len ? mmap_sample_bytes : len;
@@ -940,10 +1089,10 @@ int handle_sys_exit_mprotect(struct trace_event_raw_sys_exit *ctx)
 	/* An arena grows by one range after another: a leaking loop extends
 	 * the previous entry instead of adding one. A sampled range's weight
 	 * is its own, so it never merges. */
-	if (!p.sampled_len && extend_previous(tgid, start, len, memcg, stack_id, MAPPING_MPROTECT))
+	if (!p.sampled_len && extend_previous(tgid, start, len, memcg, fp, MAPPING_MPROTECT))
 		return 0;
-	track(tgid, start, len, memcg, stack_id, MAPPING_MPROTECT, p.sampled_len,
-	      bpf_ktime_get_ns());
+	track(tgid, start, len, memcg, mapping_stack_id(fp, memcg, tgid), fp, MAPPING_MPROTECT,
+	      p.sampled_len, bpf_ktime_get_ns());
 	return 0;
 }
 
@@ -993,6 +1142,10 @@ int handle_page_fault(struct bpf_perf_event_data *ctx)
 	}
 	__sync_fetch_and_add(&v->bytes, weight);
 	__u64 n = __sync_fetch_and_add(&v->samples, 1);
+	/* Counted under the frame-pointer stack first: user space moves the
+	 * weight to the unwound stack when it reads the copy, so the key's
+	 * anonymous share and every byte stay exact whatever becomes of it. */
+	copy_stack(STACK_COPY_FAULT, key.stack_id, memcg, weight, tgid, key.exec_id);
 
 	/* Faults on file-backed memory are page cache, not something a leak
 	 * holds; a subsample tells each key's share of them. A VMA that cannot

@@ -63,9 +63,13 @@ struct mapping_key {
 struct mapping {
 	__u64 len;
 	__u64 memcg;
-	__u64 stack_id; /* key of stack_traces; 0 when unknown */
-	__u64 ts;	/* bpf_ktime_get_ns() at creation */
-	__u32 kind;	/* enum mapping_kind */
+	/* key of stack_traces, or a stack copy's sample id (user space knows
+	 * its stack); 0 when unknown */
+	__u64 stack_id;
+	/* the frame-pointer stack's key, which consecutive growths compare */
+	__u64 fp_stack_id;
+	__u64 ts;   /* bpf_ktime_get_ns() at creation */
+	__u32 kind; /* enum mapping_kind */
 	/* 0 when every mapping of this size is tracked. Otherwise the
 	 * page-rounded length the mapping had when it was sampled, with
 	 * probability sampled_len / mmap_sample_bytes: it stands for
@@ -142,6 +146,40 @@ struct event {
 	char comm[16];
 	__u32 exec_id; /* low bits of the task's self_exec_id, as in fault_key */
 	__u32 _pad;
+};
+
+/* Stack copies (issue 14): at a sampled event the user registers and a
+ * window of the user stack from sp go to user space, which unwinds them from
+ * the binaries' call-frame information. The window is copied page by page
+ * (bpf_probe_read_user zeroes all it was asked for when any byte faults),
+ * and ends at the first page that cannot be read. */
+#define STACK_COPY_MAX 16384
+
+enum stack_copy_kind {
+	STACK_COPY_MAPPING = 1, /* a tracked mapping: sample_id is its stack_id */
+	STACK_COPY_FAULT = 2,	/* a fault sample: weight moves to the unwound stack */
+};
+
+/* What became of a stack copy the tracer wanted. Indexes copy_counts. */
+enum copy_result {
+	COPY_MADE = 0,	      /* the record went to user space */
+	COPY_OVER_BUDGET = 1, /* the per-second budget was spent: frame pointers only */
+	COPY_RING_FULL = 2,   /* the stack_copies ring buffer was full: frame pointers only */
+	COPY_UNREADABLE = 3,  /* no byte of the stack could be read: frame pointers only */
+	COPY_RESULT_COUNT = 4,
+};
+
+struct stack_copy_header {
+	__u64 sample_id;   /* mapping: the id its live_mappings entry carries */
+	__u64 fp_stack_id; /* the frame-pointer stack's key in stack_traces */
+	__u64 memcg;
+	__u64 start_time; /* of the process (group leader), ns since boot */
+	__u64 ip, sp, bp; /* user registers at the event */
+	__u64 weight;	  /* fault: the sample's bytes */
+	__u32 tgid;
+	__u32 exec_id;
+	__u32 kind; /* enum stack_copy_kind */
+	__u32 len;  /* bytes of window that follow, from sp */
 };
 
 #endif

@@ -36,10 +36,12 @@ type runConfig struct {
 	CgroupRoot   string
 	CRIEndpoints []string
 	NoTracer     bool
-	LogLevel     slog.Level
-	LogFormat    string
-	Agent        agent.Config
-	Tracer       tracer.Config
+	// UnwindTableBytes bounds the unwinding tables (see pkg/unwind).
+	UnwindTableBytes int
+	LogLevel         slog.Level
+	LogFormat        string
+	Agent            agent.Config
+	Tracer           tracer.Config
 }
 
 func (c runConfig) Validate() error {
@@ -53,6 +55,9 @@ func (c runConfig) Validate() error {
 	errs = append(errs, c.Agent.Validate(), c.server().Validate())
 	if !c.NoTracer {
 		errs = append(errs, c.Tracer.Validate())
+	}
+	if c.UnwindTableBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("--unwind-table-bytes %d: at least 1 MiB", c.UnwindTableBytes))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return invalidConfig{err}
@@ -104,7 +109,7 @@ func (f levelFlag) String() string {
 func (f levelFlag) Set(s string) error { return f.l.UnmarshalText([]byte(s)) }
 
 func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
-	cfg := runConfig{Agent: agent.DefaultConfig(), Tracer: tracer.DefaultConfig()}
+	cfg := runConfig{Agent: agent.DefaultConfig(), Tracer: tracer.DefaultConfig(), UnwindTableBytes: 32 << 20}
 	fs := newFlagSet("run", "run [flags]", stderr)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:9753", "address of the HTTP server (metrics, API); in Kubernetes the pod IP and port")
 	fs.StringVar(&cfg.WebConfig, "web.config.file", "", "web configuration file (Prometheus exporter toolkit format) that turns on TLS, client certificates and basic auth for every endpoint")
@@ -125,6 +130,9 @@ func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
 	})
 	fs.Uint64Var(&cfg.Tracer.FaultSampleBytes, "fault-sample-bytes", cfg.Tracer.FaultSampleBytes, "faulted bytes between two page-fault samples (0: off)")
 	fs.Uint64Var(&cfg.Tracer.MmapSampleBytes, "mmap-sample-bytes", cfg.Tracer.MmapSampleBytes, "private anonymous mappings shorter than this are sampled by size, the rest tracked exactly (0: track all)")
+	fs.Uint64Var(&cfg.Tracer.StackCopyBytes, "stack-copy-bytes", cfg.Tracer.StackCopyBytes, fmt.Sprintf("user stack copied per sampled event, unwound in the agent from the binaries' call-frame information (at most %d; 0: frame pointers only)", tracer.MaxStackCopyBytes))
+	fs.Uint64Var(&cfg.Tracer.StackCopiesPerSecond, "stack-copies-per-second", cfg.Tracer.StackCopiesPerSecond, "node-wide budget of stack copies; events over it keep their frame-pointer stack (counted in leakwatch_stack_copies_total)")
+	fs.IntVar(&cfg.UnwindTableBytes, "unwind-table-bytes", cfg.UnwindTableBytes, "memory for the unwinding tables built from binaries' call-frame information, least recently used out first")
 	fs.BoolVar(&cfg.NoTracer, "no-tracer", false, "run on cgroup statistics only, without the eBPF programs")
 	cfg.LogLevel = slog.LevelInfo
 	fs.Var(levelFlag{&cfg.LogLevel}, "log-level", "debug, info, warn or error")
@@ -219,11 +227,14 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 
 	parts := agent.Parts{Tracer: d.tracer, CRI: d.cri}
 	if d.tracer != nil {
-		sym, err := newSymbolizer(cfg.Tracer.ProcRoot, log)
+		sym, res, err := newSymbolizer(cfg.Tracer.ProcRoot, log)
 		if err != nil {
 			return nil, err
 		}
-		parts.Symbolizer = sym
+		parts.Symbolizer = res
+		if cfg.Tracer.StackCopyBytes > 0 {
+			d.tracer.SetUnwinder(newStackUnwinder(sym, cfg.UnwindTableBytes))
+		}
 	}
 	cfg.Agent.FaultSampleBytes = cfg.Tracer.FaultSampleBytes
 	if d.tracer != nil {

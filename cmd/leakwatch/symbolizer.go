@@ -8,13 +8,13 @@ import (
 	"github.com/leakwatch/leakwatch/pkg/symbolize"
 )
 
-// newSymbolizer returns the symbolizer profiles use.
-func newSymbolizer(procRoot string, log *slog.Logger) (agent.Symbolizer, error) {
+// newSymbolizer returns the symbolizer, and its adapter for profiles.
+func newSymbolizer(procRoot string, log *slog.Logger) (*symbolize.Symbolizer, agent.Symbolizer, error) {
 	s, err := symbolize.New(symbolize.Config{ProcRoot: procRoot}, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return resolver{s}, nil
+	return s, resolver{s}, nil
 }
 
 // resolver adapts symbolize.Symbolizer to the profile builder. The builder

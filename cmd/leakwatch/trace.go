@@ -55,6 +55,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	cfg.Tracer.StackCopyBytes = 0 // trace shows figures, no stacks: nothing to unwind
 	tr, err := tracer.New(cfg.Tracer, log)
 	if err != nil {
 		return err

@@ -701,6 +701,12 @@ func (a *Agent) publish(now, start time.Time, ts *tracer.Snapshot) {
 		for k, v := range ts.Drops {
 			ag.Drops[string(k)] = v
 		}
+		if len(ts.StackCopies) > 0 {
+			ag.StackCopies = make(map[string]uint64, len(ts.StackCopies))
+			for k, v := range ts.StackCopies {
+				ag.StackCopies[string(k)] = v
+			}
+		}
 		for _, m := range ts.Maps {
 			ag.Maps = append(ag.Maps, view.MapUsage{Name: m.Name, Entries: m.Entries, Capacity: m.Capacity})
 		}

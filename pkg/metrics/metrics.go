@@ -64,6 +64,7 @@ type collector struct {
 	mapCapacity     *prometheus.Desc
 	mapMemory       *prometheus.Desc
 	drops           *prometheus.Desc
+	stackCopies     *prometheus.Desc
 	errors          *prometheus.Desc
 	collectDuration *prometheus.Desc
 	collections     *prometheus.Desc
@@ -130,6 +131,8 @@ func NewCollector(src view.Source, info buildinfo.Info) prometheus.Collector {
 			"Kernel memory used by the BPF maps of the tracer."),
 		drops: agentDesc("", "drops_total",
 			"Events the kernel side had to drop, by reason.", "reason"),
+		stackCopies: agentDesc("", "stack_copies_total",
+			"User stacks copied for unwinding in user space, and copies not made, by result: copied, over_budget, ring_full, unreadable (not made: frame pointers only); of the copied: unwound, fell_back, over_limits.", "result"),
 		errors: agentDesc("", "errors_total",
 			"Failures of the agent, by kind.", "kind"),
 		collectDuration: agentDesc("", "collect_duration_seconds",
@@ -158,7 +161,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.memory, c.limit, c.growth, c.confidence, c.leaking, c.timeToLimit,
 		c.oomKills, c.mapped, c.pageFaults, c.faultedBytes,
-		c.buildInfo, c.mapEntries, c.mapCapacity, c.mapMemory, c.drops, c.errors,
+		c.buildInfo, c.mapEntries, c.mapCapacity, c.mapMemory, c.drops, c.stackCopies, c.errors,
 		c.collectDuration, c.collections, c.tracked, c.overLimit, c.ready, c.degraded,
 		c.scrapeDuration, c.stateLastSave, c.tracingTier,
 	} {
@@ -203,6 +206,9 @@ func (c *collector) collectAgent(ch chan<- prometheus.Metric, a *view.Agent) {
 	ch <- prometheus.MustNewConstMetric(c.mapMemory, prometheus.GaugeValue, float64(a.MapMemoryBytes))
 	for reason, n := range a.Drops {
 		ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(n), reason)
+	}
+	for result, n := range a.StackCopies {
+		ch <- prometheus.MustNewConstMetric(c.stackCopies, prometheus.CounterValue, float64(n), result)
 	}
 	for kind, n := range a.Errors {
 		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(n), kind)

@@ -13,6 +13,22 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type leakwatchCopyBudget struct {
+	_      structs.HostLayout
+	NextNs uint64
+	Seq    uint64
+}
+
+type leakwatchCopyResult uint32
+
+const (
+	leakwatchCopyResultCOPY_MADE         leakwatchCopyResult = 0
+	leakwatchCopyResultCOPY_OVER_BUDGET  leakwatchCopyResult = 1
+	leakwatchCopyResultCOPY_RING_FULL    leakwatchCopyResult = 2
+	leakwatchCopyResultCOPY_UNREADABLE   leakwatchCopyResult = 3
+	leakwatchCopyResultCOPY_RESULT_COUNT leakwatchCopyResult = 4
+)
+
 type leakwatchCounters struct {
 	_                   structs.HostLayout
 	MmapCalls           uint64
@@ -96,6 +112,7 @@ type leakwatchMapping struct {
 	Len        uint64
 	Memcg      uint64
 	StackId    uint64
+	FpStackId  uint64
 	Ts         uint64
 	Kind       uint32
 	SampledLen uint32
@@ -124,6 +141,35 @@ type leakwatchPending struct {
 	Untracked  uint32
 }
 
+type leakwatchStackCopyHeader struct {
+	_         structs.HostLayout
+	SampleId  uint64
+	FpStackId uint64
+	Memcg     uint64
+	StartTime uint64
+	Ip        uint64
+	Sp        uint64
+	Bp        uint64
+	Weight    uint64
+	Tgid      uint32
+	ExecId    uint32
+	Kind      uint32
+	Len       uint32
+}
+
+type leakwatchStackCopyKind uint32
+
+const (
+	leakwatchStackCopyKindSTACK_COPY_MAPPING leakwatchStackCopyKind = 1
+	leakwatchStackCopyKindSTACK_COPY_FAULT   leakwatchStackCopyKind = 2
+)
+
+type leakwatchStackCopyScratch struct {
+	_      structs.HostLayout
+	H      leakwatchStackCopyHeader
+	Window [20480]uint8
+}
+
 type leakwatchStackTrace struct {
 	_          structs.HostLayout
 	LeafReturn uint64
@@ -135,12 +181,16 @@ type leakwatchStackTrace struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	leakwatchMapCgroupCounters          = "cgroup_counters"
+	leakwatchMapCopyBudget              = "copy_budget"
+	leakwatchMapCopyCounts              = "copy_counts"
+	leakwatchMapCopyScratch             = "copy_scratch"
 	leakwatchMapDrops                   = "drops"
 	leakwatchMapEvents                  = "events"
 	leakwatchMapFaultSamples            = "fault_samples"
 	leakwatchMapLiveMappings            = "live_mappings"
 	leakwatchMapMappingEnds             = "mapping_ends"
 	leakwatchMapPendingCalls            = "pending_calls"
+	leakwatchMapStackCopies             = "stack_copies"
 	leakwatchMapStackScratch            = "stack_scratch"
 	leakwatchMapStackTraces             = "stack_traces"
 	leakwatchMapTrackedProcs            = "tracked_procs"
@@ -157,15 +207,22 @@ const (
 	leakwatchProgHandleSysExitMmap      = "handle_sys_exit_mmap"
 	leakwatchProgHandleSysExitMprotect  = "handle_sys_exit_mprotect"
 	leakwatchProgHandleSysExitMremap    = "handle_sys_exit_mremap"
+	leakwatchVarCopyBurstNs             = "copy_burst_ns"
+	leakwatchVarCopyIntervalNs          = "copy_interval_ns"
 	leakwatchVarMemcgOomText            = "memcg_oom_text"
 	leakwatchVarMmapSampleBytes         = "mmap_sample_bytes"
 	leakwatchVarPageSize                = "page_size"
 	leakwatchVarProcsOverflowed         = "procs_overflowed"
 	leakwatchVarRingbufWakeupBytes      = "ringbuf_wakeup_bytes"
+	leakwatchVarStackCopyBytes          = "stack_copy_bytes"
+	leakwatchVarStackWakeupBytes        = "stack_wakeup_bytes"
+	leakwatchVarUnusedCopyResult        = "unused_copy_result"
 	leakwatchVarUnusedDropReason        = "unused_drop_reason"
 	leakwatchVarUnusedEvent             = "unused_event"
 	leakwatchVarUnusedEventType         = "unused_event_type"
 	leakwatchVarUnusedMappingKind       = "unused_mapping_kind"
+	leakwatchVarUnusedStackCopyHeader   = "unused_stack_copy_header"
+	leakwatchVarUnusedStackCopyKind     = "unused_stack_copy_kind"
 )
 
 // loadLeakwatch returns the embedded CollectionSpec for leakwatch.
@@ -230,12 +287,16 @@ type leakwatchProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type leakwatchMapSpecs struct {
 	CgroupCounters *ebpf.MapSpec `ebpf:"cgroup_counters"`
+	CopyBudget     *ebpf.MapSpec `ebpf:"copy_budget"`
+	CopyCounts     *ebpf.MapSpec `ebpf:"copy_counts"`
+	CopyScratch    *ebpf.MapSpec `ebpf:"copy_scratch"`
 	Drops          *ebpf.MapSpec `ebpf:"drops"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	FaultSamples   *ebpf.MapSpec `ebpf:"fault_samples"`
 	LiveMappings   *ebpf.MapSpec `ebpf:"live_mappings"`
 	MappingEnds    *ebpf.MapSpec `ebpf:"mapping_ends"`
 	PendingCalls   *ebpf.MapSpec `ebpf:"pending_calls"`
+	StackCopies    *ebpf.MapSpec `ebpf:"stack_copies"`
 	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
 	StackTraces    *ebpf.MapSpec `ebpf:"stack_traces"`
 	TrackedProcs   *ebpf.MapSpec `ebpf:"tracked_procs"`
@@ -245,15 +306,22 @@ type leakwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type leakwatchVariableSpecs struct {
-	MemcgOomText       *ebpf.VariableSpec `ebpf:"memcg_oom_text"`
-	MmapSampleBytes    *ebpf.VariableSpec `ebpf:"mmap_sample_bytes"`
-	PageSize           *ebpf.VariableSpec `ebpf:"page_size"`
-	ProcsOverflowed    *ebpf.VariableSpec `ebpf:"procs_overflowed"`
-	RingbufWakeupBytes *ebpf.VariableSpec `ebpf:"ringbuf_wakeup_bytes"`
-	UnusedDropReason   *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
-	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedEventType    *ebpf.VariableSpec `ebpf:"unused_event_type"`
-	UnusedMappingKind  *ebpf.VariableSpec `ebpf:"unused_mapping_kind"`
+	CopyBurstNs           *ebpf.VariableSpec `ebpf:"copy_burst_ns"`
+	CopyIntervalNs        *ebpf.VariableSpec `ebpf:"copy_interval_ns"`
+	MemcgOomText          *ebpf.VariableSpec `ebpf:"memcg_oom_text"`
+	MmapSampleBytes       *ebpf.VariableSpec `ebpf:"mmap_sample_bytes"`
+	PageSize              *ebpf.VariableSpec `ebpf:"page_size"`
+	ProcsOverflowed       *ebpf.VariableSpec `ebpf:"procs_overflowed"`
+	RingbufWakeupBytes    *ebpf.VariableSpec `ebpf:"ringbuf_wakeup_bytes"`
+	StackCopyBytes        *ebpf.VariableSpec `ebpf:"stack_copy_bytes"`
+	StackWakeupBytes      *ebpf.VariableSpec `ebpf:"stack_wakeup_bytes"`
+	UnusedCopyResult      *ebpf.VariableSpec `ebpf:"unused_copy_result"`
+	UnusedDropReason      *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
+	UnusedEvent           *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventType       *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	UnusedMappingKind     *ebpf.VariableSpec `ebpf:"unused_mapping_kind"`
+	UnusedStackCopyHeader *ebpf.VariableSpec `ebpf:"unused_stack_copy_header"`
+	UnusedStackCopyKind   *ebpf.VariableSpec `ebpf:"unused_stack_copy_kind"`
 }
 
 // leakwatchObjects contains all objects after they have been loaded into the kernel.
@@ -277,12 +345,16 @@ func (o *leakwatchObjects) Close() error {
 // It can be passed to loadLeakwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type leakwatchMaps struct {
 	CgroupCounters *ebpf.Map `ebpf:"cgroup_counters"`
+	CopyBudget     *ebpf.Map `ebpf:"copy_budget"`
+	CopyCounts     *ebpf.Map `ebpf:"copy_counts"`
+	CopyScratch    *ebpf.Map `ebpf:"copy_scratch"`
 	Drops          *ebpf.Map `ebpf:"drops"`
 	Events         *ebpf.Map `ebpf:"events"`
 	FaultSamples   *ebpf.Map `ebpf:"fault_samples"`
 	LiveMappings   *ebpf.Map `ebpf:"live_mappings"`
 	MappingEnds    *ebpf.Map `ebpf:"mapping_ends"`
 	PendingCalls   *ebpf.Map `ebpf:"pending_calls"`
+	StackCopies    *ebpf.Map `ebpf:"stack_copies"`
 	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
 	StackTraces    *ebpf.Map `ebpf:"stack_traces"`
 	TrackedProcs   *ebpf.Map `ebpf:"tracked_procs"`
@@ -291,12 +363,16 @@ type leakwatchMaps struct {
 func (m *leakwatchMaps) Close() error {
 	return _LeakwatchClose(
 		m.CgroupCounters,
+		m.CopyBudget,
+		m.CopyCounts,
+		m.CopyScratch,
 		m.Drops,
 		m.Events,
 		m.FaultSamples,
 		m.LiveMappings,
 		m.MappingEnds,
 		m.PendingCalls,
+		m.StackCopies,
 		m.StackScratch,
 		m.StackTraces,
 		m.TrackedProcs,
@@ -307,15 +383,22 @@ func (m *leakwatchMaps) Close() error {
 //
 // It can be passed to loadLeakwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type leakwatchVariables struct {
-	MemcgOomText       *ebpf.Variable `ebpf:"memcg_oom_text"`
-	MmapSampleBytes    *ebpf.Variable `ebpf:"mmap_sample_bytes"`
-	PageSize           *ebpf.Variable `ebpf:"page_size"`
-	ProcsOverflowed    *ebpf.Variable `ebpf:"procs_overflowed"`
-	RingbufWakeupBytes *ebpf.Variable `ebpf:"ringbuf_wakeup_bytes"`
-	UnusedDropReason   *ebpf.Variable `ebpf:"unused_drop_reason"`
-	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
-	UnusedEventType    *ebpf.Variable `ebpf:"unused_event_type"`
-	UnusedMappingKind  *ebpf.Variable `ebpf:"unused_mapping_kind"`
+	CopyBurstNs           *ebpf.Variable `ebpf:"copy_burst_ns"`
+	CopyIntervalNs        *ebpf.Variable `ebpf:"copy_interval_ns"`
+	MemcgOomText          *ebpf.Variable `ebpf:"memcg_oom_text"`
+	MmapSampleBytes       *ebpf.Variable `ebpf:"mmap_sample_bytes"`
+	PageSize              *ebpf.Variable `ebpf:"page_size"`
+	ProcsOverflowed       *ebpf.Variable `ebpf:"procs_overflowed"`
+	RingbufWakeupBytes    *ebpf.Variable `ebpf:"ringbuf_wakeup_bytes"`
+	StackCopyBytes        *ebpf.Variable `ebpf:"stack_copy_bytes"`
+	StackWakeupBytes      *ebpf.Variable `ebpf:"stack_wakeup_bytes"`
+	UnusedCopyResult      *ebpf.Variable `ebpf:"unused_copy_result"`
+	UnusedDropReason      *ebpf.Variable `ebpf:"unused_drop_reason"`
+	UnusedEvent           *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventType       *ebpf.Variable `ebpf:"unused_event_type"`
+	UnusedMappingKind     *ebpf.Variable `ebpf:"unused_mapping_kind"`
+	UnusedStackCopyHeader *ebpf.Variable `ebpf:"unused_stack_copy_header"`
+	UnusedStackCopyKind   *ebpf.Variable `ebpf:"unused_stack_copy_kind"`
 }
 
 // leakwatchPrograms contains all programs after they have been loaded into the kernel.

@@ -25,13 +25,19 @@ func (t *Tracer) Ranges(memcg uint64) ([]Range, error) {
 		return nil, err
 	}
 	var out []Range
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	for i, k := range b.mkeys {
 		v := &b.mvals[i]
 		if v.Memcg != memcg || v.Len == 0 {
 			continue
 		}
 		bytes, _ := t.weigh(v)
-		out = append(out, Range{PID: k.Tgid, StackID: v.StackId, Kind: Kind(v.Kind), Start: k.Start, Len: v.Len, Bytes: bytes})
+		stack := v.StackId
+		if to, ok := t.unwound.aliases[stack]; ok {
+			stack = to
+		}
+		out = append(out, Range{PID: k.Tgid, StackID: stack, Kind: Kind(v.Kind), Start: k.Start, Len: v.Len, Bytes: bytes})
 	}
 	return out, nil
 }

@@ -153,6 +153,10 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 	}
 	nowMono := uint64(time.Now().Add(-t.monoToWall).UnixNano())
 
+	// Copies queued before the maps are read are unwound first, so that
+	// the mappings read find their stacks.
+	t.flushStackCopies()
+
 	var err error
 	b.mkeys, b.mvals, err = readAll(t.objs.LiveMappings, b.mkeys, b.mvals)
 	if err != nil {
@@ -161,6 +165,8 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 	snap.Allocations = make([]Allocation, 0, len(b.allocs.next)) // last time's count
 	b.allocs.reset()
 	var gone, goneEnds []leakwatchMappingKey
+	seenAliases := make(map[uint64]struct{})
+	t.mu.Lock() // for the aliases
 	for i, k := range b.mkeys {
 		v := &b.mvals[i]
 		if d, ok := dead[k.Tgid]; ok && v.Ts <= d.stamp {
@@ -172,7 +178,8 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 			continue
 		}
 		bytes, count := t.weigh(v)
-		j := b.allocs.find(&snap.Allocations, allocKey{memcg: v.Memcg, stack: v.StackId, pid: k.Tgid, kind: Kind(v.Kind)})
+		stack := t.resolveAlias(v.StackId, seenAliases)
+		j := b.allocs.find(&snap.Allocations, allocKey{memcg: v.Memcg, stack: stack, pid: k.Tgid, kind: Kind(v.Kind)})
 		a := &snap.Allocations[j]
 		a.Bytes += bytes
 		a.Count += count
@@ -180,6 +187,7 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 			a.Oldest = max(a.Oldest, time.Duration(nowMono-v.Ts))
 		}
 	}
+	t.mu.Unlock()
 	for i := range snap.Allocations {
 		a := &snap.Allocations[i]
 		c := snap.Cgroups[a.Memcg]
@@ -198,20 +206,17 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap.Faults = make([]FaultSample, 0, len(b.fkeys))
-	for i, k := range b.fkeys {
-		v := b.fvals[i]
-		anon, file := splitFaultBytes(v.Bytes, v.Checked, v.CheckedFile)
-		snap.Faults = append(snap.Faults, FaultSample{
-			Memcg: k.Memcg, PID: k.Tgid, ExecID: k.ExecId, StackID: k.StackId,
-			Bytes: anon, FileBytes: file, Samples: v.Samples,
-		})
-	}
+	t.mu.Lock()
+	snap.Faults = t.mergeFaults(b.fkeys, b.fvals)
+	t.mu.Unlock()
 
 	if err := t.readCounters(snap); err != nil {
 		return nil, err
 	}
 	if err := t.readDrops(snap); err != nil {
+		return nil, err
+	}
+	if err := t.readCopyCounts(snap); err != nil {
 		return nil, err
 	}
 	t.handOutStacks(snap)
@@ -228,11 +233,13 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 		return snap, err
 	}
 	t.mu.Lock()
+	t.forgetFaults(faultsToDrop)
 	for pid, ts := range faultsToDrop {
 		if t.deadFault[pid] == ts {
 			delete(t.deadFault, pid)
 		}
 	}
+	t.collectUnwound(seenAliases)
 	t.mu.Unlock()
 	return snap, nil
 }
@@ -362,6 +369,16 @@ func (t *Tracer) handOutStacks(snap *Snapshot) {
 
 	var st leakwatchStackTrace
 	var missing []uint64
+	t.mu.Lock()
+	for i := 0; i < len(want); i++ {
+		if s, ok := t.unwound.stacks[want[i]]; ok {
+			snap.Stacks[want[i]] = s
+			want[i] = want[len(want)-1]
+			want = want[:len(want)-1]
+			i--
+		}
+	}
+	t.mu.Unlock()
 	for _, id := range want {
 		if err := t.objs.StackTraces.Lookup(id, &st); err != nil {
 			missing = append(missing, id) // collected meanwhile; the allocation shows stack id only
@@ -380,6 +397,12 @@ func (t *Tracer) handOutStacks(snap *Snapshot) {
 
 // Stack returns one stack, if it is still stored.
 func (t *Tracer) Stack(id uint64) (Stack, bool) {
+	t.mu.Lock()
+	s, ok := t.unwound.stacks[id]
+	t.mu.Unlock()
+	if ok {
+		return s, true
+	}
 	var st leakwatchStackTrace
 	if err := t.objs.StackTraces.Lookup(id, &st); err != nil {
 		return Stack{}, false
@@ -531,6 +554,9 @@ func (t *Tracer) collectStacks() error {
 	for _, k := range b.fkeys {
 		used[k.StackId] = struct{}{}
 	}
+	t.mu.Lock()
+	t.kernelStacksUsed(used)
+	t.mu.Unlock()
 
 	// Walk keys only: the frames are 512 bytes each and not needed here.
 	var (

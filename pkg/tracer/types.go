@@ -124,6 +124,8 @@ type Snapshot struct {
 	// because they exited (not exec'd): their memory went with them, it
 	// was not released, whether or not their exit event was consumed.
 	Exited []uint32
+	// StackCopies counts stack copies by what became of them, cumulative.
+	StackCopies map[CopyResult]uint64
 }
 
 // DropReason names what the kernel side had to drop, one counter each.
@@ -256,3 +258,46 @@ type Features struct {
 	MappingsNote string
 	Kernel       string
 }
+
+// StackCopy is a sampled event's user registers and a window of its user
+// stack, for unwinding in user space. Window holds secrets (whatever the
+// program had on its stack): it lives only until the unwinder returns and
+// is reused for the next record, so it must not be kept, logged or copied.
+type StackCopy struct {
+	Process
+	Memcg  uint64
+	ExecID uint32
+	// Fault says the copy is a fault sample's, Weight its bytes; else it is
+	// a tracked mapping's.
+	Fault  bool
+	Weight uint64
+	// IP, SP and BP are the user registers at the event; Window is the
+	// stack's bytes from SP.
+	IP, SP, BP uint64
+	Window     []byte
+	// FPStackID is the frame-pointer stack of the same event.
+	FPStackID uint64
+}
+
+// StackUnwinder unwinds stack copies: PCs innermost first, the first one
+// the instruction and the rest return addresses, as Stack.Frames. ok false
+// keeps the event's frame-pointer stack.
+type StackUnwinder interface {
+	Unwind(c *StackCopy) (pcs []uint64, ok bool)
+}
+
+// CopyResult says what became of a stack copy the tracer wanted.
+type CopyResult string
+
+const (
+	CopyMade       CopyResult = "copied"      // sent to user space
+	CopyOverBudget CopyResult = "over_budget" // the copies-per-second budget was spent
+	CopyRingFull   CopyResult = "ring_full"   // the stack copy ring buffer was full
+	CopyUnreadable CopyResult = "unreadable"  // the stack could not be read at all
+	// In user space, of the copies made:
+	CopyUnwound    CopyResult = "unwound"     // unwound: the event carries that stack
+	CopyFellBack   CopyResult = "fell_back"   // not unwound: the frame-pointer stack stays
+	CopyOverLimits CopyResult = "over_limits" // the unwound-stack tables were full: frame pointers
+)
+
+var kernelCopyResults = [...]CopyResult{CopyMade, CopyOverBudget, CopyRingFull, CopyUnreadable}

@@ -501,6 +501,9 @@ func checkGoChain(t *testing.T, bin string, cfi bool) {
 			continue
 		}
 		inGrow++
+		if !st.GoCode {
+			t.Errorf("a stack in main.grow not marked as Go code")
+		}
 		cfiFrames += st.CFIFrames
 		fpFrames += st.FPFrames
 		if slices.Equal(got, want) && !st.Truncated {

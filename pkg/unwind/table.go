@@ -18,7 +18,13 @@ import (
 type Table struct {
 	rows  []row
 	loads []load
+	// goCode marks a Go binary: Go keeps frame pointers but switches
+	// stacks (systemstack, cgo), which no window of one stack can follow.
+	goCode bool
 }
+
+// GoCode says the table is a Go binary's (see Table.goCode).
+func (t *Table) GoCode() bool { return t.goCode }
 
 type load struct {
 	off, vaddr, size uint64
@@ -65,6 +71,9 @@ func BuildTable(root, path string) (*Table, error) {
 		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 {
 			t.loads = append(t.loads, load{off: p.Off, vaddr: p.Vaddr, size: p.Filesz})
 		}
+	}
+	for _, name := range []string{".note.go.buildid", ".gopclntab", ".go.buildinfo"} {
+		t.goCode = t.goCode || f.Section(name) != nil
 	}
 	var fdes []fde
 	var errs []error

@@ -32,6 +32,10 @@ type Stack struct {
 	// instruction itself, not a return address (no "less one" to find
 	// the call when symbolizing).
 	Interrupted []int
+	// GoCode says the walk went through Go code, whose stacks switch
+	// (see Table.goCode): a frame-pointer walk over every stack, as the
+	// kernel's, may go further.
+	GoCode bool
 }
 
 // Offsets in the ucontext that sp points at in a signal frame
@@ -72,7 +76,8 @@ func (u *Unwinder) Unwind(regs Regs, window []byte, maps []Mapping) Stack {
 		if !exact {
 			lookPC--
 		}
-		rw, ok := u.row(lookPC, maps)
+		rw, ok, goCode := u.row(lookPC, maps)
+		st.GoCode = st.GoCode || goCode
 		if ok && rw.CFA == cfaSignal {
 			// The interrupted frame's registers, not a return address.
 			nbp, r1 := w.u64(sp + ucRBP)
@@ -169,10 +174,11 @@ func (u *Unwinder) Unwind(regs Regs, window []byte, maps []Mapping) Stack {
 	return st
 }
 
-func (u *Unwinder) row(pc uint64, maps []Mapping) (row, bool) {
+// row finds the CFI row for pc, and says whether pc is in Go code.
+func (u *Unwinder) row(pc uint64, maps []Mapping) (rw row, found, goCode bool) {
 	i := sort.Search(len(maps), func(i int) bool { return maps[i].End > pc })
 	if i == len(maps) || pc < maps[i].Start {
-		return row{}, false
+		return row{}, false, false
 	}
 	m := &maps[i]
 	key := m.BuildID
@@ -180,14 +186,18 @@ func (u *Unwinder) row(pc uint64, maps []Mapping) (row, bool) {
 		key = m.Root + "\x00" + m.Path
 	}
 	t, err := u.cache.Table(key, m.Root, m.Path)
-	if err != nil || t == nil {
-		return row{}, false
+	if t == nil {
+		return row{}, false, false
+	}
+	if err != nil { // no CFI: nothing but what the binary is
+		return row{}, false, t.goCode
 	}
 	va, ok := t.vaddr(pc - m.Start + m.Offset)
 	if !ok {
-		return row{}, false
+		return row{}, false, t.goCode
 	}
-	return lookup(t.rows, va)
+	rw, found = lookup(t.rows, va)
+	return rw, found, t.goCode
 }
 
 type readResult uint8

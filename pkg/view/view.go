@@ -204,7 +204,11 @@ type Agent struct {
 	Errors map[string]uint64 `json:"errors"`
 	// Drops counts what the kernel side had to drop, by reason, cumulative.
 	Drops map[string]uint64 `json:"drops"`
-	Maps  []MapUsage        `json:"maps"`
+	// StackCopies counts the user stacks copied for unwinding, and the
+	// copies not made, by what became of them, cumulative (see
+	// tracer.CopyResult).
+	StackCopies map[string]uint64 `json:"stack_copies,omitempty"`
+	Maps        []MapUsage        `json:"maps"`
 	// MapMemoryBytes is the kernel memory of the BPF maps.
 	MapMemoryBytes uint64 `json:"map_memory_bytes"`
 	// Containers tracked, and how many were dropped because of the limit.

@@ -298,7 +298,10 @@ func perfNames(stacks [][]perfFrame) [][]string {
 	out := make([][]string, len(stacks))
 	for i, st := range stacks {
 		for _, f := range st {
-			out[i] = append(out[i], f.sym)
+			// perf names a versioned symbol with its version
+			// (__libc_start_main@@GLIBC_2.34); profiles name the function.
+			name, _, _ := strings.Cut(f.sym, "@")
+			out[i] = append(out[i], name)
 		}
 	}
 	return out

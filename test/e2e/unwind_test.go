@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leakwatch/leakwatch/test/cgtest"
+)
+
+// pyGrow speaks the cgtest protocol: "grow N" keeps N more bytearrays of
+// 1 MiB, made three Python calls deep (glibc mmaps each: above its mmap
+// threshold).
+const pyGrow = `
+import sys
+kept = []
+def leaf(n):
+    for _ in range(n):
+        kept.append(bytearray(1 << 20))
+def middle(n):
+    leaf(n)
+def outer(n):
+    middle(n)
+for line in sys.stdin:
+    w = line.split()
+    if w and w[0] == "grow":
+        outer(int(w[1]))
+    print("ok", flush=True)
+`
+
+// Debian's python3 and libc are built without frame pointers: a
+// frame-pointer walk from mmap stops in libc. Unwound from their
+// call-frame information, the stacks of the mappings python makes reach
+// the interpreter's loop and main. Held against the same agent with stack
+// copies off, which must not reach them (else this test proves nothing).
+func TestThirdPartyStacksUnwoundFromCFI(t *testing.T) {
+	// Debian's, not another python3 first in PATH.
+	python, err := exec.LookPath("/usr/bin/python3")
+	if err != nil {
+		t.Fatalf("Debian's python3: %v (hack/install-deps.sh installs it)", err)
+	}
+	reach := func(copyBytes string) (share float64, samples []stackSample) {
+		a := startAgent(t, "--interval", "1s", "--mmap-sample-bytes", "0", "--stack-copy-bytes", copyBytes)
+		g := cgtest.New(t, 512*mib)
+		p := g.Start(t, python, "-u", "-c", pyGrow)
+		id := a.waitTracked(t, g.Rel)
+		p.Do(t, "grow 64")
+		time.Sleep(2500 * time.Millisecond) // two collections
+		samples = readStacks(t, a.download(t, id, "type=inuse"), "inuse_space")
+		var all, whole int64
+		for _, s := range samples {
+			all += s.value
+			if slices.Contains(s.names, "_PyEval_EvalFrameDefault") && slices.Contains(s.names, "__libc_start_main") {
+				whole += s.value
+			}
+		}
+		if all < 64*mib {
+			t.Fatalf("stack copies %s: inuse_space %.1f MiB, want the 64 MiB kept", copyBytes, float64(all)/mib)
+		}
+		g.Remove(t)
+		return float64(whole) / float64(all), samples
+	}
+	logTop := func(what string, samples []stackSample) {
+		slices.SortFunc(samples, func(a, b stackSample) int { return int(b.value - a.value) })
+		for _, s := range samples[:min(3, len(samples))] {
+			t.Logf("%s: %6.1f MiB %s", what, float64(s.value)/mib, strings.Join(s.names[:min(12, len(s.names))], " ← "))
+			for i := range s.addrs[:min(4, len(s.addrs))] {
+				t.Logf("   %#x %s+%#x", s.addrs[i], s.files[i], s.offs[i])
+			}
+		}
+	}
+
+	share, samples := reach("16384")
+	logTop("unwound", samples)
+	t.Logf("with stack copies: %.0f%% of inuse bytes reach _PyEval_EvalFrameDefault and __libc_start_main", 100*share)
+	if share < 0.9 {
+		t.Errorf("with stack copies: %.0f%% of inuse bytes reach the interpreter loop and __libc_start_main, want at least 90%%", 100*share)
+	}
+	base, samples := reach("0")
+	logTop("frame pointers", samples)
+	t.Logf("frame pointers only: %.0f%%", 100*base)
+	if base > 0.5 {
+		t.Errorf("frame pointers alone reached the interpreter loop for %.0f%% of bytes: this python3 has frame pointers, so it cannot tell unwinding works", 100*base)
+	}
+}
