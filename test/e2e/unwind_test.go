@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"fmt"
+	"net"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/leakwatch/leakwatch/test/agenttest"
 	"github.com/leakwatch/leakwatch/test/cgtest"
 )
 
@@ -83,5 +87,71 @@ func TestThirdPartyStacksUnwoundFromCFI(t *testing.T) {
 	t.Logf("frame pointers only: %.0f%%", 100*base)
 	if base > 0.5 {
 		t.Errorf("frame pointers alone reached the interpreter loop for %.0f%% of bytes: this python3 has frame pointers, so it cannot tell unwinding works", 100*base)
+	}
+}
+
+// Debian's redis-server (jemalloc, no frame pointers) filled with keys by
+// DEBUG POPULATE: the pages it faults in are redis's own, under its command
+// loop. Unwound, at least 80% of the faulted bytes reach debugCommand and
+// main through jemalloc; the frame-pointer walk alone must not (else this
+// test proves nothing).
+func TestRedisFaultsUnwoundToItsCommand(t *testing.T) {
+	redis, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server: %v (hack/install-deps.sh installs it)", err)
+	}
+	reach := func(copyBytes string) float64 {
+		a := startAgent(t, "--interval", "1s", "--stack-copy-bytes", copyBytes)
+		g := cgtest.New(t, 512*mib)
+		addr := agenttest.FreePort(t)
+		port := addr[strings.LastIndexByte(addr, ':')+1:]
+		g.Start(t, redis, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--enable-debug-command", "yes", "--logfile", filepath.Join(t.TempDir(), "redis.log"))
+		var conn net.Conn
+		deadline := time.Now().Add(15 * time.Second)
+		for conn == nil {
+			if conn, err = net.Dial("tcp", addr); err != nil && time.Now().After(deadline) {
+				t.Fatalf("redis-server does not listen on %s: %v", addr, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		defer func() { _ = conn.Close() }()
+		id := a.waitTracked(t, g.Rel)
+		if _, err := fmt.Fprintf(conn, "DEBUG POPULATE 300000 key 256\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		reply := make([]byte, 64)
+		_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+		if n, err := conn.Read(reply); err != nil || !strings.HasPrefix(string(reply[:n]), "+OK") {
+			t.Fatalf("DEBUG POPULATE: %q, %v", reply[:max(n, 0)], err)
+		}
+		time.Sleep(2500 * time.Millisecond) // two collections
+		samples := readStacks(t, a.download(t, id, "type=faults"), "faulted_space")
+		var all, whole int64
+		for _, s := range samples {
+			all += s.value
+			if slices.Contains(s.names, "debugCommand") && slices.Contains(s.names, "main") {
+				whole += s.value
+			}
+		}
+		slices.SortFunc(samples, func(a, b stackSample) int { return int(b.value - a.value) })
+		for _, s := range samples[:min(3, len(samples))] {
+			t.Logf("copies %s: %6.1f MiB %s", copyBytes, float64(s.value)/mib, strings.Join(s.names[:min(14, len(s.names))], " ← "))
+		}
+		if all < 32*mib {
+			t.Fatalf("stack copies %s: %.1f MiB faulted, want the tens of MiB redis filled", copyBytes, float64(all)/mib)
+		}
+		g.Remove(t)
+		return float64(whole) / float64(all)
+	}
+	share := reach("16384")
+	t.Logf("with stack copies: %.0f%% of faulted bytes reach debugCommand and main", 100*share)
+	if share < 0.8 {
+		t.Errorf("with stack copies: %.0f%% of faulted bytes reach debugCommand and main, want at least 80%%", 100*share)
+	}
+	base := reach("0")
+	t.Logf("frame pointers only: %.0f%%", 100*base)
+	if base > 0.5 {
+		t.Errorf("frame pointers alone reached redis's command for %.0f%% of faulted bytes: this redis-server has frame pointers, so it cannot tell unwinding works", 100*base)
 	}
 }
