@@ -486,6 +486,13 @@ static __always_inline __u64 weigh(const struct mapping *m, __u64 bytes)
 }
 
 /* Records [start, start+len) as a live mapping. */
+/* The user stack pointer at the event, or 0. */
+static __always_inline __u64 user_sp(void)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	return regs ? PT_REGS_SP_CORE(regs) : 0;
+}
+
 static __always_inline void track(__u32 tgid, __u64 start, __u64 len, __u64 memcg, __u64 stack_id,
 				  __u64 fp_stack_id, __u32 kind, __u32 sampled_len, __u64 now)
 {
@@ -495,6 +502,7 @@ static __always_inline void track(__u32 tgid, __u64 start, __u64 len, __u64 memc
 	    .memcg = memcg,
 	    .stack_id = stack_id,
 	    .fp_stack_id = fp_stack_id,
+	    .sp = user_sp(),
 	    .ts = now,
 	    .kind = kind,
 	    .sampled_len = sampled_len,
@@ -510,10 +518,12 @@ static __always_inline void track(__u32 tgid, __u64 start, __u64 len, __u64 memc
 }
 
 /* Grows the tracked range that ends at start by len when the same
- * frame-pointer stack of the same kind made it and it was not sampled:
- * consecutive growths of a heap then cost one entry and no stack copy (the
- * range keeps the stack unwound for its first growth). Returns whether it
- * did. */
+ * frame-pointer stack of the same kind made it, from the same user stack
+ * pointer, and it was not sampled: a leaking loop's consecutive growths of a
+ * heap then cost one entry and no stack copy (the range keeps the stack
+ * unwound for its first growth). The stack pointer keeps apart callers that
+ * share a frame-pointer stack, as every caller of a frameless malloc does:
+ * they call from other depths. Returns whether it did. */
 static __always_inline bool extend_previous(__u32 tgid, __u64 start, __u64 len, __u64 memcg,
 					    __u64 fp_stack_id, __u32 kind)
 {
@@ -525,7 +535,7 @@ static __always_inline bool extend_previous(__u32 tgid, __u64 start, __u64 len, 
 	struct mapping_key pk = {.tgid = tgid, .start = ps};
 	struct mapping *prev = bpf_map_lookup_elem(&live_mappings, &pk);
 	if (!prev || prev->kind != kind || prev->sampled_len || prev->fp_stack_id != fp_stack_id ||
-	    prev->memcg != memcg)
+	    prev->memcg != memcg || prev->sp != user_sp())
 		return false;
 	prev->len += len;
 	bpf_map_delete_elem(&mapping_ends, &ek);

@@ -68,6 +68,8 @@ struct mapping {
 	__u64 stack_id;
 	/* the frame-pointer stack's key, which consecutive growths compare */
 	__u64 fp_stack_id;
+	/* the user stack pointer at its creation (see extend_previous) */
+	__u64 sp;
 	__u64 ts;   /* bpf_ktime_get_ns() at creation */
 	__u32 kind; /* enum mapping_kind */
 	/* 0 when every mapping of this size is tracked. Otherwise the

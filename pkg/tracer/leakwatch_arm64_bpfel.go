@@ -113,6 +113,7 @@ type leakwatchMapping struct {
 	Memcg      uint64
 	StackId    uint64
 	FpStackId  uint64
+	Sp         uint64
 	Ts         uint64
 	Kind       uint32
 	SampledLen uint32

@@ -40,6 +40,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -389,38 +390,72 @@ func (b *bench) programCosts() (err error) {
 		if !slices.Contains([]string{"faults", "mmap", "malloc", "getpid"}, l.name) {
 			continue
 		}
-		tr, err := tracer.New(tracer.DefaultConfig(), slog.New(slog.DiscardHandler))
-		if err != nil {
-			return err
-		}
-		before, err := tr.ProgramStats()
-		if err == nil {
-			_, err = runLoop(b.loops, l)
-		}
-		var after []tracer.ProgramStat
-		if err == nil {
-			after, err = tr.ProgramStats()
-		}
-		if l.name == "faults" {
-			if mem, err := tr.MapMemory(); err == nil {
-				b.add(row{Section: "programs", Measure: "BPF map memory, tracer in-process (MiB)", Unit: "MiB", Values: []float64{float64(mem) / (1 << 20)}, Limit: 32, Target: "≤32 MiB"})
+		// Each loop with the default stack copies, then without: what a
+		// copy adds to a program's run (issue 14: at most 3 µs with it).
+		for _, copyBytes := range []uint64{tracer.DefaultConfig().StackCopyBytes, 0} {
+			if err := b.programCost(l, copyBytes); err != nil {
+				return err
 			}
 		}
-		err = errors.Join(err, tr.Close())
-		if err != nil {
-			return err
+	}
+	return nil
+}
+
+// programCost runs one loop beside an in-process tracer (run, so that its
+// stack copies are read) and adds each program's mean cost.
+func (b *bench) programCost(l loop, copyBytes uint64) (err error) {
+	cfg := tracer.DefaultConfig()
+	cfg.StackCopyBytes = copyBytes
+	tr, err := tracer.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- tr.Run(ctx) }()
+	defer func() {
+		cancel()
+		err = errors.Join(err, <-ran, tr.Close())
+	}()
+	before, err := tr.ProgramStats()
+	if err != nil {
+		return err
+	}
+	copies0, err := tr.Snapshot()
+	if err != nil {
+		return err
+	}
+	if _, err = runLoop(b.loops, l); err != nil {
+		return err
+	}
+	after, err := tr.ProgramStats()
+	if err != nil {
+		return err
+	}
+	copies1, err := tr.Snapshot()
+	if err != nil {
+		return err
+	}
+	if l.name == "faults" && copyBytes > 0 {
+		if mem, err := tr.MapMemory(); err == nil {
+			b.add(row{Section: "programs", Measure: "BPF map memory, tracer in-process (MiB)", Unit: "MiB", Values: []float64{float64(mem) / (1 << 20)}, Limit: 32, Target: "≤32 MiB"})
 		}
-		for i, a := range after {
-			n := a.RunCount - before[i].RunCount
-			if n < 100 { // stray runs from other processes
-				continue
-			}
-			b.add(row{
-				Section: "programs", Measure: fmt.Sprintf("%s: %s (ns/run)", l.name, a.Name), Unit: "ns",
-				Values: []float64{float64(a.RunTime-before[i].RunTime) / float64(n)},
-				Note:   fmt.Sprintf("%d runs", n),
-			})
+	}
+	mode := fmt.Sprintf("stack copies of %d B", copyBytes)
+	if copyBytes == 0 {
+		mode = "no stack copies"
+	}
+	made := copies1.StackCopies[tracer.CopyMade] - copies0.StackCopies[tracer.CopyMade]
+	for i, a := range after {
+		n := a.RunCount - before[i].RunCount
+		if n < 100 { // stray runs from other processes
+			continue
 		}
+		b.add(row{
+			Section: "programs", Measure: fmt.Sprintf("%s: %s, %s (ns/run)", l.name, a.Name, mode), Unit: "ns",
+			Values: []float64{float64(a.RunTime-before[i].RunTime) / float64(n)},
+			Note:   fmt.Sprintf("%d runs, %d copies", n, made),
+		})
 	}
 	return nil
 }
