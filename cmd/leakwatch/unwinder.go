@@ -13,10 +13,12 @@ import (
 type stackUnwinder struct {
 	sym *symbolize.Symbolizer
 	uw  *unwind.Unwinder
+	// fpStack looks up the kernel's frame-pointer stack of the same event.
+	fpStack func(id uint64) (tracer.Stack, bool)
 }
 
-func newStackUnwinder(sym *symbolize.Symbolizer, tableBytes int) *stackUnwinder {
-	return &stackUnwinder{sym: sym, uw: unwind.New(tableBytes)}
+func newStackUnwinder(sym *symbolize.Symbolizer, tableBytes int, fpStack func(uint64) (tracer.Stack, bool)) *stackUnwinder {
+	return &stackUnwinder{sym: sym, uw: unwind.New(tableBytes), fpStack: fpStack}
 }
 
 // Unwind implements tracer.StackUnwinder. The window is only read.
@@ -38,9 +40,44 @@ func (s *stackUnwinder) Unwind(c *tracer.StackCopy) ([]uint64, bool) {
 	}
 	st := s.uw.Unwind(unwind.Regs{IP: c.IP, SP: c.SP, BP: c.BP}, c.Window, um)
 	if st.GoCode {
-		return nil, false // Go's own frame pointers, walked by the kernel, are right
+		return s.splice(st.PCs, c.FPStackID, um)
 	}
 	return st.PCs, len(st.PCs) > 0
+}
+
+// splice joins a stack that reached Go code: Go switches stacks (cgo calls
+// C on the system stack), which the window does not follow, but the
+// kernel's frame-pointer walk does, through Go's frame pointers. The
+// unwound frames before the first Go one (the C code, without frame
+// pointers) go first, then the frame-pointer stack from its first Go frame
+// on. A stack that starts in Go is the frame-pointer walk's alone.
+func (s *stackUnwinder) splice(pcs []uint64, fpID uint64, maps []unwind.Mapping) ([]uint64, bool) {
+	n := 0
+	for n < len(pcs) && !s.uw.GoCode(callSite(pcs, n), maps) {
+		n++
+	}
+	if n == 0 {
+		return nil, false
+	}
+	fp, ok := s.fpStack(fpID)
+	if !ok {
+		return pcs[:n], true // the C part alone: a true prefix
+	}
+	for j := 1; j < len(fp.Frames); j++ {
+		if s.uw.GoCode(callSite(fp.Frames, j), maps) {
+			return append(pcs[:n:n], fp.Frames[j:]...), true
+		}
+	}
+	return pcs[:n], true
+}
+
+// callSite is the address to look up for frame i: a caller's return
+// address less one, in its call instruction.
+func callSite(pcs []uint64, i int) uint64 {
+	if i == 0 {
+		return pcs[0]
+	}
+	return pcs[i] - 1
 }
 
 func covers(maps []symbolize.CodeMapping, pc uint64) bool {

@@ -1,6 +1,7 @@
 package unwind
 
 import (
+	"cmp"
 	"debug/elf"
 	"encoding/binary"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"sort"
 
 	"github.com/leakwatch/leakwatch/pkg/debugfile"
 )
@@ -20,7 +22,18 @@ type Table struct {
 	loads []load
 	// goCode marks a Go binary: Go keeps frame pointers but switches
 	// stacks (systemstack, cgo), which no window of one stack can follow.
+	// cCode are the ranges of C code in it (sorted [begin, end) vaddrs).
 	goCode bool
+	cCode  [][2]uint64
+}
+
+// goAt says whether vaddr is Go code: in a Go binary, outside its C.
+func (t *Table) goAt(vaddr uint64) bool {
+	if !t.goCode {
+		return false
+	}
+	i := sort.Search(len(t.cCode), func(i int) bool { return t.cCode[i][1] > vaddr })
+	return i == len(t.cCode) || vaddr < t.cCode[i][0]
 }
 
 // GoCode says the table is a Go binary's (see Table.goCode).
@@ -31,7 +44,7 @@ type load struct {
 }
 
 // Size is the table's memory cost in bytes, for the cache's bound.
-func (t *Table) Size() int { return cap(t.rows)*16 + cap(t.loads)*24 + 64 }
+func (t *Table) Size() int { return cap(t.rows)*16 + cap(t.loads)*24 + cap(t.cCode)*16 + 64 }
 
 // Rows is the number of rows, for reports and tests.
 func (t *Table) Rows() int { return len(t.rows) }
@@ -81,6 +94,16 @@ func BuildTable(root, path string) (*Table, error) {
 		got, err := sectionFDEs(s, true)
 		fdes = append(fdes, got...)
 		errs = append(errs, err)
+		if t.goCode {
+			// The Go linker writes no .eh_frame for Go functions: in a Go
+			// binary, what it describes is C (cgo, the C library of a
+			// static build).
+			for _, d := range got {
+				t.cCode = append(t.cCode, [2]uint64{d.begin, d.end})
+			}
+			slices.SortFunc(t.cCode, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
+			t.cCode = slices.Clip(t.cCode)
+		}
 	}
 	if s := f.Section(".debug_frame"); s != nil {
 		got, err := sectionFDEs(s, false)

@@ -235,3 +235,18 @@ func TestTableFromDebugFile(t *testing.T) {
 	}
 	t.Logf("%d readelf rows, %d differ; %d table rows", len(ref), bad, tab.Rows())
 }
+
+func TestGoAtTellsCFromGoInAGoBinary(t *testing.T) {
+	goBin := &Table{goCode: true, cCode: [][2]uint64{{0x100, 0x200}, {0x400, 0x480}}}
+	for _, tc := range []struct {
+		va   uint64
+		want bool
+	}{{0x50, true}, {0x100, false}, {0x1ff, false}, {0x200, true}, {0x47f, false}, {0x480, true}} {
+		if got := goBin.goAt(tc.va); got != tc.want {
+			t.Errorf("goAt(%#x) = %v, want %v", tc.va, got, tc.want)
+		}
+	}
+	if (&Table{}).goAt(0x150) {
+		t.Error("a C binary's code taken for Go")
+	}
+}

@@ -174,6 +174,12 @@ func (u *Unwinder) Unwind(regs Regs, window []byte, maps []Mapping) Stack {
 	return st
 }
 
+// GoCode says whether pc is in a Go binary's code (see Table.goCode).
+func (u *Unwinder) GoCode(pc uint64, maps []Mapping) bool {
+	_, _, goCode := u.row(pc, maps)
+	return goCode
+}
+
 // row finds the CFI row for pc, and says whether pc is in Go code.
 func (u *Unwinder) row(pc uint64, maps []Mapping) (rw row, found, goCode bool) {
 	i := sort.Search(len(maps), func(i int) bool { return maps[i].End > pc })
@@ -197,7 +203,7 @@ func (u *Unwinder) row(pc uint64, maps []Mapping) (rw row, found, goCode bool) {
 		return row{}, false, t.goCode
 	}
 	rw, found = lookup(t.rows, va)
-	return rw, found, t.goCode
+	return rw, found, t.goAt(va)
 }
 
 type readResult uint8

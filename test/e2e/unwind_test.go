@@ -218,3 +218,43 @@ func TestOptimizedCLevelsUnwound(t *testing.T) {
 		})
 	}
 }
+
+// A cgo program leaks through C called from Go: the C frames (cgo builds C
+// at -O2, without frame pointers) come from the unwound stack; at least 90%
+// of the inuse bytes show c_level2 ← c_level1 (the frame-pointer walk alone
+// shows none). Its Go callers are on the goroutine's stack, which the C code
+// does not run on (cgo switches to the system stack), so they are shown only
+// where the kernel's frame-pointer walk reaches them: logged, not required.
+func TestCgoStackShowsItsCFrames(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "cgoleak")
+	build := exec.Command("go", "build", "-o", bin, "./test/workloads/cgoleak")
+	build.Dir = filepath.Join("..", "..")
+	build.Env = append(build.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	a := startAgent(t, "--interval", "1s", "--mmap-sample-bytes", "0")
+	g := cgtest.New(t, 512*mib)
+	p := g.Start(t, bin)
+	id := a.waitTracked(t, g.Rel)
+	p.Do(t, "leak 64")
+	time.Sleep(2500 * time.Millisecond) // two collections
+	samples := readStacks(t, a.download(t, id, "type=inuse"), "inuse_space")
+	var cFrames, goToo int64
+	for _, s := range samples {
+		if isSubsequence([]string{"c_level2", "c_level1"}, s.names) {
+			cFrames += s.value
+			if slices.Contains(s.names, "main.leakViaC") {
+				goToo += s.value
+			}
+		}
+	}
+	t.Logf("%.1f of 64 MiB under c_level2 ← c_level1; %.1f MiB of it with main.leakViaC", float64(cFrames)/mib, float64(goToo)/mib)
+	if cFrames < 64*mib*9/10 {
+		slices.SortFunc(samples, func(a, b stackSample) int { return int(b.value - a.value) })
+		for _, s := range samples[:min(4, len(samples))] {
+			t.Logf("  %6.1f MiB %s", float64(s.value)/mib, strings.Join(s.names[:min(14, len(s.names))], " ← "))
+		}
+		t.Errorf("%.1f MiB under c_level2 ← c_level1, want at least 90%% of the 64 MiB leaked", float64(cFrames)/mib)
+	}
+}
