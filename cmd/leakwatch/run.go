@@ -233,7 +233,7 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 		}
 		parts.Symbolizer = res
 		if cfg.Tracer.StackCopyBytes > 0 {
-			d.tracer.SetUnwinder(newStackUnwinder(sym, cfg.UnwindTableBytes, d.tracer.Stack))
+			d.tracer.SetUnwinder(newStackUnwinder(sym, cfg.Tracer.ProcRoot, cfg.UnwindTableBytes, d.tracer.Stack))
 		}
 	}
 	cfg.Agent.FaultSampleBytes = cfg.Tracer.FaultSampleBytes

@@ -303,7 +303,7 @@ func (a *Agent) handleEvents(events <-chan tracer.Event) {
 		case tracer.EventExit:
 			a.prof.ProcessExited(ev.Process.PID)
 		case tracer.EventExec, tracer.EventTracked:
-			start, ok := procStartTime(a.procRoot(), ev.Process.PID)
+			start, ok := ProcStartTime(a.procRoot(), ev.Process.PID)
 			if !ok {
 				continue // gone already
 			}

@@ -72,7 +72,7 @@ func (a *Agent) MaxProfileWindow() time.Duration { return a.cfg.Profile.Horizon 
 // that its captured map is found again.
 func (a *Agent) procInfo(pid uint32) (string, uint64, bool) {
 	root := a.procRoot()
-	start, ok := procStartTime(root, pid)
+	start, ok := ProcStartTime(root, pid)
 	if !ok {
 		if m, ok := a.recent.get(pid); ok {
 			return m.comm, m.start, true
@@ -132,11 +132,11 @@ func (a *Agent) procRoot() string {
 	return "/proc"
 }
 
-// procStartTime reads a process's start time, which with the pid
+// ProcStartTime reads a process's start time, which with the pid
 // identifies the process, in nanoseconds since boot: field 22 of
 // /proc/PID/stat counts clock ticks (USER_HZ, 100 on Linux), converted so
 // that it compares with the kernel's nanosecond task start times.
-func procStartTime(root string, pid uint32) (uint64, bool) {
+func ProcStartTime(root string, pid uint32) (uint64, bool) {
 	b, err := os.ReadFile(filepath.Join(root, strconv.FormatUint(uint64(pid), 10), "stat"))
 	if err != nil {
 		return 0, false

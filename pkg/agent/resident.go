@@ -35,7 +35,7 @@ func (a *Agent) residentBytes(ctx context.Context, memcg uint64) map[profile.Res
 		if read == maxResidentProcs || ctx.Err() != nil {
 			break
 		}
-		start, ok := procStartTime(root, pid)
+		start, ok := ProcStartTime(root, pid)
 		if !ok {
 			continue
 		}

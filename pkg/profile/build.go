@@ -289,7 +289,7 @@ func (s *Store) collect(memcg uint64, only *Image, typ Type, window time.Duratio
 		acc.exited = acc.exited || sr.exited
 		samples[sk] = acc
 		if st, ok := s.stacks[k.stack]; ok {
-			stacks[k.stack] = stackFrames{frames: st.Frames, leafReturn: st.LeafReturn}
+			stacks[k.stack] = stackFrames{frames: st.Frames, leafReturn: st.LeafReturn, truncated: st.Truncated}
 		}
 		if p, ok := s.procs[k.pid]; ok && p.startTime == k.starts {
 			comms[k.pid] = p.comm
@@ -325,6 +325,7 @@ func growth(cur, old value, typ Type) sampleVal {
 type stackFrames struct {
 	frames     []uint64
 	leafReturn uint64
+	truncated  bool
 }
 
 // builder dedupes locations, functions and mappings while a profile is
@@ -340,6 +341,8 @@ type builder struct {
 	funcs    []*profile.Function
 	maps     []*profile.Mapping
 	unknown  *profile.Location
+	// truncated ends stacks whose callers were not copied.
+	truncated *profile.Location
 }
 
 func newBuilder(res Resolver) *builder {
@@ -373,6 +376,9 @@ func (b *builder) locations(k sampleKey, st stackFrames) []*profile.Location {
 	// Trim allocator frames from the innermost end, keeping at least one.
 	for len(locs) > 1 && isAllocator(locs[0]) {
 		locs = locs[1:]
+	}
+	if st.truncated {
+		locs = append(locs, b.truncatedStack())
 	}
 	return locs
 }
@@ -550,6 +556,21 @@ func (b *builder) mapping(pid uint32, m *Mapping) *profile.Mapping {
 // unknownStack is the one location of samples whose stack was not recorded
 // (the kernel's stack map was full, or the walk failed); saying so is
 // better than dropping their bytes.
+// truncatedStack is the outermost location of a stack deeper than the copy
+// of it that was unwound: its callers are missing.
+func (b *builder) truncatedStack() *profile.Location {
+	if b.truncated == nil {
+		b.truncated = &profile.Location{ID: uint64(len(b.locs) + 1)}
+		b.truncated.Line = []profile.Line{{Function: b.function(Frame{Function: TruncatedFrame})}}
+		b.locs = append(b.locs, b.truncated)
+	}
+	return b.truncated
+}
+
+// TruncatedFrame names the location that ends a stack whose callers were
+// beyond the copied stack window.
+const TruncatedFrame = "[truncated: callers beyond the copied stack]"
+
 func (b *builder) unknownStack() *profile.Location {
 	if b.unknown == nil {
 		b.unknown = &profile.Location{ID: uint64(len(b.locs) + 1)}

@@ -117,28 +117,32 @@ func (t *Tracer) takeCopy(h *leakwatchStackCopyHeader, window []byte) {
 		FPStackID: h.FpStackId,
 	}
 	var (
-		pcs []uint64
-		ok  bool
+		st Stack
+		ok bool
 	)
 	if t.unwinder != nil {
-		pcs, ok = t.unwinder.Unwind(&c)
+		st, ok = t.unwinder.Unwind(&c)
 	}
 	u := &t.unwound
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !ok || len(pcs) == 0 {
+	if !ok || len(st.Frames) == 0 {
 		u.counts[CopyFellBack]++
 		t.fallBack(h)
 		return
 	}
-	id := stackHash(pcs)
+	st.LeafReturn = 0
+	id := stackHash(st.Frames, st.Truncated)
 	if _, have := u.stacks[id]; !have {
 		if len(u.stacks) >= int(t.cfg.MaxStacks) {
 			u.counts[CopyOverLimits]++
 			t.fallBack(h)
 			return
 		}
-		u.stacks[id] = Stack{Frames: pcs}
+		u.stacks[id] = st
+	}
+	if st.Truncated {
+		u.counts[CopyTruncated]++
 	}
 	if !c.Fault {
 		if len(u.aliases) >= 2*int(t.cfg.MaxMappings) {
@@ -179,8 +183,12 @@ func (t *Tracer) fallBack(h *leakwatchStackCopyHeader) {
 
 // stackHash keys an unwound stack: FNV-1a over its PCs, from a basis other
 // than the BPF program's so that the two kinds of stack do not meet.
-func stackHash(pcs []uint64) uint64 {
+func stackHash(pcs []uint64, truncated bool) uint64 {
 	h := uint64(0x84222325cbf29ce4)
+	if truncated {
+		h ^= 1
+		h *= 0x100000001b3
+	}
 	for _, pc := range pcs {
 		h ^= pc
 		h *= 0x100000001b3
@@ -324,7 +332,7 @@ func (t *Tracer) kernelStacksUsed(used map[uint64]struct{}) {
 
 // readCopyCounts adds the stack copy counters to snap.
 func (t *Tracer) readCopyCounts(snap *Snapshot) error {
-	snap.StackCopies = make(map[CopyResult]uint64, len(kernelCopyResults)+3)
+	snap.StackCopies = make(map[CopyResult]uint64, len(kernelCopyResults)+4)
 	var per []uint64
 	for i, r := range kernelCopyResults {
 		if err := t.objs.CopyCounts.Lookup(uint32(i), &per); err != nil {

@@ -90,8 +90,9 @@ type FaultSample struct {
 
 // Stack is a user stack as the kernel walked it.
 type Stack struct {
-	// Frames are instruction pointers from the frame-pointer walk, innermost
-	// first; after the first, each is a return address.
+	// Frames are instruction pointers from the frame-pointer walk or the
+	// unwinding of a stack copy, innermost first; after the first, each is
+	// a return address.
 	Frames []uint64
 	// LeafReturn is the word at the user stack pointer when the stack was
 	// taken, or 0. When the innermost function is frameless (a libc syscall
@@ -99,6 +100,9 @@ type Stack struct {
 	// frame-pointer walk skips; otherwise it is data. Only a symbolizer that
 	// knows the process's executable mappings can tell, so it is a hint.
 	LeafReturn uint64
+	// Truncated says the stack was unwound from a copied window that ended
+	// before its outermost frame: a true prefix, callers missing.
+	Truncated bool
 }
 
 // MapUsage is how full one kernel map is.
@@ -279,11 +283,10 @@ type StackCopy struct {
 	FPStackID uint64
 }
 
-// StackUnwinder unwinds stack copies: PCs innermost first, the first one
-// the instruction and the rest return addresses, as Stack.Frames. ok false
-// keeps the event's frame-pointer stack.
+// StackUnwinder unwinds stack copies into a Stack (Frames and Truncated;
+// no LeafReturn). ok false keeps the event's frame-pointer stack.
 type StackUnwinder interface {
-	Unwind(c *StackCopy) (pcs []uint64, ok bool)
+	Unwind(c *StackCopy) (st Stack, ok bool)
 }
 
 // CopyResult says what became of a stack copy the tracer wanted.
@@ -298,6 +301,7 @@ const (
 	CopyUnwound    CopyResult = "unwound"     // unwound: the event carries that stack
 	CopyFellBack   CopyResult = "fell_back"   // not unwound: the frame-pointer stack stays
 	CopyOverLimits CopyResult = "over_limits" // the unwound-stack tables were full: frame pointers
+	CopyTruncated  CopyResult = "truncated"   // of the unwound, those deeper than the window: callers missing
 )
 
 var kernelCopyResults = [...]CopyResult{CopyMade, CopyOverBudget, CopyRingFull, CopyUnreadable}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leakwatch/leakwatch/pkg/profile"
 	"github.com/leakwatch/leakwatch/test/agenttest"
 	"github.com/leakwatch/leakwatch/test/cgtest"
 )
@@ -257,4 +258,85 @@ func TestCgoStackShowsItsCFrames(t *testing.T) {
 		}
 		t.Errorf("%.1f MiB under c_level2 ← c_level1, want at least 90%% of the 64 MiB leaked", float64(cFrames)/mib)
 	}
+}
+
+// Edge cases of unwinding, on the -O2 C program: a stack deeper than the
+// copied window ends with the truncation frame (a true prefix: grow and
+// its recursion on top); a mapping made in a signal handler unwinds
+// through the signal frame to main; a library loaded with dlopen after the
+// process's maps were captured unwinds (the maps are read again); a process
+// that exits right after allocating, from a binary whose table nothing has
+// built yet, keeps its unwound stack in the growth profile.
+func TestUnwindEdgeCases(t *testing.T) {
+	dir := t.TempDir()
+	bin, lib := filepath.Join(dir, "deepleak"), filepath.Join(dir, "deeplib.so")
+	for _, args := range [][]string{
+		{"-O2", "-pthread", "-o", bin, filepath.Join("..", "workloads", "deepleak.c"), "-ldl"},
+		{"-O2", "-shared", "-fPIC", "-o", lib, filepath.Join("..", "workloads", "deeplib.c")},
+	} {
+		if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+			t.Fatalf("gcc %v: %v\n%s", args, err, out)
+		}
+	}
+	a := startAgent(t, "--interval", "1s", "--mmap-sample-bytes", "0")
+	under := func(t *testing.T, samples []stackSample, chain []string) (whole int64) {
+		for _, s := range samples {
+			if isSubsequence(chain, s.names) {
+				whole += s.value
+			}
+		}
+		if whole == 0 {
+			slices.SortFunc(samples, func(a, b stackSample) int { return int(b.value - a.value) })
+			for _, s := range samples[:min(4, len(samples))] {
+				t.Logf("  %6.1f MiB %s", float64(s.value)/mib, strings.Join(s.names[:min(14, len(s.names))], " ← "))
+				for i := range s.addrs[:min(6, len(s.addrs))] {
+					t.Logf("      %#x %s+%#x", s.addrs[i], s.files[i], s.offs[i])
+				}
+			}
+		}
+		return whole
+	}
+	for _, tc := range []struct {
+		name, cmd string
+		chain     []string
+	}{
+		{"deep recursion", "deep 2000 16384", []string{"grow", "recurse", "recurse", "recurse", profile.TruncatedFrame}},
+		{"signal handler", "signal 16384", []string{"grow", "level6", "level1", "on_signal", "main"}},
+		{"dlopen", "dlopen " + lib + " 16384", []string{"lib_level2", "lib_level1", "lib_leak", "main"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := cgtest.New(t, 512*mib)
+			p := g.Start(t, bin)
+			p.Do(t, "nop")
+			id := a.waitTracked(t, g.Rel)
+			p.Do(t, tc.cmd)
+			time.Sleep(2500 * time.Millisecond) // two collections
+			whole := under(t, readStacks(t, a.download(t, id, "type=inuse"), "inuse_space"), tc.chain)
+			t.Logf("%.1f of 16 MiB under %v", float64(whole)/mib, tc.chain)
+			if whole < 16*mib*9/10 {
+				t.Errorf("%.1f MiB under %v, want at least 90%% of the 16 MiB", float64(whole)/mib, tc.chain)
+			}
+			g.Remove(t)
+		})
+	}
+	t.Run("exit right after", func(t *testing.T) {
+		fresh := filepath.Join(dir, "deepleak-fresh")
+		args := []string{"-O2", "-DFRESH=1", "-pthread", "-o", fresh, filepath.Join("..", "workloads", "deepleak.c"), "-ldl"}
+		if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+			t.Fatalf("gcc %v: %v\n%s", args, err, out)
+		}
+		g := cgtest.New(t, 512*mib)
+		p := g.Start(t, fresh)
+		p.Do(t, "nop")
+		id := a.waitTracked(t, g.Rel)
+		p.Send(t, "mmapexit 16384")
+		p.Wait(t, 30*time.Second)
+		time.Sleep(2500 * time.Millisecond) // two collections
+		chain := []string{"grow", "level6", "level1", "main"}
+		whole := under(t, readStacks(t, a.download(t, id, "type=inuse&seconds=30"), "inuse_space"), chain)
+		t.Logf("%.1f of 16 MiB under %v after the process exited", float64(whole)/mib, chain)
+		if whole < 16*mib*9/10 {
+			t.Errorf("%.1f MiB under %v, want at least 90%% of the 16 MiB", float64(whole)/mib, chain)
+		}
+	})
 }

@@ -8,15 +8,30 @@
 //   arena N   a new thread runs level1..level6, then N KiB in 4,000-byte
 //             mallocs, touched (the thread's own arena, grown by mprotect);
 //             "ok" once it is done
+//   deep D N  recurse() D times, then mmap N KiB and touch it (a stack
+//             deeper than any copied window); "ok"
+//   signal N  raise SIGUSR1, whose handler leaks N KiB through level1;
+//             "ok" once it returned
+//   dlopen L N  dlopen library L and call its lib_leak(N) (N KiB mmap'd
+//             and touched); "ok"
+//   mmapexit N  mmap N KiB through level1, touch it, and exit at once
 //   nop, exit
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 volatile long sink;
+
+#ifdef FRESH
+/* Built with -DFRESH=1, the binary has other contents and build id. */
+const char fresh[] = "fresh";
+#endif
 
 __attribute__((noinline)) static long grow(int kind, long kib)
 {
@@ -77,6 +92,26 @@ __attribute__((noinline)) long level1(int kind, long kib)
 	return r + 1;
 }
 
+/* Each frame holds a buffer, so that D frames take D * 512 bytes at least. */
+__attribute__((noinline)) long recurse(long depth, long kib)
+{
+	volatile char pad[512];
+	pad[0] = (char)depth;
+	if (depth <= 0)
+		return grow(0, kib) + pad[0];
+	long r = recurse(depth - 1, kib);
+	sink += r + pad[0];
+	return r + 1;
+}
+
+static volatile long signal_kib;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	sink += level1(0, signal_kib);
+}
+
 static long arena_kib;
 
 static void *arena_thread(void *arg)
@@ -88,7 +123,8 @@ static void *arena_thread(void *arg)
 
 int main(void)
 {
-	char line[256];
+	char line[256], lib[201];
+	long m = 0;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	while (fgets(line, sizeof line, stdin)) {
 		long n = 0;
@@ -104,6 +140,23 @@ int main(void)
 				printf("error thread\n");
 				continue;
 			}
+		} else if (sscanf(line, "deep %ld %ld", &n, &m) == 2) {
+			sink += recurse(n, m);
+		} else if (sscanf(line, "signal %ld", &n) == 1) {
+			signal_kib = n;
+			signal(SIGUSR1, on_signal);
+			raise(SIGUSR1);
+		} else if (sscanf(line, "dlopen %200s %ld", lib, &n) == 2) {
+			void *h = dlopen(lib, RTLD_NOW);
+			long (*leak)(long) = h ? (long (*)(long))dlsym(h, "lib_leak") : NULL;
+			if (!leak) {
+				printf("error %s\n", dlerror());
+				continue;
+			}
+			sink += leak(n);
+		} else if (sscanf(line, "mmapexit %ld", &n) == 1) {
+			sink += level1(0, n);
+			_exit(0);
 		} else if (strncmp(line, "exit", 4) == 0) {
 			return 0;
 		}
