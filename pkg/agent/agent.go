@@ -24,6 +24,7 @@ import (
 	"github.com/leakwatch/leakwatch/pkg/cri"
 	"github.com/leakwatch/leakwatch/pkg/detect"
 	"github.com/leakwatch/leakwatch/pkg/oomrecord"
+	"github.com/leakwatch/leakwatch/pkg/podpolicy"
 	"github.com/leakwatch/leakwatch/pkg/profile"
 	"github.com/leakwatch/leakwatch/pkg/series"
 	"github.com/leakwatch/leakwatch/pkg/state"
@@ -168,6 +169,8 @@ type entry struct {
 	c       view.Container
 	det     *detect.Detector
 	history *series.History
+	// policy is the annotations' policy applied to det (zero: none).
+	policy podpolicy.Policy
 	// restored is set on entries read from the state store until the first
 	// collection, which tells whether their cgroup outlived the restart.
 	restored bool
@@ -510,7 +513,7 @@ func (a *Agent) update(e *entry, g cgroups.Group, st cgroups.MemoryStats, ts *tr
 	if c.Container == "" {
 		c.Container = id.Name
 	}
-	a.enrich(c)
+	a.applyPolicy(e, a.enrich(c))
 
 	c.Memory = memoryView(st)
 	// The kernel's count, which may predate the agent; the tracer's is
@@ -524,6 +527,11 @@ func (a *Agent) update(e *entry, g cgroups.Group, st cgroups.MemoryStats, ts *tr
 
 	e.history.Add(now, c.Memory.LeakSignal, c.Memory.Usage)
 	v := e.det.Observe(detect.Point{T: now, Bytes: float64(c.Memory.LeakSignal), Limit: float64(c.Memory.Limit)})
+	if e.policy.Ignore {
+		// Still observed, so that lifting the annotation finds a
+		// detector that has followed the container all along.
+		v = detect.Verdict{}
+	}
 	was := c.Verdict.Leaking
 	c.Verdict = view.Verdict{
 		Leaking:              v.Leaking,
@@ -545,10 +553,11 @@ func (a *Agent) update(e *entry, g cgroups.Group, st cgroups.MemoryStats, ts *tr
 	}
 }
 
-// enrich adds Kubernetes names from the CRI cache, which never blocks.
-func (a *Agent) enrich(c *view.Container) {
+// enrich adds Kubernetes names from the CRI cache, which never blocks, and
+// returns the container's policy (zero when CRI does not know it).
+func (a *Agent) enrich(c *view.Container) podpolicy.Policy {
 	if a.cri == nil {
-		return
+		return podpolicy.Policy{}
 	}
 	if c.ContainerID != "" {
 		if info, ok := a.cri.Lookup(c.ContainerID); ok {
@@ -556,13 +565,39 @@ func (a *Agent) enrich(c *view.Container) {
 			if c.PodUID == "" {
 				c.PodUID = info.PodUID
 			}
-			return
+			return info.Policy
 		}
 	}
 	if c.PodUID != "" {
 		if info, ok := a.cri.LookupPod(c.PodUID); ok {
 			c.Namespace, c.Pod = info.Namespace, info.PodName
 		}
+	}
+	return podpolicy.Policy{}
+}
+
+// applyPolicy tunes a container's detector to what its annotations ask
+// for, once they are known or when they change, and says so in the log
+// (annotations with values it could not use as a warning).
+func (a *Agent) applyPolicy(e *entry, p podpolicy.Policy) {
+	if p == e.policy {
+		return
+	}
+	if p == (podpolicy.Policy{}) && e.policy != (podpolicy.Policy{}) {
+		return // CRI forgot it for now: keep what applied
+	}
+	if err := e.det.Tune(p.Apply(a.cfg.Detect)); err != nil {
+		a.errs[errDetector]++
+		return
+	}
+	e.policy = p
+	e.c.Policy = &view.Policy{Ignore: p.Ignore, WarmUpSeconds: p.WarmUp.Seconds(), Sensitivity: string(p.Sensitivity), Invalid: p.Invalid}
+	c := &e.c
+	a.log.Info("container policy", "id", c.ID, "namespace", c.Namespace, "pod", c.Pod, "container", c.Container,
+		"ignore", p.Ignore, "warmup", p.WarmUp, "sensitivity", p.Sensitivity)
+	if p.Invalid != "" {
+		a.log.Warn("annotations not applied: their values are not valid", "id", c.ID, "namespace", c.Namespace,
+			"pod", c.Pod, "container", c.Container, "annotations", p.Invalid)
 	}
 }
 

@@ -18,9 +18,17 @@ import (
 // detector flags every one of them (bounded: the fast tier needs minutes).
 func leakUntilFlagged(t *testing.T, a *Agent, dir string, now *time.Time, rels ...string) {
 	t.Helper()
+	leakUntil(t, a, dir, now, rels, rels...)
+}
+
+// leakUntil grows the fixture cgroups at grow by 1 MiB/s until the ones at
+// flag are all flagged.
+func leakUntil(t *testing.T, a *Agent, dir string, now *time.Time, flag []string, grow ...string) {
+	t.Helper()
+	rels := flag
 	anon := regexp.MustCompile(`(?m)^anon \d+$`)
 	for i := range 200 {
-		for _, rel := range rels {
+		for _, rel := range grow {
 			stat := filepath.Join(dir, rel, "memory.stat")
 			b, err := os.ReadFile(stat)
 			if err != nil {

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -717,4 +718,25 @@ func (d *Detector) at(secs float64) time.Time {
 // String is for debugging and test failures.
 func (v Verdict) String() string {
 	return fmt.Sprintf("leaking=%v growth=%.0fB/s conf=%.3f tier=%v ttl=%v", v.Leaking, v.GrowthBytesPerSecond, v.Confidence, v.Tier, v.TimeToLimit)
+}
+
+// Tune changes what a workload's policy may set (see pkg/podpolicy):
+// WarmUp, FastMinGrowth, MinGrowth and Significance; every other field of
+// cfg must be the detector's own. A new warm-up applies to the current
+// segment only while its analysis has not begun (the bucket tiers count
+// from that start); otherwise from the next segment, after a restart.
+func (d *Detector) Tune(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	own := d.cfg
+	own.WarmUp, own.FastMinGrowth, own.MinGrowth, own.Significance = cfg.WarmUp, cfg.FastMinGrowth, cfg.MinGrowth, cfg.Significance
+	if own != cfg {
+		return errors.New("detect: Tune may change only WarmUp, FastMinGrowth, MinGrowth and Significance")
+	}
+	if d.seen && d.lastT < d.analysisStart {
+		d.analysisStart = d.segStart + cfg.WarmUp.Seconds()
+	}
+	d.cfg = cfg
+	return nil
 }

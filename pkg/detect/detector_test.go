@@ -195,3 +195,38 @@ func TestStatistics(t *testing.T) {
 		t.Errorf("mannKendall(zigzag) = %v, want no trend", p)
 	}
 }
+
+func TestTuneChangesOnlyPolicyFields(t *testing.T) {
+	cfg := DefaultConfig()
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := cfg
+	bad.EnvelopeWindow *= 2
+	if err := d.Tune(bad); err == nil {
+		t.Error("Tune accepted a new EnvelopeWindow")
+	}
+	plain, _ := New(cfg)
+	long := cfg
+	long.WarmUp = 2 * time.Hour
+	step := int64(cfg.Interval / time.Second)
+	var tuned, untuned Verdict
+	// A flat hour, one point per interval; the 2 h warm-up is tuned in at
+	// the third point, before the analysis began.
+	for i := int64(0); i*step <= 3600; i++ {
+		p := Point{T: time.Unix(i*step, 0), Bytes: 1 << 20}
+		tuned, untuned = d.Observe(p), plain.Observe(p)
+		if i == 2 {
+			if err := d.Tune(long); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !tuned.WarmingUp {
+		t.Errorf("at 1h with a 2h warm-up tuned in before the analysis: not warming up")
+	}
+	if untuned.WarmingUp {
+		t.Errorf("at 1h with the default warm-up (%v): still warming up", cfg.WarmUp)
+	}
+}

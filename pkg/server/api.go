@@ -58,12 +58,15 @@ type container struct {
 	// the figures above is current: its verdict has ended (leaking false,
 	// no growth, confidence or time to limit), WasLeaking keeps the one
 	// it went with, and the memory figures are those last read.
-	Status     string     `json:"status"`
-	Gone       bool       `json:"gone"`
-	GoneAt     *time.Time `json:"gone_at"`
-	WasLeaking bool       `json:"was_leaking"`
-	FirstSeen  time.Time  `json:"first_seen"`
-	LastSeen   time.Time  `json:"last_seen"`
+	Status string `json:"status"`
+	// Policy is what the container's leakwatch.io/* annotations ask for;
+	// with ignore, its status is "ignored" and it is never leaking.
+	Policy     *view.Policy `json:"policy,omitempty"`
+	Gone       bool         `json:"gone"`
+	GoneAt     *time.Time   `json:"gone_at"`
+	WasLeaking bool         `json:"was_leaking"`
+	FirstSeen  time.Time    `json:"first_seen"`
+	LastSeen   time.Time    `json:"last_seen"`
 }
 
 // Values of container.Status.
@@ -72,6 +75,7 @@ const (
 	statusWarmingUp = "warming_up"
 	statusOK        = "ok"
 	statusGone      = "gone"
+	statusIgnored   = "ignored"
 )
 
 // containerDetail is /api/v1/containers/{id}: the list element plus the
@@ -247,6 +251,7 @@ func flatten(ct *view.Container) container {
 		Explanation:          ct.Verdict.Why,
 
 		Status:     status(ct),
+		Policy:     ct.Policy,
 		Gone:       ct.Gone,
 		WasLeaking: ct.WasLeaking,
 		FirstSeen:  ct.FirstSeen,
@@ -271,6 +276,8 @@ func status(ct *view.Container) string {
 	switch {
 	case ct.Gone:
 		return statusGone
+	case ct.Policy != nil && ct.Policy.Ignore:
+		return statusIgnored
 	case ct.Verdict.Leaking:
 		return statusLeaking
 	case ct.Verdict.WarmingUp:

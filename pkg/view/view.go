@@ -106,6 +106,9 @@ type Container struct {
 	// other cgroups: the systemd unit or the last path element.
 	Container string `json:"container"`
 	Image     string `json:"image,omitempty"`
+	// Policy is what the pod's or the container's leakwatch.io/*
+	// annotations ask for (from CRI); nil without any.
+	Policy *Policy `json:"policy,omitempty"`
 
 	Memory Memory `json:"memory"`
 	// MappedBytes is what the tracer sees outstanding: private anonymous
@@ -261,3 +264,14 @@ var (
 	ErrNotFound   = errors.New("not found")
 	ErrBadRequest = errors.New("bad request")
 )
+
+// Policy is a container's leakwatch.io/* annotations as applied: Ignore
+// keeps it out of verdicts (figures and profiles stay), WarmUp lengthens
+// the detector's warm-up, Sensitivity (low, normal, high) scales the
+// evidence it needs. Invalid names annotations whose values were not used.
+type Policy struct {
+	Ignore        bool    `json:"ignore"`
+	WarmUpSeconds float64 `json:"warmup_seconds"` // 0: the agent's
+	Sensitivity   string  `json:"sensitivity"`
+	Invalid       string  `json:"invalid,omitempty"`
+}
