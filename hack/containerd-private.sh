@@ -25,6 +25,11 @@ state = "$dir/state"
   address = "$dir/containerd.sock"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$image"
+  # The sandbox's OOM score is -998 by default, and lowering a score needs
+  # CAP_SYS_RESOURCE, which hosts like this one's VM withhold: runc's init
+  # then dies ("can't get final child's PID from pipe"). Restricted, scores
+  # are kept no lower than containerd's own.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]

@@ -416,6 +416,14 @@ func (a *Agent) collect(now time.Time) {
 		a.update(e, n.g, n.stats, ts, now)
 	}
 	a.addKilledUnseen(ooms, seen, now)
+	// A container that went before CRI had named it (OOM-killed within a
+	// second of its start) is named once CRI lists it: runtimes keep an
+	// exited container until it is removed. Cache reads only.
+	for _, e := range a.entries {
+		if e.c.Gone && e.c.Pod == "" && e.c.ContainerID != "" {
+			a.enrich(&e.c)
+		}
+	}
 	// A kill counts in its container whether or not anything in it
 	// survived: one whose last process was killed is not seen again.
 	for memcg, e := range a.entries {

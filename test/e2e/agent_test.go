@@ -53,20 +53,26 @@ type apiContainer struct {
 	OOMKills    uint64   `json:"oom_kills"`
 }
 
-func (a *agent) containers(t *testing.T) map[string]apiContainer {
+// getJSON GETs path from the agent and decodes its JSON into v.
+func (a *agent) getJSON(t *testing.T, path string, v any) {
 	t.Helper()
-	resp, err := http.Get(a.url + "/api/v1/containers")
+	resp, err := http.Get(a.url + path)
 	if err != nil {
-		t.Fatalf("GET /api/v1/containers: %v", err)
+		t.Fatalf("GET %s: %v", path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /api/v1/containers: %s", resp.Status)
+		t.Fatalf("GET %s: %s", path, resp.Status)
 	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("decoding %s: %v", path, err)
+	}
+}
+
+func (a *agent) containers(t *testing.T) map[string]apiContainer {
+	t.Helper()
 	var list []apiContainer
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		t.Fatalf("decoding /api/v1/containers: %v", err)
-	}
+	a.getJSON(t, "/api/v1/containers", &list)
 	byCgroup := make(map[string]apiContainer, len(list))
 	for _, c := range list {
 		byCgroup[c.Cgroup] = c

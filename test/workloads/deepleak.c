@@ -16,6 +16,10 @@
 //             and touched); "ok"
 //   mmapexit N  mmap N KiB through level1, touch it, and exit at once
 //   nop, exit
+//
+// Without stdin, as a container runs it: "deepleak auto N" leaks N KiB a
+// second through level1..level6 by mmap, for ever; "deepleak oom" leaks 1 MiB
+// at a time, with no pause, until the kernel kills it.
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
@@ -121,10 +125,18 @@ static void *arena_thread(void *arg)
 	return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	char line[256], lib[201];
 	long m = 0;
+	if (argc == 3 && strcmp(argv[1], "auto") == 0) {
+		for (long kib = atol(argv[2]);; sleep(1))
+			sink += level1(0, kib);
+	}
+	if (argc == 2 && strcmp(argv[1], "oom") == 0) {
+		for (;;)
+			sink += level1(0, 1024);
+	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	while (fgets(line, sizeof line, stdin)) {
 		long n = 0;

@@ -1,0 +1,447 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/leakwatch/leakwatch/test/cgtest"
+)
+
+// The real runtime: containerd (Debian's, CRI plugin built in) started on a
+// private root, state and socket by hack/containerd-private.sh, with images
+// this test builds as OCI layouts and imports, and pods driven through the
+// CRI API as kubelet drives them. The leaking binaries exist only inside
+// their images (the host copies are deleted before the pods start).
+
+// ociImage writes an OCI image layout of one layer holding files (path in
+// the image -> file on the host) as a tar, named name, and returns the tar.
+func ociImage(t *testing.T, name string, files map[string]string, entrypoint []string) string {
+	t.Helper()
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		b, err := os.ReadFile(files[p])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(p, "/"), Mode: 0o755, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	blob := func(b []byte) (string, int) {
+		sum := sha256.Sum256(b)
+		d := hex.EncodeToString(sum[:])
+		if err := os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "blobs", "sha256", d), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return "sha256:" + d, len(b)
+	}
+	mustJSON := func(v any) []byte {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	layerDigest, layerSize := blob(layer.Bytes())
+	configDigest, configSize := blob(mustJSON(map[string]any{
+		"architecture": "amd64", "os": "linux",
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{layerDigest}},
+		"config": map[string]any{"Entrypoint": entrypoint},
+	}))
+	manifestDigest, manifestSize := blob(mustJSON(map[string]any{
+		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+		"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": configDigest, "size": configSize},
+		"layers": []map[string]any{{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layerDigest, "size": layerSize}},
+	}))
+	if err := os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.json"), mustJSON(map[string]any{
+		"schemaVersion": 2,
+		"manifests": []map[string]any{{
+			"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifestDigest, "size": manifestSize,
+			"annotations": map[string]string{"io.containerd.image.name": name},
+		}},
+	}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "image.tar")
+	if b, err := exec.Command("tar", "-C", dir, "-cf", out, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, b)
+	}
+	return out
+}
+
+// privateContainerd starts containerd on its own paths and returns its
+// socket; it is stopped, and its directory removed, when the test ends.
+func privateContainerd(t *testing.T, dir string) string {
+	t.Helper()
+	script := filepath.Join(moduleDir(t), "hack", "containerd-private.sh")
+	out, err := exec.Command(script, "start", dir).Output()
+	if err != nil {
+		var stderr []byte
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("starting containerd: %v\n%s", err, stderr)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func stopContainerd(t *testing.T, dir string) {
+	t.Helper()
+	script := filepath.Join(moduleDir(t), "hack", "containerd-private.sh")
+	if b, err := exec.Command(script, "stop", dir).CombinedOutput(); err != nil {
+		t.Errorf("stopping containerd: %v\n%s", err, b)
+	}
+}
+
+func moduleDir(t *testing.T) string {
+	t.Helper()
+	d, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func criClient(t *testing.T, sock string) runtimeapi.RuntimeServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///localhost",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return runtimeapi.NewRuntimeServiceClient(conn)
+}
+
+// removeRuncCgroups removes what runc made below rel in every cgroup v1
+// controller (it makes the pod's parents everywhere and leaves them), deepest
+// first; the memory controller's rel itself is cgtest's to remove.
+func removeRuncCgroups(t *testing.T, rel string) {
+	t.Helper()
+	ctrls, _ := filepath.Glob("/sys/fs/cgroup/*")
+	for _, c := range ctrls {
+		base := filepath.Join(c, rel)
+		var dirs []string
+		_ = filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		slices.Reverse(dirs)
+		for _, d := range dirs {
+			if d == base && strings.HasSuffix(c, "/memory") {
+				continue
+			}
+			_ = os.Remove(d)
+		}
+	}
+}
+
+type criPod struct {
+	id, uid, name, namespace string
+}
+
+func runPod(t *testing.T, rt runtimeapi.RuntimeServiceClient, parent, name, namespace string, annotations map[string]string) criPod {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	uid := fmt.Sprintf("0e6c1e9a-%04x-4d2e-9c41-%012x", len(name), time.Now().UnixNano()&0xffffffffffff)
+	cfg := &runtimeapi.PodSandboxConfig{
+		Metadata:    &runtimeapi.PodSandboxMetadata{Name: name, Namespace: namespace, Uid: uid},
+		Labels:      map[string]string{"app": name},
+		Annotations: annotations,
+		Linux: &runtimeapi.LinuxPodSandboxConfig{
+			// As kubelet's cgroupfs driver names a burstable pod's cgroup.
+			CgroupParent: filepath.Join(parent, "kubepods", "burstable", "pod"+uid),
+			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE},
+			},
+		},
+	}
+	resp, err := rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
+	if err != nil {
+		t.Fatalf("RunPodSandbox %s: %v", name, err)
+	}
+	pod := criPod{id: resp.PodSandboxId, uid: uid, name: name, namespace: namespace}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, _ = rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod.id})
+		_, _ = rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.id})
+	})
+	podCfg[pod.id] = cfg
+	return pod
+}
+
+// podCfg keeps each sandbox's config: CreateContainer takes it again.
+var podCfg = map[string]*runtimeapi.PodSandboxConfig{}
+
+func runContainer(t *testing.T, rt runtimeapi.RuntimeServiceClient, pod criPod, name, image string, args []string, limit int64) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+		PodSandboxId: pod.id,
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: name},
+			Image:    &runtimeapi.ImageSpec{Image: image},
+			Args:     args,
+			Labels:   map[string]string{"io.kubernetes.container.name": name},
+			Linux: &runtimeapi.LinuxContainerConfig{
+				Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: limit},
+			},
+		},
+		SandboxConfig: podCfg[pod.id],
+	})
+	if err != nil {
+		t.Fatalf("CreateContainer %s: %v", name, err)
+	}
+	if _, err := rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: resp.ContainerId}); err != nil {
+		t.Fatalf("StartContainer %s: %v", name, err)
+	}
+	return resp.ContainerId
+}
+
+type criAPIContainer struct {
+	ID          string `json:"id"`
+	Cgroup      string `json:"cgroup"`
+	ContainerID string `json:"container_id"`
+	Namespace   string `json:"namespace"`
+	Pod         string `json:"pod"`
+	Container   string `json:"container"`
+	Status      string `json:"status"`
+	Leaking     bool   `json:"leaking"`
+	OOMKills    uint64 `json:"oom_kills"`
+}
+
+func (a *agent) criContainers(t *testing.T) []criAPIContainer {
+	t.Helper()
+	var list []criAPIContainer
+	a.getJSON(t, "/api/v1/containers", &list)
+	return list
+}
+
+// waitContainer polls the API until a container with the runtime's id
+// matches ok, for at most d.
+func (a *agent) waitContainer(t *testing.T, cid string, d time.Duration, what string, ok func(criAPIContainer) bool) criAPIContainer {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		var last criAPIContainer
+		for _, c := range a.criContainers(t) {
+			if c.ContainerID == cid {
+				last = c
+				if ok(c) {
+					return c
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %.12s: not %s within %v (last seen %+v)", cid, what, d, last)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// Pods run by containerd through CRI: the agent names their containers
+// from CRI (pod, namespace, container; /metrics labels as cAdvisor's), takes
+// their profiles from binaries found only inside the containers, records
+// an OOM kill against the container it happened in, reports a removed
+// container gone at once, and keeps the names across a restart of
+// containerd and of itself.
+func TestContainerdPodsThroughCRI(t *testing.T) {
+	cgtest.RequirePrivileged(t)
+	for _, tool := range []string{"containerd", "runc", "ctr"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s: %v (hack/install-deps.sh installs it)", tool, err)
+		}
+	}
+	// Static binaries, then images of them; the host copies go.
+	bins := t.TempDir()
+	build := func(out string, cmd ...string) string {
+		p := filepath.Join(bins, out)
+		args := slices.Clone(cmd[1:])
+		if cmd[0] == "go" {
+			args = slices.Insert(args, 1, "-o", p) // after "build"
+		} else {
+			args = append(args, "-o", p)
+		}
+		c := exec.Command(cmd[0], args...)
+		c.Dir = moduleDir(t)
+		c.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", cmd, err, b)
+		}
+		return p
+	}
+	pauseBin := build("pause", "gcc", "-O2", "-static", "test/workloads/pause.c")
+	cBin := build("deepleak", "gcc", "-O2", "-static", "-pthread", "test/workloads/deepleak.c")
+	goBin := build("goauto", "go", "build", "./test/workloads/goauto")
+	images := map[string]string{
+		"leakwatch.test/pause:1":  ociImage(t, "leakwatch.test/pause:1", map[string]string{"/pause": pauseBin}, []string{"/pause"}),
+		"leakwatch.test/cleak:1":  ociImage(t, "leakwatch.test/cleak:1", map[string]string{"/deepleak": cBin}, []string{"/deepleak"}),
+		"leakwatch.test/goleak:1": ociImage(t, "leakwatch.test/goleak:1", map[string]string{"/goauto": goBin}, []string{"/goauto"}),
+	}
+	if err := os.RemoveAll(bins); err != nil {
+		t.Fatal(err)
+	}
+
+	// containerd's directory: short, for the socket path's 108 bytes.
+	dir, err := os.MkdirTemp("", "lw-ctrd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := privateContainerd(t, dir)
+	t.Cleanup(func() {
+		if os.Getenv("LW_KEEP_CTRD") == "" {
+			stopContainerd(t, dir)
+		}
+	})
+	for name, tarball := range images {
+		if b, err := exec.Command("ctr", "--address", sock, "-n", "k8s.io", "images", "import", tarball).CombinedOutput(); err != nil {
+			t.Fatalf("importing %s: %v\n%s", name, err, b)
+		}
+	}
+	rt := criClient(t, sock)
+
+	g := cgtest.New(t, 2<<30)
+	t.Cleanup(func() { removeRuncCgroups(t, g.Rel) })
+	a := startAgent(t, "--interval", "1s", "--cri-endpoint", "unix://"+sock)
+
+	shop := runPod(t, rt, g.Rel, "shop-7d9f", "prod", nil)
+	cLeak := runContainer(t, rt, shop, "cart", "leakwatch.test/cleak:1", []string{"auto", "2048"}, 512*mib)
+	goLeak := runContainer(t, rt, shop, "pricing", "leakwatch.test/goleak:1", nil, 512*mib)
+	batch := runPod(t, rt, g.Rel, "batch-x2", "jobs", map[string]string{"leakwatch.io/ignore": "true"})
+	oom := runContainer(t, rt, batch, "cruncher", "leakwatch.test/cleak:1", []string{"oom"}, 64*mib)
+
+	// Names from CRI, for each container of both pods.
+	for cid, want := range map[string][3]string{
+		cLeak: {"prod", "shop-7d9f", "cart"}, goLeak: {"prod", "shop-7d9f", "pricing"},
+	} {
+		c := a.waitContainer(t, cid, 30*time.Second, "named from CRI", func(c criAPIContainer) bool {
+			return c.Namespace == want[0] && c.Pod == want[1] && c.Container == want[2]
+		})
+		if !strings.Contains(c.Cgroup, "pod"+shop.uid) {
+			t.Errorf("%s: cgroup %s is not below its pod's", want[2], c.Cgroup)
+		}
+		t.Logf("%s/%s/%s: cgroup %s", c.Namespace, c.Pod, c.Container, c.Cgroup)
+	}
+
+	// /metrics labels, as cAdvisor prints them for the same container.
+	cart := a.waitContainer(t, cLeak, 10*time.Second, "listed", func(criAPIContainer) bool { return true })
+	fams := a.scrape(t, cart.Cgroup)
+	mem := fams["leakwatch_container_memory_bytes"]
+	if len(mem) == 0 {
+		t.Fatal("no leakwatch_container_memory_bytes for the cart container")
+	}
+	labels := map[string]string{}
+	for _, l := range mem[0].GetLabel() {
+		labels[l.GetName()] = l.GetValue()
+	}
+	for k, v := range map[string]string{"namespace": "prod", "pod": "shop-7d9f", "container": "cart"} {
+		if labels[k] != v {
+			t.Errorf("/metrics label %s=%q, want %q (labels %v)", k, labels[k], v, labels)
+		}
+	}
+
+	// Profiles symbolized from the binaries inside the containers.
+	for cid, fn := range map[string]string{cLeak: "grow", goLeak: "main.leakMore"} {
+		c := a.waitContainer(t, cid, 30*time.Second, "listed", func(criAPIContainer) bool { return true })
+		samples := a.waitStacks(t, c.ID, "type=faults", "faulted_space", 8*mib, func(s stackSample) bool {
+			return len(s.names) > 0 && s.names[0] == fn
+		})
+		var top stackSample
+		for _, s := range samples {
+			if s.value > top.value {
+				top = s
+			}
+		}
+		t.Logf("%s: top of faults %s (%s)", c.Container, strings.Join(top.names[:min(6, len(top.names))], " ← "), top.files[0])
+		if len(top.names) == 0 || top.names[0] != fn {
+			t.Errorf("%s: top of the faults profile %v, want %s", c.Container, top.names, fn)
+		}
+	}
+
+	// The OOM kill, against the container it happened in; the pod asked
+	// to be ignored, so it is never leaking.
+	k := a.waitContainer(t, oom, 60*time.Second, "OOM-killed and named", func(c criAPIContainer) bool { return c.OOMKills > 0 && c.Pod != "" })
+	if k.Namespace != "jobs" || k.Pod != "batch-x2" || k.Container != "cruncher" {
+		t.Errorf("OOM kill recorded against %s/%s/%s, want jobs/batch-x2/cruncher", k.Namespace, k.Pod, k.Container)
+	}
+	if k.Leaking || (k.Status != "ignored" && k.Status != "gone") {
+		t.Errorf("ignored container: status %q, leaking %v", k.Status, k.Leaking)
+	}
+
+	// A restart of containerd, then of the agent: names stay.
+	stopCtrd := exec.Command("sh", "-c", `kill "$(cat "$1"/containerd.pid)"`, "sh", dir)
+	if b, err := stopCtrd.CombinedOutput(); err != nil {
+		t.Fatalf("stopping containerd: %v\n%s", err, b)
+	}
+	time.Sleep(time.Second)
+	sock = privateContainerd(t, dir)
+	rt = criClient(t, sock)
+	a.waitCollections(t, a.collections(t)+3)
+	a.waitContainer(t, goLeak, 30*time.Second, "named after containerd restarted", func(c criAPIContainer) bool {
+		return c.Pod == "shop-7d9f" && c.Container == "pricing"
+	})
+	a.Stop()
+	a = startAgent(t, "--interval", "1s", "--cri-endpoint", "unix://"+sock)
+	a.waitContainer(t, goLeak, 30*time.Second, "named after the agent restarted", func(c criAPIContainer) bool {
+		return c.Pod == "shop-7d9f" && c.Container == "pricing"
+	})
+
+	// A removed container is gone at the next collection.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: cLeak, Timeout: 5}); err != nil {
+		t.Fatalf("StopContainer: %v", err)
+	}
+	if _, err := rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: cLeak}); err != nil {
+		t.Fatalf("RemoveContainer: %v", err)
+	}
+	removed := time.Now()
+	a.waitContainer(t, cLeak, 10*time.Second, "gone", func(c criAPIContainer) bool { return c.Status == "gone" })
+	t.Logf("removed container reported gone after %v", time.Since(removed).Round(100*time.Millisecond))
+}
