@@ -45,6 +45,10 @@ run: build ## build (Go only, no clang) and run the agent on this host (as root)
 test: deps ## run every test; privileged ones need root
 	$(GO) test -count=1 -timeout 25m ./...
 
+.PHONY: test-cri
+test-cri: deps ## only the tests against a real containerd (started privately by hack/containerd-private.sh) through CRI, as root
+	LEAKWATCH_REQUIRE_PRIVILEGED=1 $(GO) test -count=1 -timeout 10m -run 'TestContainerdPodsThroughCRI|TestAgentRunsAsTheDaemonSetContainer' -v ./test/e2e
+
 .PHONY: bench
 bench: ## measure the tracer's cost on micro-loops, interleaved with and without it (as root)
 	@LEAKWATCH_EXTRA_PACKAGES="redis-server redis-tools bpftrace" ./hack/install-deps.sh

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/leakwatch/leakwatch/test/agenttest"
 	"github.com/leakwatch/leakwatch/test/cgtest"
 )
 
@@ -181,17 +182,20 @@ func removeRuncCgroups(t *testing.T, rel string) {
 
 type criPod struct {
 	id, uid, name, namespace string
+	logs                     string // the pod's log directory
 }
 
-func runPod(t *testing.T, rt runtimeapi.RuntimeServiceClient, parent, name, namespace string, annotations map[string]string) criPod {
+func runPod(t *testing.T, rt runtimeapi.RuntimeServiceClient, parent, name, namespace string, annotations map[string]string, more ...func(*runtimeapi.PodSandboxConfig)) criPod {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	uid := fmt.Sprintf("0e6c1e9a-%04x-4d2e-9c41-%012x", len(name), time.Now().UnixNano()&0xffffffffffff)
+	logs := t.TempDir()
 	cfg := &runtimeapi.PodSandboxConfig{
-		Metadata:    &runtimeapi.PodSandboxMetadata{Name: name, Namespace: namespace, Uid: uid},
-		Labels:      map[string]string{"app": name},
-		Annotations: annotations,
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: namespace, Uid: uid},
+		LogDirectory: logs,
+		Labels:       map[string]string{"app": name},
+		Annotations:  annotations,
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
 			// As kubelet's cgroupfs driver names a burstable pod's cgroup.
 			CgroupParent: filepath.Join(parent, "kubepods", "burstable", "pod"+uid),
@@ -200,11 +204,14 @@ func runPod(t *testing.T, rt runtimeapi.RuntimeServiceClient, parent, name, name
 			},
 		},
 	}
+	for _, f := range more {
+		f(cfg)
+	}
 	resp, err := rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
 	if err != nil {
 		t.Fatalf("RunPodSandbox %s: %v", name, err)
 	}
-	pod := criPod{id: resp.PodSandboxId, uid: uid, name: name, namespace: namespace}
+	pod := criPod{id: resp.PodSandboxId, uid: uid, name: name, namespace: namespace, logs: logs}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -218,22 +225,25 @@ func runPod(t *testing.T, rt runtimeapi.RuntimeServiceClient, parent, name, name
 // podCfg keeps each sandbox's config: CreateContainer takes it again.
 var podCfg = map[string]*runtimeapi.PodSandboxConfig{}
 
-func runContainer(t *testing.T, rt runtimeapi.RuntimeServiceClient, pod criPod, name, image string, args []string, limit int64) string {
+func runContainer(t *testing.T, rt runtimeapi.RuntimeServiceClient, pod criPod, name, image string, args []string, limit int64, more ...func(*runtimeapi.ContainerConfig)) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	resp, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
-		PodSandboxId: pod.id,
-		Config: &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: name},
-			Image:    &runtimeapi.ImageSpec{Image: image},
-			Args:     args,
-			Labels:   map[string]string{"io.kubernetes.container.name": name},
-			Linux: &runtimeapi.LinuxContainerConfig{
-				Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: limit},
-			},
+	cfg := &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: name},
+		Image:    &runtimeapi.ImageSpec{Image: image},
+		Args:     args,
+		Labels:   map[string]string{"io.kubernetes.container.name": name},
+		LogPath:  name + ".log",
+		Linux: &runtimeapi.LinuxContainerConfig{
+			Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: limit},
 		},
-		SandboxConfig: podCfg[pod.id],
+	}
+	for _, f := range more {
+		f(cfg)
+	}
+	resp, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+		PodSandboxId: pod.id, Config: cfg, SandboxConfig: podCfg[pod.id],
 	})
 	if err != nil {
 		t.Fatalf("CreateContainer %s: %v", name, err)
@@ -285,14 +295,12 @@ func (a *agent) waitContainer(t *testing.T, cid string, d time.Duration, what st
 	}
 }
 
-// Pods run by containerd through CRI: the agent names their containers
-// from CRI (pod, namespace, container; /metrics labels as cAdvisor's), takes
-// their profiles from binaries found only inside the containers, records
-// an OOM kill against the container it happened in, reports a removed
-// container gone at once, and keeps the names across a restart of
-// containerd and of itself.
-func TestContainerdPodsThroughCRI(t *testing.T) {
-	cgtest.RequirePrivileged(t)
+// startCRI builds the test images (a pause image; cleak, the -O2 C leaker;
+// goleak, a Go one; agent, leakwatch itself), starts a private containerd
+// with them imported, and returns its socket, directory and CRI client, and
+// the cgroup pods are to run below.
+func startCRI(t *testing.T) (sock, dir string, rt runtimeapi.RuntimeServiceClient, g *cgtest.Group) {
+	t.Helper()
 	for _, tool := range []string{"containerd", "runc", "ctr"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s: %v (hack/install-deps.sh installs it)", tool, err)
@@ -319,10 +327,12 @@ func TestContainerdPodsThroughCRI(t *testing.T) {
 	pauseBin := build("pause", "gcc", "-O2", "-static", "test/workloads/pause.c")
 	cBin := build("deepleak", "gcc", "-O2", "-static", "-pthread", "test/workloads/deepleak.c")
 	goBin := build("goauto", "go", "build", "./test/workloads/goauto")
+	agentBin := build("leakwatch", "go", "build", "-trimpath", "./cmd/leakwatch")
 	images := map[string]string{
 		"leakwatch.test/pause:1":  ociImage(t, "leakwatch.test/pause:1", map[string]string{"/pause": pauseBin}, []string{"/pause"}),
 		"leakwatch.test/cleak:1":  ociImage(t, "leakwatch.test/cleak:1", map[string]string{"/deepleak": cBin}, []string{"/deepleak"}),
 		"leakwatch.test/goleak:1": ociImage(t, "leakwatch.test/goleak:1", map[string]string{"/goauto": goBin}, []string{"/goauto"}),
+		"leakwatch.test/agent:1":  ociImage(t, "leakwatch.test/agent:1", map[string]string{"/leakwatch": agentBin}, []string{"/leakwatch"}),
 	}
 	if err := os.RemoveAll(bins); err != nil {
 		t.Fatal(err)
@@ -333,7 +343,7 @@ func TestContainerdPodsThroughCRI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock := privateContainerd(t, dir)
+	sock = privateContainerd(t, dir)
 	t.Cleanup(func() {
 		if os.Getenv("LW_KEEP_CTRD") == "" {
 			stopContainerd(t, dir)
@@ -344,10 +354,22 @@ func TestContainerdPodsThroughCRI(t *testing.T) {
 			t.Fatalf("importing %s: %v\n%s", name, err, b)
 		}
 	}
-	rt := criClient(t, sock)
+	rt = criClient(t, sock)
 
-	g := cgtest.New(t, 2<<30)
+	g = cgtest.New(t, 2<<30)
 	t.Cleanup(func() { removeRuncCgroups(t, g.Rel) })
+	return sock, dir, rt, g
+}
+
+// Pods run by containerd through CRI: the agent names their containers
+// from CRI (pod, namespace, container; /metrics labels as cAdvisor's), takes
+// their profiles from binaries found only inside the containers, records
+// an OOM kill against the container it happened in, reports a removed
+// container gone at once, and keeps the names across a restart of
+// containerd and of itself.
+func TestContainerdPodsThroughCRI(t *testing.T) {
+	cgtest.RequirePrivileged(t)
+	sock, dir, rt, g := startCRI(t)
 	a := startAgent(t, "--interval", "1s", "--cri-endpoint", "unix://"+sock)
 
 	shop := runPod(t, rt, g.Rel, "shop-7d9f", "prod", nil)
@@ -444,4 +466,96 @@ func TestContainerdPodsThroughCRI(t *testing.T) {
 	removed := time.Now()
 	a.waitContainer(t, cLeak, 10*time.Second, "gone", func(c criAPIContainer) bool { return c.Status == "gone" })
 	t.Logf("removed container reported gone after %v", time.Since(removed).Round(100*time.Millisecond))
+}
+
+// leakwatch itself as the DaemonSet runs it (deploy/kubernetes/
+// 03-daemonset.yaml): a container of the node's PID namespace and network,
+// root but unprivileged, every capability dropped but BPF, PERFMON and
+// SYS_PTRACE, the runtime's default seccomp profile, a read-only root
+// filesystem, the host's /proc, cgroups, tracefs and runtime socket mounted
+// read-only, its binary only in its image, under the chart's 256 MiB limit.
+// It must attach the tracer with nothing degraded, and name and profile a
+// leaking container of another pod.
+func TestAgentRunsAsTheDaemonSetContainer(t *testing.T) {
+	cgtest.RequirePrivileged(t)
+	_, dir, rt, g := startCRI(t)
+	port := agenttest.FreePort(t)
+	port = port[strings.LastIndexByte(port, ':')+1:]
+
+	node := runPod(t, rt, g.Rel, "leakwatch-x7k2p", "leakwatch", nil, func(c *runtimeapi.PodSandboxConfig) {
+		c.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_NODE
+	})
+	ro := func(host, ctr string) *runtimeapi.Mount {
+		return &runtimeapi.Mount{HostPath: host, ContainerPath: ctr, Readonly: true}
+	}
+	runContainer(t, rt, node, "leakwatch", "leakwatch.test/agent:1", []string{
+		"run", "--listen=127.0.0.1:" + port, "--interval=1s", "--proc-root=/host/proc",
+		"--cgroup-root=/host/sys/fs/cgroup", "--tracing=full", "--cri-endpoint=unix:///host/run/containerd/containerd.sock",
+	}, 256*mib, func(c *runtimeapi.ContainerConfig) {
+		c.Envs = []*runtimeapi.KeyValue{{Key: "GOMEMLIMIT", Value: []byte("200MiB")}}
+		c.Mounts = []*runtimeapi.Mount{
+			ro("/proc", "/host/proc"), ro("/sys/fs/cgroup", "/host/sys/fs/cgroup"),
+			ro("/sys/kernel/tracing", "/sys/kernel/tracing"), ro("/sys/kernel/debug", "/sys/kernel/debug"),
+			ro(dir, "/host/run/containerd"),
+		}
+		c.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{
+			Capabilities:     &runtimeapi.Capability{DropCapabilities: []string{"ALL"}, AddCapabilities: []string{"BPF", "PERFMON", "SYS_PTRACE"}},
+			ReadonlyRootfs:   true,
+			RunAsUser:        &runtimeapi.Int64Value{Value: 0},
+			NoNewPrivs:       true,
+			Seccomp:          &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault},
+			NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_NODE},
+		}
+	})
+	a := &agent{url: "http://127.0.0.1:" + port}
+	deadline := time.Now().Add(60 * time.Second)
+	for !a.ready(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent container is not ready within 60s; its log:\n%s", containerLog(node, "leakwatch"))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	var rd struct {
+		Degraded map[string]string `json:"degraded"`
+	}
+	a.getJSON(t, "/readyz", &rd)
+	if len(rd.Degraded) > 0 {
+		t.Errorf("the agent container runs degraded: %v", rd.Degraded)
+	}
+
+	shop := runPod(t, rt, g.Rel, "shop-5c4d", "prod", nil)
+	cart := runContainer(t, rt, shop, "cart", "leakwatch.test/cleak:1", []string{"auto", "2048"}, 512*mib)
+	c := a.waitContainer(t, cart, 60*time.Second, "named from CRI by the agent container", func(c criAPIContainer) bool {
+		return c.Namespace == "prod" && c.Pod == "shop-5c4d" && c.Container == "cart"
+	})
+	samples := a.waitStacks(t, c.ID, "type=faults", "faulted_space", 8*mib, func(s stackSample) bool {
+		return len(s.names) > 0 && s.names[0] == "grow"
+	})
+	var grown int64
+	for _, s := range samples {
+		if isSubsequence([]string{"grow", "level6", "level1", "main"}, s.names) {
+			grown += s.value
+		}
+	}
+	t.Logf("cart, profiled by the agent container: %d stacks, %.1f MiB faulted under grow ← … ← main", len(samples), float64(grown)/mib)
+	// The agent sees itself: its own container, named from CRI.
+	self := false
+	for _, c := range a.criContainers(t) {
+		self = self || (c.Namespace == "leakwatch" && c.Pod == "leakwatch-x7k2p" && c.Container == "leakwatch")
+	}
+	if !self {
+		t.Error("the agent container is not in its own list: is it the one answering?")
+	}
+	if copies := a.metricSum(t, "leakwatch_stack_copies_total", `result="unwound"`); copies == 0 {
+		t.Error("no stack unwound by the agent container")
+	}
+}
+
+// containerLog returns what a container wrote, for a failure message.
+func containerLog(pod criPod, name string) string {
+	b, err := os.ReadFile(filepath.Join(pod.logs, name+".log"))
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
 }
