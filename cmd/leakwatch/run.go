@@ -109,7 +109,7 @@ func (f levelFlag) String() string {
 func (f levelFlag) Set(s string) error { return f.l.UnmarshalText([]byte(s)) }
 
 func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
-	cfg := runConfig{Agent: agent.DefaultConfig(), Tracer: tracer.DefaultConfig(), UnwindTableBytes: 32 << 20}
+	cfg := runConfig{Agent: agent.DefaultConfig(), Tracer: tracer.DefaultConfig(), UnwindTableBytes: 16 << 20}
 	fs := newFlagSet("run", "run [flags]", stderr)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:9753", "address of the HTTP server (metrics, API); in Kubernetes the pod IP and port")
 	fs.StringVar(&cfg.WebConfig, "web.config.file", "", "web configuration file (Prometheus exporter toolkit format) that turns on TLS, client certificates and basic auth for every endpoint")
@@ -231,10 +231,16 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 		if err != nil {
 			return nil, err
 		}
-		parts.Symbolizer = res
 		if cfg.Tracer.StackCopyBytes > 0 {
-			d.tracer.SetUnwinder(newStackUnwinder(sym, cfg.Tracer.ProcRoot, cfg.UnwindTableBytes, d.tracer.Stack))
+			u := newStackUnwinder(sym, cfg.Tracer.ProcRoot, cfg.UnwindTableBytes, d.tracer.Stack)
+			d.tracer.SetUnwinder(u)
+			d.closers = append(d.closers, u.Close)
+			// Tables are built when a process is captured, while its files
+			// can still be opened: its stack copies may be read after it
+			// exited.
+			res = resolver{s: sym, captured: u.Prepare}
 		}
+		parts.Symbolizer = res
 	}
 	cfg.Agent.FaultSampleBytes = cfg.Tracer.FaultSampleBytes
 	if d.tracer != nil {

@@ -14,16 +14,26 @@ func newSymbolizer(procRoot string, log *slog.Logger) (*symbolize.Symbolizer, ag
 	if err != nil {
 		return nil, nil, err
 	}
-	return s, resolver{s}, nil
+	return s, resolver{s: s}, nil
 }
 
 // resolver adapts symbolize.Symbolizer to the profile builder. The builder
 // dedupes addresses across a process's stacks and has already moved each
 // return address into its call instruction, so every address is resolved
 // as a stack of its own (Symbolize adjusts all but a stack's first).
-type resolver struct{ s *symbolize.Symbolizer }
+type resolver struct {
+	s *symbolize.Symbolizer
+	// captured, if set, is told of each process captured.
+	captured func(pid uint32, startTime uint64)
+}
 
-func (r resolver) Capture(pid uint32, startTime uint64) error { return r.s.Capture(pid, startTime) }
+func (r resolver) Capture(pid uint32, startTime uint64) error {
+	err := r.s.Capture(pid, startTime)
+	if err == nil && r.captured != nil {
+		r.captured(pid, startTime)
+	}
+	return err
+}
 
 func (r resolver) Forget(pid uint32, startTime uint64) { r.s.Forget(pid, startTime) }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"time"
 
 	"github.com/leakwatch/leakwatch/pkg/agent"
@@ -22,29 +23,65 @@ type stackUnwinder struct {
 	// page that a walk stopped at, refreshes how many were read since
 	// windowStart. Unwind runs on the tracer's one reader goroutine, so
 	// they need no lock.
-	refreshed   map[[3]uint64]time.Time
-	starts      map[[2]uint64]uint64 // see startTime
-	procRoot    string
+	refreshed map[[3]uint64]time.Time
+	starts    map[[2]uint64]uint64 // see startTime
+	procRoot  string
+	// prepare queues captured processes for Prepare's goroutine.
+	prepare     chan [2]uint64
+	done        chan struct{}
 	refreshes   int
 	windowStart time.Time
 }
 
 func newStackUnwinder(sym *symbolize.Symbolizer, procRoot string, tableBytes int, fpStack func(uint64) (tracer.Stack, bool)) *stackUnwinder {
-	return &stackUnwinder{
+	s := &stackUnwinder{
 		sym: sym, uw: unwind.New(tableBytes), fpStack: fpStack, procRoot: procRoot,
 		refreshed: make(map[[3]uint64]time.Time), starts: make(map[[2]uint64]uint64),
+		prepare: make(chan [2]uint64, prepareQueue), done: make(chan struct{}),
+	}
+	go s.preparer()
+	return s
+}
+
+// prepareQueue bounds the captured processes waiting for their tables;
+// more are dropped (their copies build tables when read, if they can).
+const prepareQueue = 256
+
+// Prepare asks for the unwinding tables of a process's mappings to be
+// built now, while its files can be opened; it never blocks. pid and start
+// are the agent's key, as Capture's.
+func (s *stackUnwinder) Prepare(pid uint32, start uint64) {
+	select {
+	case s.prepare <- [2]uint64{uint64(pid), start}:
+	default:
 	}
 }
 
+func (s *stackUnwinder) preparer() {
+	for {
+		select {
+		case <-s.done:
+			return
+		case k := <-s.prepare:
+			if maps, err := s.sym.CodeMappings(uint32(k[0]), k[1], false); err == nil {
+				s.uw.Prepare(unwindMappings(maps))
+			}
+		}
+	}
+}
+
+// Close stops the table preparer.
+func (s *stackUnwinder) Close() { close(s.done) }
+
 // Unwind implements tracer.StackUnwinder. The window is only read.
-func (s *stackUnwinder) Unwind(c *tracer.StackCopy) (tracer.Stack, bool) {
+func (s *stackUnwinder) Unwind(c *tracer.StackCopy) (tracer.Stack, error) {
 	start, ok := s.startTime(c.PID, c.StartTime)
 	if !ok {
-		return tracer.Stack{}, false // gone, and never seen: nothing to read
+		return tracer.Stack{}, errGone // gone, and never seen: nothing to read
 	}
 	maps, err := s.sym.CodeMappings(c.PID, start, false)
 	if err != nil {
-		return tracer.Stack{}, false
+		return tracer.Stack{}, err
 	}
 	um := unwindMappings(maps)
 	regs := unwind.Regs{IP: c.IP, SP: c.SP, BP: c.BP}
@@ -61,8 +98,10 @@ func (s *stackUnwinder) Unwind(c *tracer.StackCopy) (tracer.Stack, bool) {
 	if st.GoCode {
 		return s.splice(st.PCs, c.FPStackID, um)
 	}
-	return tracer.Stack{Frames: st.PCs, Truncated: st.Truncated}, len(st.PCs) > 0
+	return tracer.Stack{Frames: st.PCs, Truncated: st.Truncated}, nil
 }
+
+var errGone = errors.New("process gone before it was captured")
 
 // splice joins a stack that reached Go code: Go switches stacks (cgo calls
 // C on the system stack), which the window does not follow, but the
@@ -70,22 +109,22 @@ func (s *stackUnwinder) Unwind(c *tracer.StackCopy) (tracer.Stack, bool) {
 // unwound frames before the first Go one (the C code, without frame
 // pointers) go first, then the frame-pointer stack from its first Go frame
 // on. A stack that starts in Go is the frame-pointer walk's alone.
-func (s *stackUnwinder) splice(pcs []uint64, fpID uint64, maps []unwind.Mapping) (tracer.Stack, bool) {
+func (s *stackUnwinder) splice(pcs []uint64, fpID uint64, maps []unwind.Mapping) (tracer.Stack, error) {
 	n := 0
 	for n < len(pcs) && !s.uw.GoCode(callSite(pcs, n), maps) {
 		n++
 	}
 	if n == 0 {
-		return tracer.Stack{}, false
+		return tracer.Stack{}, tracer.ErrGoStack
 	}
 	if fp, ok := s.fpStack(fpID); ok {
 		for j := 1; j < len(fp.Frames); j++ {
 			if s.uw.GoCode(callSite(fp.Frames, j), maps) {
-				return tracer.Stack{Frames: append(pcs[:n:n], fp.Frames[j:]...)}, true
+				return tracer.Stack{Frames: append(pcs[:n:n], fp.Frames[j:]...)}, nil
 			}
 		}
 	}
-	return tracer.Stack{Frames: pcs[:n], Truncated: true}, true // the C part: a true prefix
+	return tracer.Stack{Frames: pcs[:n], Truncated: true}, nil // the C part: a true prefix
 }
 
 // callSite is the address to look up for frame i: a caller's return

@@ -132,7 +132,7 @@ func NewCollector(src view.Source, info buildinfo.Info) prometheus.Collector {
 		drops: agentDesc("", "drops_total",
 			"Events the kernel side had to drop, by reason.", "reason"),
 		stackCopies: agentDesc("", "stack_copies_total",
-			"User stacks copied for unwinding in user space, and copies not made, by result: copied, over_budget, ring_full, unreadable (not made: frame pointers only); of the copied: unwound, fell_back, over_limits.", "result"),
+			"User stacks copied for unwinding in user space, and copies not made, by result: copied, over_budget, ring_full, unreadable (not made: frame pointers only); of the copied: unwound (and of those, truncated), go (Go code: frame pointers by design), fell_back, over_limits.", "result"),
 		errors: agentDesc("", "errors_total",
 			"Failures of the agent, by kind.", "kind"),
 		collectDuration: agentDesc("", "collect_duration_seconds",

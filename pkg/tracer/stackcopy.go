@@ -116,18 +116,19 @@ func (t *Tracer) takeCopy(h *leakwatchStackCopyHeader, window []byte) {
 		IP: h.Ip, SP: h.Sp, BP: h.Bp, Window: window,
 		FPStackID: h.FpStackId,
 	}
-	var (
-		st Stack
-		ok bool
-	)
+	st, err := Stack{}, errors.New("no unwinder")
 	if t.unwinder != nil {
-		st, ok = t.unwinder.Unwind(&c)
+		st, err = t.unwinder.Unwind(&c)
 	}
 	u := &t.unwound
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !ok || len(st.Frames) == 0 {
-		u.counts[CopyFellBack]++
+	if err != nil || len(st.Frames) == 0 {
+		if errors.Is(err, ErrGoStack) {
+			u.counts[CopyGo]++
+		} else {
+			u.counts[CopyFellBack]++
+		}
 		t.fallBack(h)
 		return
 	}
@@ -332,7 +333,7 @@ func (t *Tracer) kernelStacksUsed(used map[uint64]struct{}) {
 
 // readCopyCounts adds the stack copy counters to snap.
 func (t *Tracer) readCopyCounts(snap *Snapshot) error {
-	snap.StackCopies = make(map[CopyResult]uint64, len(kernelCopyResults)+4)
+	snap.StackCopies = make(map[CopyResult]uint64, len(kernelCopyResults)+5)
 	var per []uint64
 	for i, r := range kernelCopyResults {
 		if err := t.objs.CopyCounts.Lookup(uint32(i), &per); err != nil {

@@ -1,6 +1,9 @@
 package tracer
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // Process identifies a process across pid reuse: its tgid and the kernel's
 // start time of its leader (nanoseconds since boot, CLOCK_MONOTONIC).
@@ -284,10 +287,16 @@ type StackCopy struct {
 }
 
 // StackUnwinder unwinds stack copies into a Stack (Frames and Truncated;
-// no LeafReturn). ok false keeps the event's frame-pointer stack.
+// no LeafReturn). An error keeps the event's frame-pointer stack;
+// ErrGoStack says that is by design.
 type StackUnwinder interface {
-	Unwind(c *StackCopy) (st Stack, ok bool)
+	Unwind(c *StackCopy) (Stack, error)
 }
+
+// ErrGoStack is a StackUnwinder's answer for a stack that starts in Go
+// code: the frame-pointer walk, which follows Go's stack switches, is
+// the one to keep.
+var ErrGoStack = errors.New("a Go stack: frame pointers")
 
 // CopyResult says what became of a stack copy the tracer wanted.
 type CopyResult string
@@ -300,6 +309,7 @@ const (
 	// In user space, of the copies made:
 	CopyUnwound    CopyResult = "unwound"     // unwound: the event carries that stack
 	CopyFellBack   CopyResult = "fell_back"   // not unwound: the frame-pointer stack stays
+	CopyGo         CopyResult = "go"          // Go code: its frame-pointer stack stays, by design
 	CopyOverLimits CopyResult = "over_limits" // the unwound-stack tables were full: frame pointers
 	CopyTruncated  CopyResult = "truncated"   // of the unwound, those deeper than the window: callers missing
 )

@@ -105,11 +105,16 @@ func BuildTable(root, path string) (*Table, error) {
 			t.cCode = slices.Clip(t.cCode)
 		}
 	}
-	if s := f.Section(".debug_frame"); s != nil {
+	switch s := f.Section(".debug_frame"); {
+	case t.goCode:
+		// Go's .debug_frame describes Go code, which keeps frame pointers
+		// and is walked by them (its stacks switch; see goCode): its rows,
+		// megabytes for a large Go binary, would only take memory.
+	case s != nil:
 		got, err := sectionFDEs(s, false)
 		fdes = append(fdes, got...)
 		errs = append(errs, err)
-	} else if path != VDSOPath {
+	case path != VDSOPath:
 		if dbg, closer := debugFile(root, path, f); dbg != nil {
 			if s := dbg.Section(".debug_frame"); s != nil && s.Type != elf.SHT_NOBITS {
 				got, err := sectionFDEs(s, false)

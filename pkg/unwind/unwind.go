@@ -174,6 +174,23 @@ func (u *Unwinder) Unwind(regs Regs, window []byte, maps []Mapping) Stack {
 	return st
 }
 
+// Prepare builds the tables of maps that are not cached yet, so that a
+// process's stacks unwind after it exited and its files are gone.
+func (u *Unwinder) Prepare(maps []Mapping) {
+	for i := range maps {
+		m := &maps[i]
+		_, _ = u.cache.Table(m.cacheKey(), m.Root, m.Path)
+	}
+}
+
+// cacheKey keys a mapping's table: its build id, else where it is.
+func (m *Mapping) cacheKey() string {
+	if m.BuildID != "" {
+		return m.BuildID
+	}
+	return m.Root + "\x00" + m.Path
+}
+
 // GoCode says whether pc is in a Go binary's code (see Table.goCode).
 func (u *Unwinder) GoCode(pc uint64, maps []Mapping) bool {
 	_, _, goCode := u.row(pc, maps)
@@ -187,11 +204,7 @@ func (u *Unwinder) row(pc uint64, maps []Mapping) (rw row, found, goCode bool) {
 		return row{}, false, false
 	}
 	m := &maps[i]
-	key := m.BuildID
-	if key == "" {
-		key = m.Root + "\x00" + m.Path
-	}
-	t, err := u.cache.Table(key, m.Root, m.Path)
+	t, err := u.cache.Table(m.cacheKey(), m.Root, m.Path)
 	if t == nil {
 		return row{}, false, false
 	}
