@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin
 GOLANGCI_LINT_VERSION := v2.15.0
 LEAKWATCH_FLAGS ?=
-C_SOURCES := $(wildcard bpf/*.c bpf/*.h test/workloads/*.c test/bench/loops/*.c)
+C_SOURCES := $(wildcard bpf/*.c bpf/*.h test/workloads/*.c test/workloads/*.cpp test/bench/loops/*.c)
 export PATH := $(PATH):/usr/local/go/bin
 
 .DEFAULT_GOAL := help

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -319,6 +320,61 @@ func TestUnwindEdgeCases(t *testing.T) {
 			g.Remove(t)
 		})
 	}
+	t.Run("binary replaced on disk", func(t *testing.T) {
+		// Another build (-O1: other code at other addresses) renamed over
+		// the running binary: its table must come from what is mapped.
+		running := filepath.Join(dir, "deepleak-replaced")
+		other := filepath.Join(dir, "deepleak-O1")
+		for _, args := range [][]string{
+			{"-O2", "-pthread", "-o", running, filepath.Join("..", "workloads", "deepleak.c")},
+			{"-O1", "-DFRESH=1", "-pthread", "-o", other, filepath.Join("..", "workloads", "deepleak.c")},
+		} {
+			if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+				t.Fatalf("gcc %v: %v\n%s", args, err, out)
+			}
+		}
+		g := cgtest.New(t, 512*mib)
+		p := g.Start(t, running)
+		p.Do(t, "nop")
+		id := a.waitTracked(t, g.Rel)
+		if err := os.Rename(other, running); err != nil {
+			t.Fatal(err)
+		}
+		p.Do(t, "mmap 16384")
+		time.Sleep(2500 * time.Millisecond) // two collections
+		chain := []string{"grow", "level6", "level1", "main"}
+		whole := under(t, readStacks(t, a.download(t, id, "type=inuse"), "inuse_space"), chain)
+		t.Logf("%.1f of 16 MiB under %v with the binary replaced", float64(whole)/mib, chain)
+		if whole < 16*mib*9/10 {
+			t.Errorf("%.1f MiB under %v, want at least 90%% of the 16 MiB", float64(whole)/mib, chain)
+		}
+		g.Remove(t)
+	})
+	t.Run("OOM record", func(t *testing.T) {
+		g := cgtest.New(t, 64*mib)
+		p := g.Start(t, bin)
+		p.Do(t, "nop")
+		a.waitTracked(t, g.Rel)
+		p.Send(t, "oom")
+		if st := p.Wait(t, 60*time.Second); st.Success() {
+			t.Fatal("deepleak exited cleanly, want OOM-killed")
+		}
+		var k oomRecord
+		deadline := time.Now().Add(20 * time.Second)
+		for ok := false; !ok; {
+			if k, ok = a.oomRecords(t)[p.PID]; !ok && time.Now().After(deadline) {
+				t.Fatalf("no record of the kill of deepleak (pid %d) within 20s", p.PID)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("top stacks:\n%s", strings.Join(k.TopStacks, "\n"))
+		// A record's stacks show their four innermost frames: the fault
+		// in memset, then the levels (the frame-pointer walk stopped in
+		// memset).
+		if len(k.TopStacks) == 0 || !strings.Contains(k.TopStacks[0], " < grow < level6 < level5") {
+			t.Errorf("the record's top stack does not show grow and its callers: %q", k.TopStacks)
+		}
+	})
 	t.Run("exit right after", func(t *testing.T) {
 		fresh := filepath.Join(dir, "deepleak-fresh")
 		args := []string{"-O2", "-DFRESH=1", "-pthread", "-o", fresh, filepath.Join("..", "workloads", "deepleak.c"), "-ldl"}
@@ -339,4 +395,47 @@ func TestUnwindEdgeCases(t *testing.T) {
 			t.Errorf("%.1f MiB under %v, want at least 90%% of the 16 MiB", float64(whole)/mib, chain)
 		}
 	})
+}
+
+// A C++ program built by g++ -O2 (exceptions: its .eh_frame has personality
+// routines and LSDAs; an inlined helper that may throw) leaks through a
+// member function called in a try block: at least 90% of the inuse bytes
+// show Store::grow ← handle ← main.
+func TestCppStackUnwound(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "cppleak")
+	if out, err := exec.Command("g++", "-O2", "-o", bin, filepath.Join("..", "workloads", "cppleak.cpp")).CombinedOutput(); err != nil {
+		t.Fatalf("g++: %v\n%s", err, out)
+	}
+	a := startAgent(t, "--interval", "1s", "--mmap-sample-bytes", "0")
+	g := cgtest.New(t, 512*mib)
+	p := g.Start(t, bin)
+	p.Do(t, "nop")
+	id := a.waitTracked(t, g.Rel)
+	p.Do(t, "grow 32")
+	time.Sleep(2500 * time.Millisecond) // two collections
+	samples := readStacks(t, a.download(t, id, "type=inuse"), "inuse_space")
+	var whole int64
+	for _, s := range samples {
+		i := slices.IndexFunc(s.names, func(n string) bool { return strings.HasPrefix(n, "Store::grow") })
+		if i >= 0 && isSubsequence([]string{"handle", "main"}, trimArgs(s.names[i+1:])) {
+			whole += s.value
+		}
+	}
+	t.Logf("%.1f of 32 MiB under Store::grow ← handle ← main", float64(whole)/mib)
+	if whole < 32*mib*9/10 {
+		slices.SortFunc(samples, func(a, b stackSample) int { return int(b.value - a.value) })
+		for _, s := range samples[:min(4, len(samples))] {
+			t.Logf("  %6.1f MiB %s", float64(s.value)/mib, strings.Join(s.names[:min(12, len(s.names))], " ← "))
+		}
+		t.Errorf("%.1f MiB under Store::grow ← handle ← main, want at least 90%% of the 32 MiB", float64(whole)/mib)
+	}
+}
+
+// trimArgs drops C++ parameter lists: "handle(Store&, long)" is handle.
+func trimArgs(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i], _, _ = strings.Cut(n, "(")
+	}
+	return out
 }

@@ -15,6 +15,7 @@
 //   dlopen L N  dlopen library L and call its lib_leak(N) (N KiB mmap'd
 //             and touched); "ok"
 //   mmapexit N  mmap N KiB through level1, touch it, and exit at once
+//   oom       leak 1 MiB at a time through level1 until the kernel kills it
 //   nop, exit
 //
 // Without stdin, as a container runs it: "deepleak auto N" leaks N KiB a
@@ -169,6 +170,9 @@ int main(int argc, char **argv)
 		} else if (sscanf(line, "mmapexit %ld", &n) == 1) {
 			sink += level1(0, n);
 			_exit(0);
+		} else if (strncmp(line, "oom", 3) == 0) {
+			for (;;)
+				sink += level1(0, 1024);
 		} else if (strncmp(line, "exit", 4) == 0) {
 			return 0;
 		}
