@@ -17,6 +17,8 @@ packages+=(openjdk-17-jdk-headless)
 # containerd (with its built-in CRI plugin) and runc are the real container
 # runtime the CRI end-to-end test starts on a private root and socket (issue 15).
 packages+=(containerd runc)
+# g++ builds the C++ program whose stacks the unwinding tests check.
+packages+=(g++)
 if [[ "${LEAKWATCH_EXTRA_PACKAGES:-}" != "" ]]; then
 	read -r -a extra <<<"${LEAKWATCH_EXTRA_PACKAGES}"
 	packages+=("${extra[@]}")
