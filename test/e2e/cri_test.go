@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/leakwatch/leakwatch/test/agenttest"
 	"github.com/leakwatch/leakwatch/test/cgtest"
@@ -468,46 +469,206 @@ func TestContainerdPodsThroughCRI(t *testing.T) {
 	t.Logf("removed container reported gone after %v", time.Since(removed).Round(100*time.Millisecond))
 }
 
-// leakwatch itself as the DaemonSet runs it (deploy/kubernetes/
-// 03-daemonset.yaml): a container of the node's PID namespace and network,
-// root but unprivileged, every capability dropped but BPF, PERFMON and
-// SYS_PTRACE, the runtime's default seccomp profile, a read-only root
-// filesystem, the host's /proc, cgroups, tracefs and runtime socket mounted
-// read-only, its binary only in its image, under the chart's 256 MiB limit.
-// It must attach the tracer with nothing degraded, and name and profile a
-// leaking container of another pod.
+// daemonSet is the part of deploy/kubernetes/03-daemonset.yaml that says
+// how the agent's container runs.
+type daemonSet struct {
+	Spec struct {
+		Template struct {
+			Spec struct {
+				HostPID    bool `json:"hostPID"`
+				Containers []struct {
+					Name string   `json:"name"`
+					Args []string `json:"args"`
+					Env  []struct {
+						Name  string `json:"name"`
+						Value string `json:"value"`
+					} `json:"env"`
+					Resources struct {
+						Limits map[string]string `json:"limits"`
+					} `json:"resources"`
+					SecurityContext struct {
+						Privileged               bool   `json:"privileged"`
+						AllowPrivilegeEscalation bool   `json:"allowPrivilegeEscalation"`
+						ReadOnlyRootFilesystem   bool   `json:"readOnlyRootFilesystem"`
+						RunAsUser                *int64 `json:"runAsUser"`
+						Capabilities             struct {
+							Drop []string `json:"drop"`
+							Add  []string `json:"add"`
+						} `json:"capabilities"`
+						SeccompProfile struct {
+							Type string `json:"type"`
+						} `json:"seccompProfile"`
+					} `json:"securityContext"`
+					VolumeMounts []struct {
+						Name      string `json:"name"`
+						MountPath string `json:"mountPath"`
+						ReadOnly  bool   `json:"readOnly"`
+					} `json:"volumeMounts"`
+				} `json:"containers"`
+				Volumes []struct {
+					Name     string `json:"name"`
+					HostPath *struct {
+						Path string `json:"path"`
+					} `json:"hostPath"`
+					EmptyDir *struct{} `json:"emptyDir"`
+				} `json:"volumes"`
+			} `json:"spec"`
+		} `json:"template"`
+	} `json:"spec"`
+}
+
+// agentContainer turns the manifest's agent container into a CRI config,
+// as kubelet would, with what differs here only: the runtime socket is the
+// private containerd's, --listen is loopback:port (host network; POD_IP has
+// no pod network to name), the web config Secret is not mounted (the test
+// scrapes without auth: --web.config.file is left out), host paths of
+// another runtime that do not exist here are left out, the state directory
+// and the emptyDir are the test's, and collections are every second.
+// without names a capability to leave out of the manifest's list.
+func agentContainer(t *testing.T, ctrdDir, port, without string) (cfg func(*runtimeapi.ContainerConfig), args []string, limit int64, hostPID bool) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(moduleDir(t), "deploy", "kubernetes", "03-daemonset.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds daemonSet
+	if err := yaml.Unmarshal(b, &ds); err != nil {
+		t.Fatalf("parsing the DaemonSet: %v", err)
+	}
+	pod := ds.Spec.Template.Spec
+	if len(pod.Containers) != 1 {
+		t.Fatalf("the DaemonSet has %d containers, want 1", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+	for _, a := range c.Args {
+		switch {
+		case strings.HasPrefix(a, "--listen="):
+			a = "--listen=127.0.0.1:" + port
+		case strings.HasPrefix(a, "--cri-endpoint="):
+			a = "--cri-endpoint=unix:///host/run/containerd/containerd.sock"
+		case strings.HasPrefix(a, "--web.config.file="):
+			continue
+		}
+		args = append(args, a)
+	}
+	args = append(args, "--interval=1s")
+	limit = parseQuantity(t, c.Resources.Limits["memory"])
+	hostPaths := map[string]string{}
+	for _, v := range pod.Volumes {
+		switch {
+		case v.HostPath != nil:
+			hostPaths[v.Name] = v.HostPath.Path
+		case v.EmptyDir != nil:
+			hostPaths[v.Name] = t.TempDir()
+		}
+	}
+	var mounts []*runtimeapi.Mount
+	for _, m := range c.VolumeMounts {
+		host, ok := hostPaths[m.Name]
+		switch {
+		case !ok:
+			continue // the web config Secret
+		case host == "/run/containerd":
+			host = ctrdDir
+		case host == "/var/lib/leakwatch":
+			host = t.TempDir()
+		}
+		if _, err := os.Stat(host); err != nil {
+			continue // another runtime's socket directory
+		}
+		mounts = append(mounts, &runtimeapi.Mount{HostPath: host, ContainerPath: m.MountPath, Readonly: m.ReadOnly})
+	}
+	var envs []*runtimeapi.KeyValue
+	for _, e := range c.Env {
+		if e.Value != "" {
+			envs = append(envs, &runtimeapi.KeyValue{Key: e.Name, Value: []byte(e.Value)})
+		}
+	}
+	sc := c.SecurityContext
+	if sc.Privileged || sc.AllowPrivilegeEscalation {
+		t.Fatalf("the manifest's agent container is privileged or may escalate: %+v", sc)
+	}
+	adds := slices.DeleteFunc(slices.Clone(sc.Capabilities.Add), func(c string) bool { return c == without })
+	var seccomp *runtimeapi.SecurityProfile
+	if sc.SeccompProfile.Type == "RuntimeDefault" {
+		seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+	}
+	pidMode := runtimeapi.NamespaceMode_CONTAINER
+	if pod.HostPID {
+		pidMode = runtimeapi.NamespaceMode_NODE
+	}
+	cfg = func(cc *runtimeapi.ContainerConfig) {
+		cc.Envs, cc.Mounts = envs, mounts
+		cc.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{
+			Capabilities:     &runtimeapi.Capability{DropCapabilities: sc.Capabilities.Drop, AddCapabilities: adds},
+			ReadonlyRootfs:   sc.ReadOnlyRootFilesystem,
+			NoNewPrivs:       !sc.AllowPrivilegeEscalation,
+			Seccomp:          seccomp,
+			NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Pid: pidMode},
+		}
+		if sc.RunAsUser != nil {
+			cc.Linux.SecurityContext.RunAsUser = &runtimeapi.Int64Value{Value: *sc.RunAsUser}
+		}
+	}
+	return cfg, args, limit, pod.HostPID
+}
+
+// parseQuantity reads a Kubernetes memory quantity of the forms the
+// manifest uses ("256Mi", "1Gi").
+func parseQuantity(t *testing.T, q string) int64 {
+	t.Helper()
+	for suffix, mult := range map[string]int64{"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30} {
+		if n, ok := strings.CutSuffix(q, suffix); ok {
+			var v int64
+			if _, err := fmt.Sscan(n, &v); err == nil {
+				return v * mult
+			}
+		}
+	}
+	t.Fatalf("memory limit %q: not a quantity this test reads", q)
+	return 0
+}
+
+// leakwatch itself as the DaemonSet runs it, with the settings read from
+// deploy/kubernetes/03-daemonset.yaml (see agentContainer): a container of
+// the node's PID namespace, root but unprivileged, every capability dropped
+// but BPF, PERFMON and SYS_PTRACE, the runtime's default seccomp profile, a
+// read-only root filesystem, the host paths mounted as the manifest mounts
+// them, its binary only in its image, under the manifest's memory limit. It
+// must pass preflight, attach with nothing degraded, and name and profile a
+// leaking container of another pod, run as a user of its own. Then each
+// capability is shown to be needed: without BPF or PERFMON the agent exits
+// 3 with the README's words; without SYS_PTRACE it runs, but cannot read
+// the maps of another user's process, so that container's profile has no
+// function names.
 func TestAgentRunsAsTheDaemonSetContainer(t *testing.T) {
 	cgtest.RequirePrivileged(t)
 	_, dir, rt, g := startCRI(t)
-	port := agenttest.FreePort(t)
-	port = port[strings.LastIndexByte(port, ':')+1:]
+	shop := runPod(t, rt, g.Rel, "shop-5c4d", "prod", nil)
+	cart := runContainer(t, rt, shop, "cart", "leakwatch.test/cleak:1", []string{"auto", "2048"}, 512*mib, func(c *runtimeapi.ContainerConfig) {
+		c.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{RunAsUser: &runtimeapi.Int64Value{Value: 1000}}
+	})
 
-	node := runPod(t, rt, g.Rel, "leakwatch-x7k2p", "leakwatch", nil, func(c *runtimeapi.PodSandboxConfig) {
-		c.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_NODE
-	})
-	ro := func(host, ctr string) *runtimeapi.Mount {
-		return &runtimeapi.Mount{HostPath: host, ContainerPath: ctr, Readonly: true}
+	// runAgent starts the agent pod without one capability ("" for none)
+	// and returns the pod, its container id and its URL.
+	runAgent := func(without string) (criPod, string, *agent) {
+		port := agenttest.FreePort(t)
+		port = port[strings.LastIndexByte(port, ':')+1:]
+		cfg, args, limit, hostPID := agentContainer(t, dir, port, without)
+		name := "leakwatch-x7k2p"
+		if without != "" {
+			name = "leakwatch-no-" + strings.ToLower(without)
+		}
+		node := runPod(t, rt, g.Rel, name, "leakwatch", nil, func(c *runtimeapi.PodSandboxConfig) {
+			if hostPID {
+				c.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_NODE
+			}
+		})
+		cid := runContainer(t, rt, node, "leakwatch", "leakwatch.test/agent:1", args, limit, cfg)
+		return node, cid, &agent{url: "http://127.0.0.1:" + port}
 	}
-	runContainer(t, rt, node, "leakwatch", "leakwatch.test/agent:1", []string{
-		"run", "--listen=127.0.0.1:" + port, "--interval=1s", "--proc-root=/host/proc",
-		"--cgroup-root=/host/sys/fs/cgroup", "--tracing=full", "--cri-endpoint=unix:///host/run/containerd/containerd.sock",
-	}, 256*mib, func(c *runtimeapi.ContainerConfig) {
-		c.Envs = []*runtimeapi.KeyValue{{Key: "GOMEMLIMIT", Value: []byte("200MiB")}}
-		c.Mounts = []*runtimeapi.Mount{
-			ro("/proc", "/host/proc"), ro("/sys/fs/cgroup", "/host/sys/fs/cgroup"),
-			ro("/sys/kernel/tracing", "/sys/kernel/tracing"), ro("/sys/kernel/debug", "/sys/kernel/debug"),
-			ro(dir, "/host/run/containerd"),
-		}
-		c.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{
-			Capabilities:     &runtimeapi.Capability{DropCapabilities: []string{"ALL"}, AddCapabilities: []string{"BPF", "PERFMON", "SYS_PTRACE"}},
-			ReadonlyRootfs:   true,
-			RunAsUser:        &runtimeapi.Int64Value{Value: 0},
-			NoNewPrivs:       true,
-			Seccomp:          &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault},
-			NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_NODE},
-		}
-	})
-	a := &agent{url: "http://127.0.0.1:" + port}
+
+	node, _, a := runAgent("")
 	deadline := time.Now().Add(60 * time.Second)
 	for !a.ready(t) {
 		if time.Now().After(deadline) {
@@ -522,12 +683,13 @@ func TestAgentRunsAsTheDaemonSetContainer(t *testing.T) {
 	if len(rd.Degraded) > 0 {
 		t.Errorf("the agent container runs degraded: %v", rd.Degraded)
 	}
-
-	shop := runPod(t, rt, g.Rel, "shop-5c4d", "prod", nil)
-	cart := runContainer(t, rt, shop, "cart", "leakwatch.test/cleak:1", []string{"auto", "2048"}, 512*mib)
 	c := a.waitContainer(t, cart, 60*time.Second, "named from CRI by the agent container", func(c criAPIContainer) bool {
 		return c.Namespace == "prod" && c.Pod == "shop-5c4d" && c.Container == "cart"
 	})
+	var entry map[string]any
+	a.getJSON(t, "/api/v1/containers/"+c.ID, &entry)
+	t.Logf("the agent container's entry for the leaking pod: namespace %v, pod %v, container %v, image %v, status %v",
+		entry["namespace"], entry["pod"], entry["container"], entry["image"], entry["status"])
 	samples := a.waitStacks(t, c.ID, "type=faults", "faulted_space", 8*mib, func(s stackSample) bool {
 		return len(s.names) > 0 && s.names[0] == "grow"
 	})
@@ -535,9 +697,10 @@ func TestAgentRunsAsTheDaemonSetContainer(t *testing.T) {
 	for _, s := range samples {
 		if isSubsequence([]string{"grow", "level6", "level1", "main"}, s.names) {
 			grown += s.value
+			t.Logf("top of its profile, read from inside the image (%s): %s", s.files[0], strings.Join(s.names[:min(8, len(s.names))], " ← "))
 		}
 	}
-	t.Logf("cart, profiled by the agent container: %d stacks, %.1f MiB faulted under grow ← … ← main", len(samples), float64(grown)/mib)
+	t.Logf("cart, profiled by the agent container: %.1f MiB faulted under grow ← … ← main", float64(grown)/mib)
 	// The agent sees itself: its own container, named from CRI.
 	self := false
 	for _, c := range a.criContainers(t) {
@@ -549,6 +712,70 @@ func TestAgentRunsAsTheDaemonSetContainer(t *testing.T) {
 	if copies := a.metricSum(t, "leakwatch_stack_copies_total", `result="unwound"`); copies == 0 {
 		t.Error("no stack unwound by the agent container")
 	}
+
+	for _, capName := range []string{"BPF", "PERFMON"} {
+		node, cid, _ := runAgent(capName)
+		code, msg := waitExit(t, rt, cid, node)
+		t.Logf("without CAP_%s: exit %d: %s", capName, code, firstLine(msg, "CAP_BPF"))
+		if code != 3 || !strings.Contains(msg, "CAP_BPF and CAP_PERFMON") {
+			t.Errorf("without CAP_%s: exit %d, want 3 with the README's message; log:\n%s", capName, code, msg)
+		}
+	}
+	node, _, a = runAgent("SYS_PTRACE")
+	deadline = time.Now().Add(60 * time.Second)
+	for !a.ready(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent container without CAP_SYS_PTRACE is not ready within 60s; its log:\n%s", containerLog(node, "leakwatch"))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	c = a.waitContainer(t, cart, 60*time.Second, "listed without CAP_SYS_PTRACE", func(c criAPIContainer) bool { return c.Pod == "shop-5c4d" })
+	time.Sleep(5 * time.Second) // a few seconds of faults
+	named, stacks, faulted := 0, 0, int64(0)
+	for _, s := range readStacks(t, a.download(t, c.ID, "type=faults"), "faulted_space") {
+		stacks++
+		faulted += s.value
+		if slices.Contains(s.names, "grow") {
+			named++
+		}
+	}
+	t.Logf("without CAP_SYS_PTRACE: %d of %d stacks (%.1f MiB faulted) of the uid-1000 container name grow", named, stacks, float64(faulted)/mib)
+	if faulted == 0 {
+		t.Error("without CAP_SYS_PTRACE: no faults profiled at all, so nothing shows what the capability adds")
+	}
+	if named > 0 {
+		t.Error("without CAP_SYS_PTRACE the agent still named another user's functions: the capability is not shown to be needed")
+	}
+}
+
+// waitExit waits for a container to exit and returns its exit code and log.
+func waitExit(t *testing.T, rt runtimeapi.RuntimeServiceClient, cid string, pod criPod) (int32, string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: cid})
+		cancel()
+		if err != nil {
+			t.Fatalf("ContainerStatus: %v", err)
+		}
+		if st.GetStatus().GetState() == runtimeapi.ContainerState_CONTAINER_EXITED {
+			return st.GetStatus().GetExitCode(), containerLog(pod, "leakwatch")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %.12s still running after 30s; its log:\n%s", cid, containerLog(pod, "leakwatch"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func firstLine(s, with string) string {
+	for l := range strings.SplitSeq(s, "\n") {
+		if strings.Contains(l, with) {
+			return l
+		}
+	}
+	return ""
 }
 
 // containerLog returns what a container wrote, for a failure message.
