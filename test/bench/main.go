@@ -262,6 +262,10 @@ func (b *bench) overhead() error {
 	none := variant{"none", func(_ string, f func() error) error { return f() }}
 	lw := variant{"leakwatch", b.withAgent}
 	faults := variant{"faults", b.withFaultsTier}
+	// Stack copies off: what unwinding's copies cost each loop.
+	noCopies := variant{"nocopies", func(name string, f func() error) error {
+		return b.withAgentArgs(name+" (no stack copies)", f, "--stack-copy-bytes=0")
+	}}
 	bt := variant{"bpftrace", func(_ string, f func() error) error { return withBpftrace(bpftraceOneLiner, f) }}
 	floor := variant{"empty", func(_ string, f func() error) error { return withBpftrace(emptySyscallPrograms(), f) }}
 	for _, name := range b.o.loops {
@@ -277,6 +281,9 @@ func (b *bench) overhead() error {
 		}
 		l := allLoops[i]
 		vs := []variant{none, lw, faults}
+		if l.name == "faults" || l.name == "mmap" {
+			vs = append(vs, noCopies)
+		}
 		var ref, refDesc string
 		switch {
 		case !haveBpftrace():
@@ -299,6 +306,9 @@ func (b *bench) overhead() error {
 		b.add(overheadRow(l.desc, "ns", samples, "none", "leakwatch", "", l.target, target))
 		if t := faultsTierTarget[l.name]; t > 0 {
 			b.add(overheadRow(l.desc+", --tracing=faults", "ns", samples, "none", "faults", "", t, fmt.Sprintf("≤%.3fx", t)))
+		}
+		if l.name == "faults" || l.name == "mmap" {
+			b.add(overheadRow(l.desc+", --stack-copy-bytes=0", "ns", samples, "none", "nocopies", "", 0, "reference"))
 		}
 		if ref != "" {
 			b.add(overheadRow(l.desc+refDesc, "ns", samples, "none", ref, "", 0, "reference"))
