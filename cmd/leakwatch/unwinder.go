@@ -25,6 +25,7 @@ type stackUnwinder struct {
 	// they need no lock.
 	refreshed map[[3]uint64]time.Time
 	starts    map[[2]uint64]uint64 // see startTime
+	execs     map[[2]uint64]uint32 // the exec id of each process's last copy
 	procRoot  string
 	// prepare queues captured processes for Prepare's goroutine.
 	prepare     chan [2]uint64
@@ -36,7 +37,7 @@ type stackUnwinder struct {
 func newStackUnwinder(sym *symbolize.Symbolizer, procRoot string, tableBytes int, fpStack func(uint64) (tracer.Stack, bool)) *stackUnwinder {
 	s := &stackUnwinder{
 		sym: sym, uw: unwind.New(tableBytes), fpStack: fpStack, procRoot: procRoot,
-		refreshed: make(map[[3]uint64]time.Time), starts: make(map[[2]uint64]uint64),
+		refreshed: make(map[[3]uint64]time.Time), starts: make(map[[2]uint64]uint64), execs: make(map[[2]uint64]uint32),
 		prepare: make(chan [2]uint64, prepareQueue), done: make(chan struct{}),
 	}
 	go s.preparer()
@@ -79,7 +80,15 @@ func (s *stackUnwinder) Unwind(c *tracer.StackCopy) (tracer.Stack, error) {
 	if !ok {
 		return tracer.Stack{}, errGone // gone, and never seen: nothing to read
 	}
-	maps, err := s.sym.CodeMappings(c.PID, start, false)
+	// A process that exec'd since its maps were read has others: read
+	// them again at its first copy from the new image.
+	k := [2]uint64{uint64(c.PID), start}
+	last, seen := s.execs[k]
+	if len(s.execs) >= maxRefreshed {
+		clear(s.execs)
+	}
+	s.execs[k] = c.ExecID
+	maps, err := s.sym.CodeMappings(c.PID, start, seen && last != c.ExecID)
 	if err != nil {
 		return tracer.Stack{}, err
 	}

@@ -114,11 +114,14 @@ func DefaultConfig() Config {
 		// we measured (python3, redis-server). 1,000 copies a second (a
 		// second's worth may come at once) copy at most 16 MiB/s; the
 		// reader is woken each eighth of the ring. The ring's pages are
-		// mapped into the agent (twice: RSS up to 2 MiB); 4 MiB took the
-		// agent past its 96 MiB bound in the scrape-storm test.
+		// mapped into the agent twice (RSS up to 8 MiB once it has
+		// cycled). Smaller rings overflowed while the reader captured new
+		// processes: with 2 MiB, 220 of 2,283 copies in a burst of
+		// redis, python3 and a C leaker were lost (python3's stacks half
+		// frame pointers only); with 4 MiB, 25 of 2,884.
 		StackCopyBytes:       MaxStackCopyBytes,
 		StackCopiesPerSecond: 1000,
-		StackRingBytes:       1 << 20,
+		StackRingBytes:       4 << 20,
 	}
 }
 
