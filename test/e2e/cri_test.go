@@ -183,7 +183,8 @@ func removeRuncCgroups(t *testing.T, rel string) {
 
 type criPod struct {
 	id, uid, name, namespace string
-	logs                     string // the pod's log directory
+	logs                     string                       // the pod's log directory
+	cfg                      *runtimeapi.PodSandboxConfig // CreateContainer takes it again
 }
 
 func runPod(t *testing.T, rt runtimeapi.RuntimeServiceClient, parent, name, namespace string, annotations map[string]string, more ...func(*runtimeapi.PodSandboxConfig)) criPod {
@@ -212,19 +213,15 @@ func runPod(t *testing.T, rt runtimeapi.RuntimeServiceClient, parent, name, name
 	if err != nil {
 		t.Fatalf("RunPodSandbox %s: %v", name, err)
 	}
-	pod := criPod{id: resp.PodSandboxId, uid: uid, name: name, namespace: namespace, logs: logs}
+	pod := criPod{id: resp.PodSandboxId, uid: uid, name: name, namespace: namespace, logs: logs, cfg: cfg}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		_, _ = rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod.id})
 		_, _ = rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.id})
 	})
-	podCfg[pod.id] = cfg
 	return pod
 }
-
-// podCfg keeps each sandbox's config: CreateContainer takes it again.
-var podCfg = map[string]*runtimeapi.PodSandboxConfig{}
 
 func runContainer(t *testing.T, rt runtimeapi.RuntimeServiceClient, pod criPod, name, image string, args []string, limit int64, more ...func(*runtimeapi.ContainerConfig)) string {
 	t.Helper()
@@ -244,7 +241,7 @@ func runContainer(t *testing.T, rt runtimeapi.RuntimeServiceClient, pod criPod, 
 		f(cfg)
 	}
 	resp, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
-		PodSandboxId: pod.id, Config: cfg, SandboxConfig: podCfg[pod.id],
+		PodSandboxId: pod.id, Config: cfg, SandboxConfig: pod.cfg,
 	})
 	if err != nil {
 		t.Fatalf("CreateContainer %s: %v", name, err)
@@ -345,11 +342,7 @@ func startCRI(t *testing.T) (sock, dir string, rt runtimeapi.RuntimeServiceClien
 		t.Fatal(err)
 	}
 	sock = privateContainerd(t, dir)
-	t.Cleanup(func() {
-		if os.Getenv("LW_KEEP_CTRD") == "" {
-			stopContainerd(t, dir)
-		}
-	})
+	t.Cleanup(func() { stopContainerd(t, dir) })
 	for name, tarball := range images {
 		if b, err := exec.Command("ctr", "--address", sock, "-n", "k8s.io", "images", "import", tarball).CombinedOutput(); err != nil {
 			t.Fatalf("importing %s: %v\n%s", name, err, b)

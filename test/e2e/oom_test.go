@@ -208,19 +208,7 @@ func TestOOMKillRecordOfRedis(t *testing.T) {
 	a := startAgent(t, "--interval", "1s")
 	const limit = 128 * mib
 	g := cgtest.New(t, limit)
-	addr := agenttest.FreePort(t)
-	port := addr[strings.LastIndexByte(addr, ':')+1:]
-	p := g.Start(t, redis, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--enable-debug-command", "yes", "--logfile", filepath.Join(t.TempDir(), "redis.log"))
-	var conn net.Conn
-	deadline := time.Now().Add(15 * time.Second)
-	for conn == nil {
-		if conn, err = net.Dial("tcp", addr); err != nil && time.Now().After(deadline) {
-			t.Fatalf("redis-server does not listen on %s: %v", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	defer func() { _ = conn.Close() }()
+	p, conn := startRedis(t, g, redis)
 	a.waitTracked(t, g.Rel)
 	// About 1.5 GB of values, far past the limit.
 	if _, err := fmt.Fprintf(conn, "DEBUG POPULATE 3000000 key 512\r\n"); err != nil {
@@ -230,14 +218,7 @@ func TestOOMKillRecordOfRedis(t *testing.T) {
 		t.Fatal("redis-server exited cleanly, want OOM-killed")
 	}
 
-	var k oomRecord
-	deadline = time.Now().Add(20 * time.Second)
-	for ok := false; !ok; {
-		if k, ok = a.oomRecords(t)[p.PID]; !ok && time.Now().After(deadline) {
-			t.Fatalf("no record of the kill of redis-server (pid %d) within 20s", p.PID)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	k := a.waitOOMRecord(t, p.PID, "redis-server")
 	t.Logf("record: trigger %s, top stacks:\n%s", k.Trigger, strings.Join(k.TopStacks, "\n"))
 	if k.Trigger != "container" || k.TriggerCgroup != g.Rel {
 		t.Errorf("trigger %q (%q), want container %s", k.Trigger, k.TriggerCgroup, g.Rel)
@@ -303,5 +284,44 @@ func TestOOMKillOfAContainerNeverSeen(t *testing.T) {
 				pid, g.Rel, ok, c.OOMKills, metric)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// startRedis runs redis-server in g, with DEBUG commands on and nothing
+// persisted, and returns it and a connection to it (closed when the test
+// ends), once it listens (at most 15 s).
+func startRedis(t *testing.T, g *cgtest.Group, redis string) (*cgtest.Proc, net.Conn) {
+	t.Helper()
+	addr := agenttest.FreePort(t)
+	port := addr[strings.LastIndexByte(addr, ':')+1:]
+	p := g.Start(t, redis, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--enable-debug-command", "yes", "--logfile", filepath.Join(t.TempDir(), "redis.log"))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		conn, err := net.Dial("tcp", addr)
+		if err == nil {
+			t.Cleanup(func() { _ = conn.Close() })
+			return p, conn
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server does not listen on %s: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitOOMRecord polls the OOM records until the kill of pid has one, for at
+// most 20 s.
+func (a *agent) waitOOMRecord(t *testing.T, pid int, what string) oomRecord {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if k, ok := a.oomRecords(t)[pid]; ok {
+			return k
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no record of the kill of %s (pid %d) within 20s", what, pid)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/leakwatch/leakwatch/pkg/profile"
-	"github.com/leakwatch/leakwatch/test/agenttest"
 	"github.com/leakwatch/leakwatch/test/cgtest"
 )
 
@@ -105,19 +103,7 @@ func TestRedisFaultsUnwoundToItsCommand(t *testing.T) {
 	reach := func(copyBytes string) float64 {
 		a := startAgent(t, "--interval", "1s", "--stack-copy-bytes", copyBytes)
 		g := cgtest.New(t, 512*mib)
-		addr := agenttest.FreePort(t)
-		port := addr[strings.LastIndexByte(addr, ':')+1:]
-		g.Start(t, redis, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-			"--enable-debug-command", "yes", "--logfile", filepath.Join(t.TempDir(), "redis.log"))
-		var conn net.Conn
-		deadline := time.Now().Add(15 * time.Second)
-		for conn == nil {
-			if conn, err = net.Dial("tcp", addr); err != nil && time.Now().After(deadline) {
-				t.Fatalf("redis-server does not listen on %s: %v", addr, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		defer func() { _ = conn.Close() }()
+		_, conn := startRedis(t, g, redis)
 		id := a.waitTracked(t, g.Rel)
 		if _, err := fmt.Fprintf(conn, "DEBUG POPULATE 300000 key 256\r\n"); err != nil {
 			t.Fatal(err)
@@ -180,9 +166,7 @@ func TestOptimizedCLevelsUnwound(t *testing.T) {
 		t.Run(build.name, func(t *testing.T) {
 			bin := filepath.Join(t.TempDir(), "deepleak")
 			args := append(append([]string{}, build.flags...), "-pthread", "-o", bin, src)
-			if out, err := exec.Command(build.cc, args...).CombinedOutput(); err != nil {
-				t.Fatalf("%s %v: %v\n%s", build.cc, args, err, out)
-			}
+			compile(t, build.cc, args...)
 			g := cgtest.New(t, 512*mib)
 			p := g.Start(t, bin)
 			p.Do(t, "nop")
@@ -275,9 +259,7 @@ func TestUnwindEdgeCases(t *testing.T) {
 		{"-O2", "-pthread", "-o", bin, filepath.Join("..", "workloads", "deepleak.c"), "-ldl"},
 		{"-O2", "-shared", "-fPIC", "-o", lib, filepath.Join("..", "workloads", "deeplib.c")},
 	} {
-		if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
-			t.Fatalf("gcc %v: %v\n%s", args, err, out)
-		}
+		compile(t, "gcc", args...)
 	}
 	a := startAgent(t, "--interval", "1s", "--mmap-sample-bytes", "0")
 	under := func(t *testing.T, samples []stackSample, chain []string) (whole int64) {
@@ -329,9 +311,7 @@ func TestUnwindEdgeCases(t *testing.T) {
 			{"-O2", "-pthread", "-o", running, filepath.Join("..", "workloads", "deepleak.c")},
 			{"-O1", "-DFRESH=1", "-pthread", "-o", other, filepath.Join("..", "workloads", "deepleak.c")},
 		} {
-			if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
-				t.Fatalf("gcc %v: %v\n%s", args, err, out)
-			}
+			compile(t, "gcc", args...)
 		}
 		g := cgtest.New(t, 512*mib)
 		p := g.Start(t, running)
@@ -359,14 +339,7 @@ func TestUnwindEdgeCases(t *testing.T) {
 		if st := p.Wait(t, 60*time.Second); st.Success() {
 			t.Fatal("deepleak exited cleanly, want OOM-killed")
 		}
-		var k oomRecord
-		deadline := time.Now().Add(20 * time.Second)
-		for ok := false; !ok; {
-			if k, ok = a.oomRecords(t)[p.PID]; !ok && time.Now().After(deadline) {
-				t.Fatalf("no record of the kill of deepleak (pid %d) within 20s", p.PID)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		k := a.waitOOMRecord(t, p.PID, "deepleak")
 		t.Logf("top stacks:\n%s", strings.Join(k.TopStacks, "\n"))
 		// A record's stacks show their four innermost frames: the fault
 		// in memset, then the levels (the frame-pointer walk stopped in
@@ -378,9 +351,7 @@ func TestUnwindEdgeCases(t *testing.T) {
 	t.Run("exit right after", func(t *testing.T) {
 		fresh := filepath.Join(dir, "deepleak-fresh")
 		args := []string{"-O2", "-DFRESH=1", "-pthread", "-o", fresh, filepath.Join("..", "workloads", "deepleak.c"), "-ldl"}
-		if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
-			t.Fatalf("gcc %v: %v\n%s", args, err, out)
-		}
+		compile(t, "gcc", args...)
 		g := cgtest.New(t, 512*mib)
 		p := g.Start(t, fresh)
 		p.Do(t, "nop")
@@ -403,9 +374,7 @@ func TestUnwindEdgeCases(t *testing.T) {
 // show Store::grow ← handle ← main.
 func TestCppStackUnwound(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "cppleak")
-	if out, err := exec.Command("g++", "-O2", "-o", bin, filepath.Join("..", "workloads", "cppleak.cpp")).CombinedOutput(); err != nil {
-		t.Fatalf("g++: %v\n%s", err, out)
-	}
+	compile(t, "g++", "-O2", "-o", bin, filepath.Join("..", "workloads", "cppleak.cpp"))
 	a := startAgent(t, "--interval", "1s", "--mmap-sample-bytes", "0")
 	g := cgtest.New(t, 512*mib)
 	p := g.Start(t, bin)
@@ -438,4 +407,13 @@ func trimArgs(names []string) []string {
 		out[i], _, _ = strings.Cut(n, "(")
 	}
 	return out
+}
+
+// compile runs a compiler (gcc, g++, clang) with args, failing the test
+// with its output.
+func compile(t *testing.T, cc string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", cc, args, err, out)
+	}
 }
