@@ -45,9 +45,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	// The agent, tuned to tell the story in about a minute: a 1 s interval,
 	// a short warm-up and short windows. `leakwatch run` defaults are made
-	// for hours-long slow leaks too.
+	// for hours-long slow leaks too. The full tier from the start: the
+	// demo shows the inuse growth of the 30 s before the verdict, which
+	// the auto mode would trace only from the verdict on.
 	run, err := parseRunConfig([]string{
-		"--listen", "127.0.0.1:0", "--interval", "1s", "--detect-warm-up", "10s", "--detect-window", "5s",
+		"--listen", "127.0.0.1:0", "--interval", "1s", "--detect-warm-up", "10s", "--detect-window", "5s", "--tracing=full",
 	}, stderr)
 	if err != nil {
 		return err

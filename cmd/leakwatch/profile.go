@@ -10,6 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/server"
 )
 
 type profileConfig struct {
@@ -91,6 +94,10 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(stdout, "wrote %s (%d bytes), the %s profile of %s\nread it with: go tool pprof -top %s\n", out, n, cfg.Type, c.name(), out)
 	if cfg.Type == "inuse" && cfg.Seconds > 0 {
 		fmt.Fprintf(stdout, "(what was released in the window: go tool pprof -top -sample_index=released_space %s)\n", out)
+	}
+	if since, err := time.Parse(time.RFC3339, resp.Header.Get(server.InuseSinceHeader)); err == nil {
+		fmt.Fprintf(stderr, "note: the agent traces mappings only since %s (%v ago; --tracing=auto escalates on a leak verdict or an inuse request like this one): what was mapped before is not in this profile; ask again later for more\n",
+			since.Local().Format(time.DateTime), time.Since(since).Truncate(time.Second))
 	}
 	return nil
 }

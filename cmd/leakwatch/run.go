@@ -25,6 +25,7 @@ import (
 	"github.com/leakwatch/leakwatch/pkg/events"
 	"github.com/leakwatch/leakwatch/pkg/metrics"
 	"github.com/leakwatch/leakwatch/pkg/server"
+	"github.com/leakwatch/leakwatch/pkg/tiering"
 	"github.com/leakwatch/leakwatch/pkg/tracer"
 )
 
@@ -42,6 +43,9 @@ type runConfig struct {
 	LogFormat        string
 	Agent            agent.Config
 	Tracer           tracer.Config
+	// Tracing is the tier mode; TracingHold the auto mode's hold.
+	Tracing     tiering.Mode
+	TracingHold time.Duration
 }
 
 func (c runConfig) Validate() error {
@@ -55,6 +59,9 @@ func (c runConfig) Validate() error {
 	errs = append(errs, c.Agent.Validate(), c.server().Validate())
 	if !c.NoTracer {
 		errs = append(errs, c.Tracer.Validate())
+	}
+	if c.TracingHold <= 0 {
+		errs = append(errs, fmt.Errorf("--tracing-hold %v: must be above 0", c.TracingHold))
 	}
 	if c.UnwindTableBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("--unwind-table-bytes %d: at least 1 MiB", c.UnwindTableBytes))
@@ -109,7 +116,7 @@ func (f levelFlag) String() string {
 func (f levelFlag) Set(s string) error { return f.l.UnmarshalText([]byte(s)) }
 
 func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
-	cfg := runConfig{Agent: agent.DefaultConfig(), Tracer: tracer.DefaultConfig(), UnwindTableBytes: 16 << 20}
+	cfg := runConfig{Agent: agent.DefaultConfig(), Tracer: tracer.DefaultConfig(), UnwindTableBytes: 16 << 20, Tracing: tiering.ModeAuto, TracingHold: tiering.DefaultHold}
 	fs := newFlagSet("run", "run [flags]", stderr)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:9753", "address of the HTTP server (metrics, API); in Kubernetes the pod IP and port")
 	fs.StringVar(&cfg.WebConfig, "web.config.file", "", "web configuration file (Prometheus exporter toolkit format) that turns on TLS, client certificates and basic auth for every endpoint")
@@ -124,10 +131,12 @@ func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
 	fs.StringVar(&cfg.CgroupRoot, "cgroup-root", cgroups.DefaultRoot, "where the host's cgroup hierarchies are mounted")
 	fs.StringVar(&cfg.Tracer.ProcRoot, "proc-root", cfg.Tracer.ProcRoot, "where the host's /proc is mounted")
 	fs.Var(listFlag{&cfg.CRIEndpoints}, "cri-endpoint", "CRI sockets to ask for pod names, comma-separated (default: containerd, CRI-O, cri-dockerd)")
-	fs.Func("tracing", "what the tracer traces: full (also mmap/munmap/mremap/brk: the inuse view; every system call on the node takes the kernel's slow path) or faults (page-fault samples, OOM kills, execs and exits only) (default full)", func(v string) error {
-		cfg.Tracer.Tier = tracer.Tier(v)
-		return nil
+	fs.Func("tracing", "what the tracer traces: faults (page-fault samples, OOM kills, execs and exits; system calls keep full speed), full (also mmap/munmap/mremap/brk/mprotect: the inuse view; every system call on the node takes the kernel's slow path) or auto (faults, escalating to full while a container is judged leaking or an inuse profile is asked for, until --tracing-hold after the last reason) (default auto)", func(v string) error {
+		m, err := tiering.ParseMode(v)
+		cfg.Tracing = m
+		return err
 	})
+	fs.DurationVar(&cfg.TracingHold, "tracing-hold", cfg.TracingHold, "with --tracing=auto, how long the full tier stays after its last reason (a leaking verdict, an inuse profile request)")
 	fs.Uint64Var(&cfg.Tracer.FaultSampleBytes, "fault-sample-bytes", cfg.Tracer.FaultSampleBytes, "faulted bytes between two page-fault samples (0: off)")
 	fs.Uint64Var(&cfg.Tracer.MmapSampleBytes, "mmap-sample-bytes", cfg.Tracer.MmapSampleBytes, "private anonymous mappings shorter than this are sampled by size, the rest tracked exactly (0: track all)")
 	fs.Uint64Var(&cfg.Tracer.StackCopyBytes, "stack-copy-bytes", cfg.Tracer.StackCopyBytes, fmt.Sprintf("user stack copied per sampled event, unwound in the agent from the binaries' call-frame information (at most %d; 0: frame pointers only)", tracer.MaxStackCopyBytes))
@@ -140,6 +149,7 @@ func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
 	if err := parseFlags(fs, args); err != nil {
 		return cfg, err
 	}
+	cfg.Tracer.Tier = tracer.Tier(cfg.Tracing.InitialTier())
 	// The slower tiers' buckets follow the shortest window, keeping their ratio.
 	scale := float64(cfg.Agent.Detect.EnvelopeWindow) / float64(time.Minute)
 	def := agent.DefaultConfig().Detect
@@ -216,7 +226,7 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 		if f := d.tracer.Features(); !f.FaultSampling {
 			degraded[agent.PartFaultSampling] = f.FaultNote
 		}
-		if f := d.tracer.Features(); !f.Mappings {
+		if f := d.tracer.Features(); !f.Mappings && cfg.Tracing == tiering.ModeFaults {
 			degraded[agent.PartMappings] = f.MappingsNote
 		}
 	}
@@ -244,7 +254,9 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 	}
 	cfg.Agent.FaultSampleBytes = cfg.Tracer.FaultSampleBytes
 	if d.tracer != nil {
-		cfg.Agent.TracingTier = string(cfg.Tracer.Tier)
+		if parts.Tiers, err = tiering.New(cfg.Tracing, cfg.TracingHold, tracerTiers{d.tracer}, log, time.Now()); err != nil {
+			return nil, err
+		}
 	}
 	if d.agent, err = agent.New(cfg.Agent, d.hier, parts, degraded, log); err != nil {
 		return nil, err
@@ -376,6 +388,16 @@ func closeLogged(log *slog.Logger, what string, c io.Closer) {
 	if err := c.Close(); err != nil {
 		log.Warn("closing "+what, "err", err)
 	}
+}
+
+// tracerTiers lets the tier policy switch the tracer.
+type tracerTiers struct{ t *tracer.Tracer }
+
+func (s tracerTiers) SetTier(full bool) error {
+	if full {
+		return s.t.SetTier(tracer.TierFull)
+	}
+	return s.t.SetTier(tracer.TierFaults)
 }
 
 // defaultGOGC is the agent's garbage collection target when GOGC is not set:

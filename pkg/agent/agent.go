@@ -23,11 +23,13 @@ import (
 	"github.com/leakwatch/leakwatch/pkg/containers"
 	"github.com/leakwatch/leakwatch/pkg/cri"
 	"github.com/leakwatch/leakwatch/pkg/detect"
+	"github.com/leakwatch/leakwatch/pkg/lookup"
 	"github.com/leakwatch/leakwatch/pkg/oomrecord"
 	"github.com/leakwatch/leakwatch/pkg/podpolicy"
 	"github.com/leakwatch/leakwatch/pkg/profile"
 	"github.com/leakwatch/leakwatch/pkg/series"
 	"github.com/leakwatch/leakwatch/pkg/state"
+	"github.com/leakwatch/leakwatch/pkg/tiering"
 	"github.com/leakwatch/leakwatch/pkg/tracer"
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
@@ -55,9 +57,6 @@ type Config struct {
 	// FaultSampleBytes is the tracer's page-fault sampling distance, the
 	// period written into faults profiles.
 	FaultSampleBytes uint64
-	// TracingTier is the tracer's tier, reported in the view ("" without a
-	// tracer).
-	TracingTier string
 	// StateDir, when set, holds the state store (see pkg/state): the agent
 	// restores its containers from it at start and saves them every
 	// SaveEvery and when Run ends, so a restart needs no new warm-up.
@@ -131,6 +130,9 @@ type Parts struct {
 	Tracer     *tracer.Tracer // the kernel side; nil: cgroup statistics only
 	CRI        *cri.Client    // pod and container names
 	Symbolizer Symbolizer     // function names in profiles
+	// Tiers decides the tracer's tier (nil without a tracer): the agent
+	// tells it which containers are leaking after each collection.
+	Tiers *tiering.Policy
 }
 
 // Agent runs the collection loop.
@@ -141,7 +143,8 @@ type Agent struct {
 	tracer *tracer.Tracer
 	cri    *cri.Client
 	sym    Symbolizer
-	prof   *profile.Store // nil without the tracer
+	tiers  *tiering.Policy // nil without the tracer
+	prof   *profile.Store  // nil without the tracer
 	degr   map[string]string
 
 	snap atomic.Pointer[view.Snapshot]
@@ -199,6 +202,7 @@ func New(cfg Config, hier cgroups.Hierarchy, parts Parts, degraded map[string]st
 		tracer:  parts.Tracer,
 		cri:     parts.CRI,
 		sym:     parts.Symbolizer,
+		tiers:   parts.Tiers,
 		prof:    store,
 		degr:    d,
 		entries: make(map[uint64]*entry),
@@ -208,7 +212,7 @@ func New(cfg Config, hier cgroups.Hierarchy, parts Parts, degraded map[string]st
 	oc := oomrecord.DefaultConfig()
 	oc.Window = min(oc.Window, cfg.Profile.Horizon)
 	oc.FaultSampleBytes = cfg.FaultSampleBytes
-	src := oomrecord.Sources{Hier: &a.hier, Names: a.oomNames, Memory: a.readMemory}
+	src := oomrecord.Sources{Hier: &a.hier, Names: a.oomNames, Memory: a.readMemory, Inuse: a.inuseCoverage}
 	if store != nil {
 		src.Profiles, src.Refresh = store, a.refreshProfiles
 		if a.sym != nil {
@@ -438,7 +442,24 @@ func (a *Agent) collect(now time.Time) {
 	if ts != nil {
 		a.prof.Update(now, ts, a.procInfo)
 	}
+	if a.tiers != nil {
+		a.tiers.Observe(now, a.leakingIDs())
+	}
 	a.publish(now, start, ts)
+}
+
+// leakingIDs lists the live containers judged leaking, by name where known.
+func (a *Agent) leakingIDs() []string {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	var ids []string
+	for _, e := range a.entries {
+		if e.c.Verdict.Leaking && !e.c.Gone {
+			ids = append(ids, lookup.Names{Cgroup: e.c.Cgroup, Namespace: e.c.Namespace, Pod: e.c.Pod, Container: e.c.Container}.Name())
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // addKilledUnseen gives an entry to each memory cgroup with OOM kills that
@@ -712,7 +733,10 @@ func (a *Agent) publish(now, start time.Time, ts *tracer.Snapshot) {
 	ag.Tracked = len(snap.Containers)
 	ag.OverLimit = a.overLimit
 	ag.CgroupLayout = a.hier.Layout.String()
-	ag.TracingTier = a.cfg.TracingTier
+	if a.tiers != nil {
+		st := a.tiers.State()
+		ag.Tracing = &st
+	}
 	ag.Errors = make(map[string]uint64, len(a.errs))
 	for k, v := range a.errs {
 		ag.Errors[k] = v

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/leakwatch/leakwatch/pkg/profile"
+	"github.com/leakwatch/leakwatch/pkg/tiering"
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
 
@@ -46,8 +47,29 @@ func (a *Agent) Profile(ctx context.Context, id, kind string, window time.Durati
 	if a.sym != nil {
 		res = a.sym
 	}
-	if profile.Type(kind) == profile.Inuse && window == 0 && a.tracer != nil {
-		meta.Resident = a.residentBytes(ctx, memcg)
+	if profile.Type(kind) == profile.Inuse {
+		if a.tiers != nil {
+			// The inuse view needs the full tier: asking for it escalates
+			// (or extends the hold) in auto mode.
+			st := a.tiers.Request(meta.Now, meta.Container)
+			since, on := coverage(st)
+			if !on {
+				why := "the tracer runs in the faults tier (--tracing=faults)"
+				if st.LastError != "" {
+					why = "escalating to the full tier failed: " + st.LastError
+				}
+				return nil, fmt.Errorf("%w: %s; type=faults works", view.ErrNoInuseView, why)
+			}
+			meta.InuseSince = since
+			// A window reaching back before the coverage began would
+			// count as released what the tracer forgot at the change.
+			if window > 0 && !meta.InuseSince.IsZero() && meta.Now.Add(-window).Before(meta.InuseSince) {
+				window = max(meta.Now.Sub(meta.InuseSince).Truncate(time.Second), time.Second)
+			}
+		}
+		if window == 0 && a.tracer != nil {
+			meta.Resident = a.residentBytes(ctx, memcg)
+		}
 	}
 	p, err := a.prof.Build(memcg, profile.Type(kind), window, res, meta)
 	if errors.Is(err, profile.ErrWindow) {
@@ -61,6 +83,33 @@ func (a *Agent) Profile(ctx context.Context, id, kind string, window time.Durati
 		return nil, fmt.Errorf("encoding profile: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// inuseCoverage says whether the tracer traces mappings now and, in the
+// auto mode, since when (zero: since the tracer started).
+func (a *Agent) inuseCoverage() (time.Time, bool) {
+	if a.tiers == nil {
+		return time.Time{}, true
+	}
+	return coverage(a.tiers.State())
+}
+
+func coverage(st tiering.State) (time.Time, bool) {
+	if st.Tier != tiering.TierFull {
+		return time.Time{}, false
+	}
+	if st.Mode != tiering.ModeAuto {
+		return time.Time{}, true
+	}
+	return st.InuseSince, true
+}
+
+// Tracing implements view.Tracing.
+func (a *Agent) Tracing() tiering.State {
+	if a.tiers == nil {
+		return tiering.State{}
+	}
+	return a.tiers.State()
 }
 
 // MaxProfileWindow implements view.Profiles.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/leakwatch/leakwatch/pkg/buildinfo"
 	"github.com/leakwatch/leakwatch/pkg/detect"
+	"github.com/leakwatch/leakwatch/pkg/tiering"
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
 
@@ -59,22 +60,23 @@ type collector struct {
 	pageFaults   *prometheus.Desc
 	faultedBytes *prometheus.Desc
 
-	buildInfo       *prometheus.Desc
-	mapEntries      *prometheus.Desc
-	mapCapacity     *prometheus.Desc
-	mapMemory       *prometheus.Desc
-	drops           *prometheus.Desc
-	stackCopies     *prometheus.Desc
-	errors          *prometheus.Desc
-	collectDuration *prometheus.Desc
-	collections     *prometheus.Desc
-	tracked         *prometheus.Desc
-	overLimit       *prometheus.Desc
-	ready           *prometheus.Desc
-	degraded        *prometheus.Desc
-	tracingTier     *prometheus.Desc
-	scrapeDuration  *prometheus.Desc
-	stateLastSave   *prometheus.Desc
+	buildInfo          *prometheus.Desc
+	mapEntries         *prometheus.Desc
+	mapCapacity        *prometheus.Desc
+	mapMemory          *prometheus.Desc
+	drops              *prometheus.Desc
+	stackCopies        *prometheus.Desc
+	errors             *prometheus.Desc
+	collectDuration    *prometheus.Desc
+	collections        *prometheus.Desc
+	tracked            *prometheus.Desc
+	overLimit          *prometheus.Desc
+	ready              *prometheus.Desc
+	degraded           *prometheus.Desc
+	tracingTier        *prometheus.Desc
+	tracingEscalations *prometheus.Desc
+	scrapeDuration     *prometheus.Desc
+	stateLastSave      *prometheus.Desc
 }
 
 // NewCollector returns a collector that exports src's current snapshot on
@@ -148,7 +150,9 @@ func NewCollector(src view.Source, info buildinfo.Info) prometheus.Collector {
 		degraded: agentDesc("", "degraded",
 			"A metric with a constant value of 1 for each part of the agent that does not run on this host.", "part"),
 		tracingTier: agentDesc("", "tracing_tier",
-			"A metric with a constant value of 1 labelled with what the tracer traces: faults (page-fault samples, OOM kills, execs, exits) or full (also the mapping system calls: the inuse view).", "tier"),
+			"Whether the tracer traces (1) or not (0) in each tier: faults (page-fault samples, OOM kills, execs, exits) or full (also the mapping system calls: the inuse view). With --tracing=auto it moves to full while a container is leaking or an inuse profile was asked for, and back after the hold.", "tier"),
+		tracingEscalations: agentDesc("tracing", "escalations_total",
+			"Escalations of the tracer to its full tier (--tracing=auto), by reason: leaking (a container judged leaking) or inuse_request (an inuse profile asked for).", "reason"),
 		stateLastSave: agentDesc("state", "last_save_timestamp_seconds",
 			"Time the last successful save of the state store began, in seconds since the epoch; 0 before the first. Failed saves count in leakwatch_errors_total{kind=\"state_save\"}."),
 		scrapeDuration: agentDesc("", "scrape_duration_seconds",
@@ -163,7 +167,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.oomKills, c.mapped, c.pageFaults, c.faultedBytes,
 		c.buildInfo, c.mapEntries, c.mapCapacity, c.mapMemory, c.drops, c.stackCopies, c.errors,
 		c.collectDuration, c.collections, c.tracked, c.overLimit, c.ready, c.degraded,
-		c.scrapeDuration, c.stateLastSave, c.tracingTier,
+		c.scrapeDuration, c.stateLastSave, c.tracingTier, c.tracingEscalations,
 	} {
 		ch <- d
 	}
@@ -181,7 +185,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 
-	c.collectAgent(ch, &snap.Agent)
+	ag := snap.Agent
+	if t, ok := c.src.(view.Tracing); ok && ag.Tracing != nil {
+		// A profile request may have escalated since the collection.
+		st := t.Tracing()
+		ag.Tracing = &st
+	}
+	c.collectAgent(ch, &ag)
 	shadowed := shadowedSeries(snap.Containers)
 	for i, pairs := range c.pairsFor(snap.Containers, shadowed) {
 		if pairs != nil {
@@ -196,8 +206,13 @@ func (c *collector) collectAgent(ch chan<- prometheus.Metric, a *view.Agent) {
 	for part := range a.Degraded {
 		ch <- prometheus.MustNewConstMetric(c.degraded, prometheus.GaugeValue, 1, part)
 	}
-	if a.TracingTier != "" {
-		ch <- prometheus.MustNewConstMetric(c.tracingTier, prometheus.GaugeValue, 1, a.TracingTier)
+	if t := a.Tracing; t != nil {
+		for _, tier := range []tiering.Tier{tiering.TierFaults, tiering.TierFull} {
+			ch <- prometheus.MustNewConstMetric(c.tracingTier, prometheus.GaugeValue, boolValue(t.Tier == tier), string(tier))
+		}
+		for _, r := range tiering.Reasons {
+			ch <- prometheus.MustNewConstMetric(c.tracingEscalations, prometheus.CounterValue, float64(t.Escalations[r]), string(r))
+		}
 	}
 	for _, m := range a.Maps {
 		ch <- prometheus.MustNewConstMetric(c.mapEntries, prometheus.GaugeValue, float64(m.Entries), m.Name)

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/leakwatch/leakwatch/pkg/buildinfo"
+	"github.com/leakwatch/leakwatch/pkg/tiering"
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
 
@@ -102,7 +103,7 @@ func testSnapshot() *view.Snapshot {
 		Agent: view.Agent{
 			Ready:           true,
 			Degraded:        map[string]string{"fault_sampling": "perf events unavailable"},
-			TracingTier:     "full",
+			Tracing:         &tiering.State{Mode: tiering.ModeAuto, Tier: tiering.TierFull, Escalations: map[tiering.Reason]uint64{tiering.ReasonLeaking: 2}},
 			CollectDuration: 250 * time.Millisecond,
 			Collections:     9,
 			Errors:          map[string]uint64{"memory_read": 3},
@@ -144,6 +145,7 @@ var allButScrapeDuration = []string{
 	"leakwatch_degraded",
 	"leakwatch_state_last_save_timestamp_seconds",
 	"leakwatch_tracing_tier",
+	"leakwatch_tracing_escalations_total",
 }
 
 const goldenText = `
@@ -223,8 +225,13 @@ leakwatch_ready 1
 # HELP leakwatch_state_last_save_timestamp_seconds Time the last successful save of the state store began, in seconds since the epoch; 0 before the first. Failed saves count in leakwatch_errors_total{kind="state_save"}.
 # TYPE leakwatch_state_last_save_timestamp_seconds gauge
 leakwatch_state_last_save_timestamp_seconds 1795780800
-# HELP leakwatch_tracing_tier A metric with a constant value of 1 labelled with what the tracer traces: faults (page-fault samples, OOM kills, execs, exits) or full (also the mapping system calls: the inuse view).
+# HELP leakwatch_tracing_escalations_total Escalations of the tracer to its full tier (--tracing=auto), by reason: leaking (a container judged leaking) or inuse_request (an inuse profile asked for).
+# TYPE leakwatch_tracing_escalations_total counter
+leakwatch_tracing_escalations_total{reason="inuse_request"} 0
+leakwatch_tracing_escalations_total{reason="leaking"} 2
+# HELP leakwatch_tracing_tier Whether the tracer traces (1) or not (0) in each tier: faults (page-fault samples, OOM kills, execs, exits) or full (also the mapping system calls: the inuse view). With --tracing=auto it moves to full while a container is leaking or an inuse profile was asked for, and back after the hold.
 # TYPE leakwatch_tracing_tier gauge
+leakwatch_tracing_tier{tier="faults"} 0
 leakwatch_tracing_tier{tier="full"} 1
 `
 

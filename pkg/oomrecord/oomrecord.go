@@ -68,6 +68,10 @@ type Sources struct {
 	// Names fills in what the agent knows of a tracked container (cgroup
 	// path, ids, Kubernetes names); false when it tracks none by that id.
 	Names func(memcg uint64, k *view.OOMKill) bool
+	// Inuse says whether the tracer traces mappings now and since when
+	// (zero: since it started); nil: always, from the start. A kill
+	// recorded without mappings traced has no inuse profile.
+	Inuse func() (since time.Time, on bool)
 }
 
 // Record is one kill with its profiles (gzipped pprof, nil when none could
@@ -162,7 +166,17 @@ func (r *Recorder) build(ev tracer.Event) Record {
 		meta := profile.Meta{Container: k.Container, Cgroup: k.Cgroup, Now: ev.Time, FaultSampleBytes: r.cfg.FaultSampleBytes}
 		victim := profile.Image{Process: profile.Process{PID: ev.Process.PID, StartTime: ev.Process.StartTime}, ExecID: ev.ExecID}
 		var inuse, faults []string
-		if p, err := r.src.Profiles.BuildImage(ev.Memcg, victim, profile.Inuse, r.cfg.Window, r.src.Resolver, meta); err == nil {
+		inuseOn := true
+		if r.src.Inuse != nil {
+			var since time.Time
+			since, inuseOn = r.src.Inuse()
+			if inuseOn && !since.IsZero() && ev.Time.Add(-r.cfg.Window).Before(since) {
+				meta.InuseSince = since
+			}
+		}
+		// Without mappings traced, no inuse profile: an empty one would
+		// read as "nothing mapped".
+		if p, err := r.src.Profiles.BuildImage(ev.Memcg, victim, profile.Inuse, r.cfg.Window, r.src.Resolver, meta); err == nil && inuseOn {
 			inuse = profile.TopStacks(p, r.cfg.TopStacks, 4)
 			rec.Inuse = encode(p)
 		}

@@ -78,6 +78,10 @@ type Meta struct {
 	// the profile is built; nil leaves inuse_resident_space out. Used only
 	// for a current inuse profile (window 0): residency has no history.
 	Resident map[ResidentKey]int64
+	// InuseSince is when the tracer began tracing mappings (its full
+	// tier), if it did after the tracer started: an inuse profile holds
+	// only what was mapped since, and says so. Zero: from the start.
+	InuseSince time.Time
 }
 
 // ResidentKey names one stack of one process (pid and start time, as the
@@ -181,6 +185,10 @@ func (s *Store) build(memcg uint64, only *Image, typ Type, window time.Duration,
 		p.PeriodType = &profile.ValueType{Type: "space", Unit: "bytes"}
 		p.Period = 1
 		p.Comments = append(p.Comments, "inuse_objects, inuse_space: committed ranges and bytes (mapped, heap grown, reservations made accessible), touched or not")
+		if !meta.InuseSince.IsZero() {
+			p.Comments = append(p.Comments, fmt.Sprintf("covers mappings made since %s (%v before this profile), when the tracer escalated to its full tier; what was mapped before is not in it",
+				meta.InuseSince.UTC().Format(time.RFC3339), meta.Now.Sub(meta.InuseSince).Truncate(time.Second)))
+		}
 		if resident != nil {
 			// Before inuse_*, as released_* are: inuse_space stays last.
 			p.SampleType = append([]*profile.ValueType{{Type: "inuse_resident_space", Unit: "bytes"}}, p.SampleType...)

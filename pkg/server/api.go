@@ -15,6 +15,7 @@ import (
 
 	"github.com/leakwatch/leakwatch/pkg/detect"
 	"github.com/leakwatch/leakwatch/pkg/lookup"
+	"github.com/leakwatch/leakwatch/pkg/tiering"
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
 
@@ -97,6 +98,9 @@ type readiness struct {
 	// State tells whether the state store's saves work: an agent whose
 	// saves fail still serves, but a restart would lose what it learnt.
 	State *view.StateSaves `json:"state,omitempty"`
+	// Tracing is the tracing tier in force, why and until when, and since
+	// when the inuse view covers mappings.
+	Tracing *tiering.State `json:"tracing,omitempty"`
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -118,6 +122,12 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		Collections:    snap.Agent.Collections,
 		LastCollection: &taken,
 		State:          snap.Agent.State,
+		Tracing:        snap.Agent.Tracing,
+	}
+	if t, ok := s.src.(view.Tracing); ok && r.Tracing != nil {
+		// A profile request may have escalated since the collection.
+		st := t.Tracing()
+		r.Tracing = &st
 	}
 	if r.Ready {
 		writeJSON(w, http.StatusOK, r)

@@ -9,12 +9,18 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/leakwatch/leakwatch/pkg/tiering"
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
 
 // profileTimeout bounds building one profile (symbolizing included), well
 // inside the server's write timeout.
 const profileTimeout = 20 * time.Second
+
+// InuseSinceHeader, on an inuse profile taken in the auto tracing mode, is
+// when the tracer began tracing mappings: the profile holds only what was
+// mapped since (RFC 3339).
+const InuseSinceHeader = "Leakwatch-Inuse-Since"
 
 // getProfile serves /api/v1/containers/{id}/profile?type=inuse|faults&seconds=N
 // as gzip-compressed pprof, so `go tool pprof URL` works directly. {id} takes
@@ -76,6 +82,9 @@ func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, view.ErrBadRequest):
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
+	case errors.Is(err, view.ErrNoInuseView):
+		writeError(w, http.StatusConflict, err.Error())
+		return
 	case errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, "building the profile took too long; try a smaller window")
 		return
@@ -83,6 +92,13 @@ func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
 		s.logger.Warn("building profile", "id", id, logKeyErr, err)
 		writeError(w, http.StatusInternalServerError, "building the profile failed: "+err.Error())
 		return
+	}
+	if t, ok := s.src.(view.Tracing); ok && kind == "inuse" {
+		// Said in the profile's comments too; here for clients that do
+		// not read them (the CLI prints it).
+		if st := t.Tracing(); st.Mode == tiering.ModeAuto && !st.InuseSince.IsZero() {
+			w.Header().Set(InuseSinceHeader, st.InuseSince.UTC().Format(time.RFC3339))
+		}
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	suffix := kind

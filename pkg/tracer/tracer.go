@@ -154,13 +154,19 @@ func (c Config) Validate() error {
 
 // Tracer holds the loaded programs and their maps.
 type Tracer struct {
-	cfg    Config
-	log    *slog.Logger
-	objs   leakwatchObjects
-	links  []link.Link
-	faults *faultSampler
-	ring   *ringbuf.Reader
-	events chan Event
+	cfg   Config
+	log   *slog.Logger
+	objs  leakwatchObjects
+	links []link.Link
+	// mapLinks are the mapping system calls' programs, attached while the
+	// tier is TierFull (SetTier); tierMu orders tier changes and Close.
+	tierMu   sync.Mutex
+	mapLinks []link.Link
+	tier     Tier
+	tierFrom time.Time // when the tier in force began
+	faults   *faultSampler
+	ring     *ringbuf.Reader
+	events   chan Event
 	// stackRing carries stack copies (nil when none are made); the
 	// unwinder turns them into stacks. stackReading says its reader runs,
 	// stackFlushed that it has read what was queued at a Flush.
@@ -314,7 +320,7 @@ func (t *Tracer) attach() error {
 	// outlive its process unseen.
 	for i := len(tracepoints) - 1; i >= 0; i-- {
 		tp := tracepoints[i]
-		if tp.group == syscallsGroup && t.cfg.Tier != TierFull {
+		if tp.group == syscallsGroup {
 			continue
 		}
 		l, err := link.Tracepoint(tp.group, tp.name, tp.prog, nil)
@@ -322,6 +328,9 @@ func (t *Tracer) attach() error {
 			return fmt.Errorf("attaching tracepoint %s:%s: %w", tp.group, tp.name, err)
 		}
 		t.links = append(t.links, l)
+	}
+	if err := t.SetTier(t.cfg.Tier); err != nil {
+		return err
 	}
 	t.features.Mappings = t.cfg.Tier == TierFull
 	if !t.features.Mappings {
@@ -511,10 +520,12 @@ func (t *Tracer) Close() error {
 		if t.faults != nil {
 			errs = append(errs, t.faults.Close())
 		}
-		for _, l := range t.links {
+		t.tierMu.Lock()
+		for _, l := range append(t.links, t.mapLinks...) {
 			errs = append(errs, l.Close())
 		}
-		t.links = nil
+		t.links, t.mapLinks = nil, nil
+		t.tierMu.Unlock()
 		errs = append(errs, t.objs.Close())
 		t.closeErr = errors.Join(errs...)
 	})

@@ -681,3 +681,49 @@ func TestFaultsTierTracesNoSystemCalls(t *testing.T) {
 	}
 	checkEstimate(t, c.FaultBytes-before.FaultBytes, 80*mib, 0.25)
 }
+
+// SetTier attaches the mapping hooks while the tracer runs and detaches
+// them again; each change forgets the mappings known, so the inuse view
+// after an escalation holds only what was mapped since.
+func TestSetTierEscalatesAndForgets(t *testing.T) {
+	tr := startTracer(t, func(c *tracer.Config) { c.Tier = tracer.TierFaults; c.MmapSampleBytes = 0 })
+	memwork, _ := cgtest.Workloads(t)
+	g := cgtest.New(t, 256*mib)
+	p := g.Start(t, memwork)
+	p.Do(t, "leak 1024 8") // before: not seen
+	if n := len(pidAllocations(snapshot(t, tr), p.PID)); n != 0 {
+		t.Fatalf("faults tier: %d allocations seen", n)
+	}
+	if err := tr.SetTier(tracer.TierFull); err != nil {
+		t.Fatal(err)
+	}
+	if tier, since := tr.Tier(); tier != tracer.TierFull || time.Since(since) > time.Minute {
+		t.Fatalf("Tier() = %s since %v", tier, since)
+	}
+	p.Do(t, "leak 1024 16")
+	var bytes uint64
+	for _, a := range pidAllocations(snapshot(t, tr), p.PID) {
+		bytes += a.Bytes
+	}
+	if bytes != 16*mib {
+		t.Errorf("after escalating: %d bytes tracked, want the 16 MiB mapped since (not the 8 before)", bytes)
+	}
+	if err := tr.SetTier(tracer.TierFaults); err != nil {
+		t.Fatal(err)
+	}
+	p.Do(t, "leak 1024 4")
+	if n := len(pidAllocations(snapshot(t, tr), p.PID)); n != 0 {
+		t.Errorf("back in the faults tier: %d allocations still held", n)
+	}
+	if err := tr.SetTier(tracer.TierFull); err != nil {
+		t.Fatal(err)
+	}
+	p.Do(t, "leak 1024 2")
+	bytes = 0
+	for _, a := range pidAllocations(snapshot(t, tr), p.PID) {
+		bytes += a.Bytes
+	}
+	if bytes != 2*mib {
+		t.Errorf("second escalation: %d bytes tracked, want 2 MiB", bytes)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/leakwatch/leakwatch/pkg/detect"
+	"github.com/leakwatch/leakwatch/pkg/tiering"
 )
 
 // Source gives read access to the current view. Implementations must be safe
@@ -196,9 +197,10 @@ type Agent struct {
 	// Degraded lists parts that do not run on this host (e.g. page-fault
 	// sampling), with the reason.
 	Degraded map[string]string `json:"degraded,omitempty"`
-	// TracingTier is what the tracer traces ("faults", "full"); "" without
-	// a tracer.
-	TracingTier string `json:"tracing_tier,omitempty"`
+	// Tracing is the tier policy's state: mode, tier, since when, why, until
+	// when, and since when the inuse view covers mappings; nil without a
+	// tracer.
+	Tracing *tiering.State `json:"tracing,omitempty"`
 
 	CollectDuration time.Duration `json:"-"`
 	Collections     uint64        `json:"collections"`
@@ -244,13 +246,20 @@ type MapUsage struct {
 	Capacity int    `json:"capacity"`
 }
 
+// Tracing gives the tracing tier policy's state as of now (not of the last
+// collection: a profile request can escalate); the agent implements it when
+// the tracer runs.
+type Tracing interface {
+	Tracing() tiering.State
+}
+
 // Profiles builds pprof profiles of containers; the agent implements it when
 // the tracer runs. Exporters check for it on their Source.
 type Profiles interface {
 	// Profile returns a gzip-compressed pprof profile of one container:
 	// kind "inuse" or "faults"; window 0 for the current state, else the
 	// growth over the last window. Errors match ErrNotFound (unknown id)
-	// or ErrBadRequest (kind, window).
+	// or ErrBadRequest (kind, window), or ErrNoInuseView.
 	Profile(ctx context.Context, id, kind string, window time.Duration) ([]byte, error)
 	// MaxProfileWindow is the longest window Profile serves.
 	MaxProfileWindow() time.Duration
@@ -263,6 +272,8 @@ type Profiles interface {
 var (
 	ErrNotFound   = errors.New("not found")
 	ErrBadRequest = errors.New("bad request")
+	// ErrNoInuseView: the tracer does not trace mappings (faults tier).
+	ErrNoInuseView = errors.New("no inuse view on this agent")
 )
 
 // Policy is a container's leakwatch.io/* annotations as applied: Ignore

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -63,7 +64,13 @@ func Launch(t testing.TB, bin string, flags ...string) *Agent {
 func LaunchIn(t testing.TB, cgroupDir string, env []string, bin string, flags ...string) *Agent {
 	t.Helper()
 	addr := FreePort(t)
-	args := append([]string{"run", "--listen", addr}, flags...)
+	args := []string{"run", "--listen", addr}
+	if !slices.ContainsFunc(flags, func(f string) bool { return strings.HasPrefix(f, "--tracing") }) {
+		// The tests here check the inuse view from the agent's start:
+		// the auto mode's escalation is tested on its own (tiers_test.go).
+		args = append(args, "--tracing=full")
+	}
+	args = append(args, flags...)
 	cmd := exec.Command(bin, args...)
 	if cgroupDir != "" {
 		procs := filepath.Join(cgroupDir, "cgroup.procs")

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,7 +66,13 @@ func startAgentIn(bin, logPath, cgroupDir string, env []string, extra ...string)
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	args := append([]string{"run", "--listen", addr, "--log-level", "warn"}, extra...)
+	args := []string{"run", "--listen", addr, "--log-level", "warn"}
+	if !slices.ContainsFunc(extra, func(f string) bool { return strings.HasPrefix(f, "--tracing") }) {
+		// The "leakwatch" rows are the full tier's; the other tiers are
+		// asked for by name.
+		args = append(args, "--tracing=full")
+	}
+	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
 	if cgroupDir != "" {
 		procs := filepath.Join(cgroupDir, "cgroup.procs")
@@ -264,4 +271,35 @@ func freePort() (int, error) {
 		return 0, errors.New("no TCP address")
 	}
 	return addr.Port, nil
+}
+
+// escalate asks an agent in the auto tier for an inuse profile of any
+// container, which escalates it to the full tier, and checks that it did.
+func (a *agent) escalate() error {
+	ids, err := a.containerIDs()
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if _, err := a.profile(id, "inuse"); err != nil {
+			return err
+		}
+		break
+	}
+	// /metrics is built at most once in 2 s and shared.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		resp, err := httpClient.Get(a.base + "/metrics")
+		if err != nil {
+			return err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(body), "\nleakwatch_tracing_tier{tier=\"full\"} 1\n") {
+			return nil
+		}
+	}
+	return errors.New("an inuse profile request did not escalate the agent to the full tier in 10 s")
 }

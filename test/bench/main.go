@@ -242,10 +242,29 @@ func (b *bench) withFaultsTier(name string, f func() error) error {
 	return b.withAgentArgs(name+" (faults tier)", f, "--tracing=faults")
 }
 
+// withEscalated runs f beside an agent in the auto tier that an inuse
+// profile request has escalated to the full tier: the cost while a leak is
+// chased.
+func (b *bench) withEscalated(name string, f func() error) error {
+	return b.withAgentSetUp(name+" (auto, escalated)", f, (*agent).escalate, "--tracing=auto")
+}
+
 func (b *bench) withAgentArgs(name string, f func() error, args ...string) error {
+	return b.withAgentSetUp(name, f, nil, args...)
+}
+
+// withAgentSetUp runs f beside an agent started with args, after setUp
+// (when not nil) has run on it.
+func (b *bench) withAgentSetUp(name string, f func() error, setUp func(*agent) error, args ...string) error {
 	a, err := startAgent(b.agent, b.log, args...)
 	if err != nil {
 		return err
+	}
+	if setUp != nil {
+		if err := setUp(a); err != nil {
+			a.stop()
+			return err
+		}
 	}
 	time.Sleep(200 * time.Millisecond) // let the first collection's work end
 	s0, err0 := a.sample()
@@ -266,6 +285,7 @@ func (b *bench) overhead() error {
 	noCopies := variant{"nocopies", func(name string, f func() error) error {
 		return b.withAgentArgs(name+" (no stack copies)", f, "--stack-copy-bytes=0")
 	}}
+	escalated := variant{"escalated", b.withEscalated}
 	bt := variant{"bpftrace", func(_ string, f func() error) error { return withBpftrace(bpftraceOneLiner, f) }}
 	floor := variant{"empty", func(_ string, f func() error) error { return withBpftrace(emptySyscallPrograms(), f) }}
 	for _, name := range b.o.loops {
@@ -283,6 +303,9 @@ func (b *bench) overhead() error {
 		vs := []variant{none, lw, faults}
 		if l.name == "faults" || l.name == "mmap" {
 			vs = append(vs, noCopies)
+		}
+		if l.name == "getpid" || l.name == "mmap" {
+			vs = append(vs, escalated)
 		}
 		var ref, refDesc string
 		switch {
@@ -309,6 +332,9 @@ func (b *bench) overhead() error {
 		}
 		if l.name == "faults" || l.name == "mmap" {
 			b.add(overheadRow(l.desc+", --stack-copy-bytes=0", "ns", samples, "none", "nocopies", "", 0, "reference"))
+		}
+		if l.name == "getpid" || l.name == "mmap" {
+			b.add(overheadRow(l.desc+", --tracing=auto escalated", "ns", samples, "none", "escalated", "", 0, "reference: the full tier's"))
 		}
 		if ref != "" {
 			b.add(overheadRow(l.desc+refDesc, "ns", samples, "none", ref, "", 0, "reference"))
