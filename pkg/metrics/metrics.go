@@ -186,11 +186,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	ag := snap.Agent
-	if t, ok := c.src.(view.Tracing); ok && ag.Tracing != nil {
-		// A profile request may have escalated since the collection.
-		st := t.Tracing()
-		ag.Tracing = &st
-	}
+	ag.Tracing = view.CurrentTracing(c.src, snap)
 	c.collectAgent(ch, &ag)
 	shadowed := shadowedSeries(snap.Containers)
 	for i, pairs := range c.pairsFor(snap.Containers, shadowed) {

@@ -176,9 +176,11 @@ func (r *Recorder) build(ev tracer.Event) Record {
 		}
 		// Without mappings traced, no inuse profile: an empty one would
 		// read as "nothing mapped".
-		if p, err := r.src.Profiles.BuildImage(ev.Memcg, victim, profile.Inuse, r.cfg.Window, r.src.Resolver, meta); err == nil && inuseOn {
-			inuse = profile.TopStacks(p, r.cfg.TopStacks, 4)
-			rec.Inuse = encode(p)
+		if inuseOn {
+			if p, err := r.src.Profiles.BuildImage(ev.Memcg, victim, profile.Inuse, r.cfg.Window, r.src.Resolver, meta); err == nil {
+				inuse = profile.TopStacks(p, r.cfg.TopStacks, 4)
+				rec.Inuse = encode(p)
+			}
 		}
 		if p, err := r.src.Profiles.BuildImage(ev.Memcg, victim, profile.Faults, r.cfg.Window, r.src.Resolver, meta); err == nil {
 			faults = profile.TopStacks(p, r.cfg.TopStacks, 4)

@@ -122,12 +122,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		Collections:    snap.Agent.Collections,
 		LastCollection: &taken,
 		State:          snap.Agent.State,
-		Tracing:        snap.Agent.Tracing,
-	}
-	if t, ok := s.src.(view.Tracing); ok && r.Tracing != nil {
-		// A profile request may have escalated since the collection.
-		st := t.Tracing()
-		r.Tracing = &st
+		Tracing:        view.CurrentTracing(s.src, snap),
 	}
 	if r.Ready {
 		writeJSON(w, http.StatusOK, r)

@@ -194,10 +194,8 @@ func (p *Policy) Request(now time.Time, what string) State {
 func (p *Policy) reason(now time.Time, r Reason, cause string) {
 	p.last = now
 	if p.state.Tier == TierFull {
+		// Reason and Cause stay the escalation's.
 		p.state.Until = now.Add(p.hold)
-		if p.state.Reason == "" {
-			p.state.Reason, p.state.Cause = r, cause
-		}
 		return
 	}
 	if p.change(now, TierFull, r, cause) {

@@ -3,7 +3,6 @@ package tracer
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -17,7 +16,7 @@ import (
 // The mappings the kernel side knows of are forgotten at each change: while
 // the hooks are off, unmaps go unseen, so a mapping kept across a faults
 // period could be long gone. After an escalation the inuse view therefore
-// holds only what was mapped since it (TierSince says when); what was mapped
+// holds only what was mapped since it; what was mapped
 // before is not known. A program running on another CPU as its link closes
 // may still record one mapping after the clearing; it is dropped with its
 // process, as any mapping is.
@@ -38,7 +37,7 @@ func (t *Tracer) SetTier(tier Tier) error {
 		if err = t.clearMappings(); err != nil {
 			return err
 		}
-		err = t.attachMappings()
+		t.mapLinks, err = t.attachTracepoints(true)
 	case TierFaults:
 		for _, l := range t.mapLinks {
 			err = errors.Join(err, l.Close())
@@ -49,38 +48,38 @@ func (t *Tracer) SetTier(tier Tier) error {
 	if err != nil {
 		return err
 	}
-	t.tier, t.tierFrom = tier, time.Now()
+	t.tier = tier
 	return nil
 }
 
-// Tier returns the tier in force and when it began.
-func (t *Tracer) Tier() (Tier, time.Time) {
+// Tier returns the tier in force.
+func (t *Tracer) Tier() Tier {
 	t.tierMu.Lock()
 	defer t.tierMu.Unlock()
-	return t.tier, t.tierFrom
+	return t.tier
 }
 
-// attachMappings attaches the syscalls: programs, exits before entries (the
-// order of tracepoints, last to first), so that no call is entered unseen
-// and left pending. On error none stays attached. Called with tierMu held.
-func (t *Tracer) attachMappings() error {
+// attachTracepoints attaches the syscalls: programs (syscalls) or the
+// others, last to first: exits before entries, so that no call is entered
+// unseen and left pending. On error none of them stays attached.
+func (t *Tracer) attachTracepoints(syscalls bool) ([]link.Link, error) {
 	tracepoints := t.objs.tracepoints()
+	var links []link.Link
 	for i := len(tracepoints) - 1; i >= 0; i-- {
 		tp := tracepoints[i]
-		if tp.group != syscallsGroup {
+		if (tp.group == syscallsGroup) != syscalls {
 			continue
 		}
 		l, err := link.Tracepoint(tp.group, tp.name, tp.prog, nil)
 		if err != nil {
-			for _, l := range t.mapLinks {
+			for _, l := range links {
 				_ = l.Close()
 			}
-			t.mapLinks = nil
-			return fmt.Errorf("attaching tracepoint %s:%s: %w", tp.group, tp.name, err)
+			return nil, fmt.Errorf("attaching tracepoint %s:%s: %w", tp.group, tp.name, err)
 		}
-		t.mapLinks = append(t.mapLinks, l)
+		links = append(links, l)
 	}
-	return nil
+	return links, nil
 }
 
 // clearMappings empties the maps that hold tracked mappings and the calls

@@ -163,7 +163,6 @@ type Tracer struct {
 	tierMu   sync.Mutex
 	mapLinks []link.Link
 	tier     Tier
-	tierFrom time.Time // when the tier in force began
 	faults   *faultSampler
 	ring     *ringbuf.Reader
 	events   chan Event
@@ -315,19 +314,13 @@ func (t *Tracer) load() error {
 
 func (t *Tracer) attach() error {
 	o := &t.objs.leakwatchPrograms
-	tracepoints := o.tracepoints()
-	// Exit and exec first: a mapping recorded before them could otherwise
-	// outlive its process unseen.
-	for i := len(tracepoints) - 1; i >= 0; i-- {
-		tp := tracepoints[i]
-		if tp.group == syscallsGroup {
-			continue
-		}
-		l, err := link.Tracepoint(tp.group, tp.name, tp.prog, nil)
-		if err != nil {
-			return fmt.Errorf("attaching tracepoint %s:%s: %w", tp.group, tp.name, err)
-		}
-		t.links = append(t.links, l)
+	// Exit and exec first (the mapping hooks come with the tier): a
+	// mapping recorded before them could otherwise outlive its process
+	// unseen.
+	links, err := t.attachTracepoints(false)
+	t.links = links
+	if err != nil {
+		return err
 	}
 	if err := t.SetTier(t.cfg.Tier); err != nil {
 		return err

@@ -253,6 +253,18 @@ type Tracing interface {
 	Tracing() tiering.State
 }
 
+// CurrentTracing is snap's tracing state, or src's as of now when src
+// implements Tracing (a profile request may have escalated since the
+// collection); nil without a tracer.
+func CurrentTracing(src Source, snap *Snapshot) *tiering.State {
+	t, ok := src.(Tracing)
+	if !ok || snap.Agent.Tracing == nil {
+		return snap.Agent.Tracing
+	}
+	st := t.Tracing()
+	return &st
+}
+
 // Profiles builds pprof profiles of containers; the agent implements it when
 // the tracer runs. Exporters check for it on their Source.
 type Profiles interface {

@@ -122,7 +122,7 @@ func TestFixedTracingModesAttachWhatTheySay(t *testing.T) {
 		p.Do(t, "leak 1024 4")
 		a.waitCollections(t, 2)
 		a.checkHooks(t, full, "--tracing="+mode+", after a request and mappings")
-		if st := a.tracing(t); string(st.Tier) != mode || len(st.Escalations) != 0 && (st.Escalations[tiering.ReasonInuseRequest]+st.Escalations[tiering.ReasonLeaking]) != 0 {
+		if st := a.tracing(t); string(st.Tier) != mode || st.Escalations[tiering.ReasonInuseRequest]+st.Escalations[tiering.ReasonLeaking] != 0 {
 			t.Errorf("--tracing=%s: state %+v", mode, st)
 		}
 		a.Stop()
