@@ -2,6 +2,8 @@ package unwind
 
 import (
 	"container/list"
+	"errors"
+	"io/fs"
 	"sync"
 )
 
@@ -32,15 +34,22 @@ func NewCache(maxBytes int) *Cache {
 }
 
 // Table returns the table for key, building it from root+path on a miss.
-// A failed build is cached too, so a binary without CFI is read once.
+// A failed build is cached too, so a binary without CFI is read once. A
+// file that cannot be opened at root+path (its process exited, its mount
+// went away) says nothing of the content that key names: that failure is
+// cached for root+path alone, and the next process that maps the same
+// content builds its table from where it sees the file.
 func (c *Cache) Table(key, root, path string) (*Table, error) {
+	place := placeKey(root, path)
 	c.mu.Lock()
-	if el, ok := c.byKey[key]; ok {
-		c.lru.MoveToFront(el)
-		e := el.Value.(*cacheEntry)
-		c.mu.Unlock()
-		<-e.ready
-		return e.table, e.err
+	for _, k := range []string{key, place} {
+		if el, ok := c.byKey[k]; ok {
+			c.lru.MoveToFront(el)
+			e := el.Value.(*cacheEntry)
+			c.mu.Unlock()
+			<-e.ready
+			return e.table, e.err
+		}
 	}
 	e := &cacheEntry{key: key, ready: make(chan struct{})}
 	c.byKey[key] = c.lru.PushFront(e)
@@ -55,13 +64,29 @@ func (c *Cache) Table(key, root, path string) (*Table, error) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.byKey[key]; ok && el.Value == e {
-		e.size = size
-		c.bytes += size
-		c.evict()
+	el, ok := c.byKey[key]
+	if !ok || el.Value != e {
+		return e.table, e.err
 	}
+	var unreachable *fs.PathError
+	if errors.As(e.err, &unreachable) && key != place {
+		c.lru.Remove(el)
+		delete(c.byKey, key)
+		if _, have := c.byKey[place]; have {
+			return e.table, e.err
+		}
+		e.key = place
+		c.byKey[place] = c.lru.PushFront(e)
+	}
+	e.size = size
+	c.bytes += size
+	c.evict()
 	return e.table, e.err
 }
+
+// placeKey keys what is cached for a file by where it is: the tables of
+// binaries without a build id, and files that could not be opened.
+func placeKey(root, path string) string { return root + "\x00" + path }
 
 // evict drops the least recently used built tables until the bound holds;
 // the newest entry stays even when it alone exceeds the bound.

@@ -109,6 +109,34 @@ func TestCacheKeepsFailures(t *testing.T) {
 	}
 }
 
+// TestCacheOpenFailureIsPerPlace: a binary that one process's root no
+// longer reaches (the process exited before its table was built) is still
+// unwound for the next process that maps the same content; the failed
+// place itself is tried once.
+func TestCacheOpenFailureIsPerPlace(t *testing.T) {
+	c := NewCache(1 << 30)
+	var builds atomic.Int32
+	c.build = func(root, path string) (*Table, error) {
+		builds.Add(1)
+		return BuildTable(root, path)
+	}
+	libc, gone := debianBinaries[0], t.TempDir()+"/proc/4242/root"
+	for range 2 {
+		if _, err := c.Table("build-id:libc", gone, libc); err == nil {
+			t.Fatal("no error for a root that is gone")
+		}
+	}
+	if builds.Load() != 1 {
+		t.Errorf("the gone root was read %d times, want once", builds.Load())
+	}
+	if tab, err := c.Table("build-id:libc", "", libc); err != nil || tab == nil {
+		t.Fatalf("libc from a live root after a gone one: table %v, err %v", tab, err)
+	}
+	if _, err := c.Table("build-id:libc", gone, libc); err != nil || builds.Load() != 2 {
+		t.Errorf("once built, the content's table serves every root: err %v, builds %d (want 2)", err, builds.Load())
+	}
+}
+
 // FuzzParseFDEs feeds arbitrary sections to the parser and the table
 // builder: outside input must never panic or loop.
 func FuzzParseFDEs(f *testing.F) {

@@ -188,7 +188,7 @@ func (m *Mapping) cacheKey() string {
 	if m.BuildID != "" {
 		return m.BuildID
 	}
-	return m.Root + "\x00" + m.Path
+	return placeKey(m.Root, m.Path)
 }
 
 // GoCode says whether pc is in a Go binary's code (see Table.goCode).

@@ -38,6 +38,21 @@ type stackSample struct {
 	comm  string
 }
 
+// frameFiles names where the first n locations of s are (file base name
+// and offset, "?" without a mapping), for failure messages: a stack with no
+// function names says whether its addresses fell in a known file.
+func frameFiles(s stackSample, n int) string {
+	var out []string
+	for i := range min(n, len(s.addrs)) {
+		if s.files[i] == "" {
+			out = append(out, fmt.Sprintf("?%#x", s.addrs[i]))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s+%#x", filepath.Base(s.files[i]), s.offs[i]))
+	}
+	return strings.Join(out, " ← ")
+}
+
 // readStacks parses a downloaded profile into its samples.
 func readStacks(t *testing.T, file, sampleType string) []stackSample {
 	t.Helper()
@@ -69,27 +84,43 @@ func readStacks(t *testing.T, file, sampleType string) []stackSample {
 	return out
 }
 
+// pollStacks downloads a profile until done holds for its samples, for at
+// most 30 s, and returns the last samples and whether done held: copies
+// are unwound as they come and a profile waits a bounded time for them, so
+// on a busy host a stack may show a few collections late, not never.
+func (a *agent) pollStacks(t *testing.T, id, query, sampleType string, done func([]stackSample) bool) ([]stackSample, bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		samples := readStacks(t, a.download(t, id, query), sampleType)
+		if done(samples) {
+			return samples, true
+		}
+		if time.Now().After(deadline) {
+			return samples, false
+		}
+	}
+}
+
+// heldBy sums the values of the samples that match.
+func heldBy(samples []stackSample, match func(stackSample) bool) int64 {
+	var held int64
+	for _, s := range samples {
+		if match(s) {
+			held += s.value
+		}
+	}
+	return held
+}
+
 // waitStacks downloads a profile until the samples that match hold at
 // least want of its sample type, for at most 30 s, and returns its samples.
 func (a *agent) waitStacks(t *testing.T, id, query, sampleType string, want int64, match func(stackSample) bool) []stackSample {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		samples := readStacks(t, a.download(t, id, query), sampleType)
-		var held int64
-		for _, s := range samples {
-			if match(s) {
-				held += s.value
-			}
-		}
-		if held >= want {
-			return samples
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("profile %s holds %d MiB of %s in the matching stacks after 30 s, want %d MiB", query, held/mib, sampleType, want/mib)
-		}
-		time.Sleep(500 * time.Millisecond)
+	samples, ok := a.pollStacks(t, id, query, sampleType, func(s []stackSample) bool { return heldBy(s, match) >= want })
+	if !ok {
+		t.Fatalf("profile %s holds %d MiB of %s in the matching stacks after 30 s, want %d MiB", query, heldBy(samples, match)/mib, sampleType, want/mib)
 	}
+	return samples
 }
 
 // shownBy reports whether some reference stack (innermost first) shows

@@ -51,15 +51,14 @@ func TestThirdPartyStacksUnwoundFromCFI(t *testing.T) {
 		p := g.Start(t, python, "-u", "-c", pyGrow)
 		id := a.waitTracked(t, g.Rel)
 		p.Do(t, "grow 64")
-		time.Sleep(2500 * time.Millisecond) // two collections
-		samples = readStacks(t, a.download(t, id, "type=inuse"), "inuse_space")
-		var all, whole int64
-		for _, s := range samples {
-			all += s.value
-			if slices.Contains(s.names, "_PyEval_EvalFrameDefault") && slices.Contains(s.names, "__libc_start_main") {
-				whole += s.value
-			}
+		reaches := func(s stackSample) bool {
+			return slices.Contains(s.names, "_PyEval_EvalFrameDefault") && slices.Contains(s.names, "__libc_start_main")
 		}
+		samples, _ = a.pollStacks(t, id, "type=inuse", "inuse_space", func(s []stackSample) bool {
+			all := heldBy(s, func(stackSample) bool { return true })
+			return all >= 64*mib && (copyBytes == "0" || heldBy(s, reaches) >= all*9/10)
+		})
+		all, whole := heldBy(samples, func(stackSample) bool { return true }), heldBy(samples, reaches)
 		if all < 64*mib {
 			t.Fatalf("stack copies %s: inuse_space %.1f MiB, want the 64 MiB kept", copyBytes, float64(all)/mib)
 		}
@@ -113,15 +112,14 @@ func TestRedisFaultsUnwoundToItsCommand(t *testing.T) {
 		if n, err := conn.Read(reply); err != nil || !strings.HasPrefix(string(reply[:n]), "+OK") {
 			t.Fatalf("DEBUG POPULATE: %q, %v", reply[:max(n, 0)], err)
 		}
-		time.Sleep(2500 * time.Millisecond) // two collections
-		samples := readStacks(t, a.download(t, id, "type=faults"), "faulted_space")
-		var all, whole int64
-		for _, s := range samples {
-			all += s.value
-			if slices.Contains(s.names, "debugCommand") && slices.Contains(s.names, "main") {
-				whole += s.value
-			}
+		reaches := func(s stackSample) bool {
+			return slices.Contains(s.names, "debugCommand") && slices.Contains(s.names, "main")
 		}
+		samples, _ := a.pollStacks(t, id, "type=faults", "faulted_space", func(s []stackSample) bool {
+			all := heldBy(s, func(stackSample) bool { return true })
+			return all >= 32*mib && (copyBytes == "0" || heldBy(s, reaches) >= all*8/10)
+		})
+		all, whole := heldBy(samples, func(stackSample) bool { return true }), heldBy(samples, reaches)
 		slices.SortFunc(samples, func(a, b stackSample) int { return int(b.value - a.value) })
 		for _, s := range samples[:min(3, len(samples))] {
 			t.Logf("copies %s: %6.1f MiB %s", copyBytes, float64(s.value)/mib, strings.Join(s.names[:min(14, len(s.names))], " ← "))
@@ -175,9 +173,6 @@ func TestOptimizedCLevelsUnwound(t *testing.T) {
 			for _, cmd := range []string{"mmap", "malloc", "arena"} {
 				p.Do(t, fmt.Sprintf("%s %d", cmd, kib))
 			}
-			// Copies are unwound as they come and a profile waits a
-			// bounded time for them: on a busy host the chain may show
-			// a few collections late, not never.
 			for _, view := range []struct {
 				query, sampleType string
 				want              float64
@@ -186,26 +181,20 @@ func TestOptimizedCLevelsUnwound(t *testing.T) {
 				{"type=faults", "faulted_space", 0.7},
 			} {
 				leaked := int64(3 * kib << 10)
-				var (
-					samples []stackSample
-					whole   int64
-				)
-				for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-					samples, whole = readStacks(t, a.download(t, id, view.query), view.sampleType), 0
-					for _, s := range samples {
-						if isSubsequence(chain, s.names) {
-							whole += s.value
-						}
-					}
-					if float64(whole) >= view.want*float64(leaked) || time.Now().After(deadline) {
-						break
-					}
-				}
+				under := func(s stackSample) bool { return isSubsequence(chain, s.names) }
+				samples, _ := a.pollStacks(t, id, view.query, view.sampleType, func(s []stackSample) bool {
+					return float64(heldBy(s, under)) >= view.want*float64(leaked)
+				})
+				whole := heldBy(samples, under)
 				t.Logf("%s: %.1f of %.0f MiB leaked under all six levels", view.sampleType, float64(whole)/mib, float64(leaked)/mib)
 				if float64(whole) < view.want*float64(leaked) {
 					slices.SortFunc(samples, func(a, b stackSample) int { return int(b.value - a.value) })
 					for _, s := range samples[:min(4, len(samples))] {
 						t.Logf("  %6.1f MiB %s", float64(s.value)/mib, strings.Join(s.names[:min(12, len(s.names))], " ← "))
+						t.Logf("           at %s", frameFiles(s, 12))
+					}
+					for _, r := range []string{"copied", "over_budget", "ring_full", "unreadable", "unwound", "truncated", "fell_back", "over_limits"} {
+						t.Logf("  stack copies %s: %.0f", r, a.metricSum(t, "leakwatch_stack_copies_total", `result="`+r+`"`))
 					}
 					t.Errorf("%s: %.1f MiB under level6 ← … ← level1, want at least %.0f%% of the %.0f MiB leaked", view.sampleType, float64(whole)/mib, 100*view.want, float64(leaked)/mib)
 				}
@@ -234,17 +223,10 @@ func TestCgoStackShowsItsCFrames(t *testing.T) {
 	p := g.Start(t, bin)
 	id := a.waitTracked(t, g.Rel)
 	p.Do(t, "leak 64")
-	time.Sleep(2500 * time.Millisecond) // two collections
-	samples := readStacks(t, a.download(t, id, "type=inuse"), "inuse_space")
-	var cFrames, goToo int64
-	for _, s := range samples {
-		if isSubsequence([]string{"c_level2", "c_level1"}, s.names) {
-			cFrames += s.value
-			if slices.Contains(s.names, "main.leakViaC") {
-				goToo += s.value
-			}
-		}
-	}
+	inC := func(s stackSample) bool { return isSubsequence([]string{"c_level2", "c_level1"}, s.names) }
+	samples, _ := a.pollStacks(t, id, "type=inuse", "inuse_space", func(s []stackSample) bool { return heldBy(s, inC) >= 64*mib*9/10 })
+	cFrames := heldBy(samples, inC)
+	goToo := heldBy(samples, func(s stackSample) bool { return inC(s) && slices.Contains(s.names, "main.leakViaC") })
 	t.Logf("%.1f of 64 MiB under c_level2 ← c_level1; %.1f MiB of it with main.leakViaC", float64(cFrames)/mib, float64(goToo)/mib)
 	if cFrames < 64*mib*9/10 {
 		slices.SortFunc(samples, func(a, b stackSample) int { return int(b.value - a.value) })
