@@ -164,8 +164,14 @@ type Tracer struct {
 	mapLinks []link.Link
 	tier     Tier
 	faults   *faultSampler
-	ring     *ringbuf.Reader
-	events   chan Event
+	// mapMem is MapMemory's last figure and when it was read.
+	mapMem struct {
+		sync.Mutex
+		bytes uint64
+		at    time.Time
+	}
+	ring   *ringbuf.Reader
+	events chan Event
 	// stackRing carries stack copies (nil when none are made); the
 	// unwinder turns them into stacks. stackReading says its reader runs,
 	// stackFlushed that it has read what was queued at a Flush.

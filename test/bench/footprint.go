@@ -202,8 +202,10 @@ func (b *bench) step(a *agent, label string, extra func() []row) ([]float64, pro
 	}
 	cpuLimit, cpuTarget := 0.0, ""
 	switch label {
+	case "idle node":
+		cpuLimit, cpuTarget = 0.2, "≤0.2% (idle)"
 	case "100 cgroups":
-		cpuLimit, cpuTarget = 0.5, "≤0.5% (100 containers)"
+		cpuLimit, cpuTarget = 0.3, "≤0.3% (100 containers)"
 	case "page-fault loop":
 		cpuLimit, cpuTarget = 2, "≤2%"
 	}
