@@ -141,7 +141,7 @@ func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
 	fs.Uint64Var(&cfg.Tracer.MmapSampleBytes, "mmap-sample-bytes", cfg.Tracer.MmapSampleBytes, "private anonymous mappings shorter than this are sampled by size, the rest tracked exactly (0: track all)")
 	fs.Uint64Var(&cfg.Tracer.StackCopyBytes, "stack-copy-bytes", cfg.Tracer.StackCopyBytes, fmt.Sprintf("user stack copied per sampled event, unwound in the agent from the binaries' call-frame information (at most %d; 0: frame pointers only)", tracer.MaxStackCopyBytes))
 	fs.Uint64Var(&cfg.Tracer.StackCopiesPerSecond, "stack-copies-per-second", cfg.Tracer.StackCopiesPerSecond, "node-wide budget of stack copies; events over it keep their frame-pointer stack (counted in leakwatch_stack_copies_total)")
-	fs.IntVar(&cfg.UnwindTableBytes, "unwind-table-bytes", cfg.UnwindTableBytes, "memory for the unwinding tables built from binaries' call-frame information, least recently used out first")
+	fs.IntVar(&cfg.UnwindTableBytes, "unwind-table-bytes", cfg.UnwindTableBytes, "memory for the unwinding tables built from binaries' call-frame information, least recently used out first; one binary's table may take half (a larger one is logged and its frames walked by frame pointer)")
 	fs.BoolVar(&cfg.NoTracer, "no-tracer", false, "run on cgroup statistics only, without the eBPF programs")
 	cfg.LogLevel = slog.LevelInfo
 	fs.Var(levelFlag{&cfg.LogLevel}, "log-level", "debug, info, warn or error")
@@ -243,6 +243,7 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 		}
 		if cfg.Tracer.StackCopyBytes > 0 {
 			u := newStackUnwinder(sym, cfg.Tracer.ProcRoot, cfg.UnwindTableBytes, d.tracer.Stack)
+			u.uw.Cache().SetLogger(log)
 			d.tracer.SetUnwinder(u)
 			d.closers = append(d.closers, u.Close)
 			// Tables are built when a process is captured, while its files

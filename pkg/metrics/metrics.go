@@ -130,7 +130,7 @@ func NewCollector(src view.Source, info buildinfo.Info) prometheus.Collector {
 		mapCapacity: agentDesc("bpf", "map_capacity",
 			"Maximum entries of a BPF map of the tracer.", "map"),
 		mapMemory: agentDesc("bpf", "map_memory_bytes",
-			"Kernel memory used by the BPF maps of the tracer."),
+			"Kernel memory used by the BPF maps of the tracer, read at most once a minute."),
 		drops: agentDesc("", "drops_total",
 			"Events the kernel side had to drop, by reason.", "reason"),
 		stackCopies: agentDesc("", "stack_copies_total",

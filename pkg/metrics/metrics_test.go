@@ -155,7 +155,7 @@ leakwatch_bpf_map_capacity{map="live_mappings"} 65536
 # HELP leakwatch_bpf_map_entries Entries in a BPF map of the tracer at the last collection.
 # TYPE leakwatch_bpf_map_entries gauge
 leakwatch_bpf_map_entries{map="live_mappings"} 10
-# HELP leakwatch_bpf_map_memory_bytes Kernel memory used by the BPF maps of the tracer.
+# HELP leakwatch_bpf_map_memory_bytes Kernel memory used by the BPF maps of the tracer, read at most once a minute.
 # TYPE leakwatch_bpf_map_memory_bytes gauge
 leakwatch_bpf_map_memory_bytes 1.048576e+06
 # HELP leakwatch_build_info A metric with a constant value of 1, labelled with the version, revision and Go version of the agent.

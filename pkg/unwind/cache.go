@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"sync"
 )
 
@@ -13,6 +14,7 @@ import (
 type Cache struct {
 	maxBytes int
 	build    func(root, path string) (*Table, error)
+	log      *slog.Logger
 
 	mu    sync.Mutex
 	bytes int
@@ -28,10 +30,19 @@ type cacheEntry struct {
 	size  int
 }
 
-// NewCache returns a cache that keeps at most maxBytes of tables.
+// NewCache returns a cache that keeps at most maxBytes of tables. One table
+// may take at most half of them: a binary whose table is larger (LLVM's
+// libraries: 15 and 16 MiB) would otherwise empty the cache each time it
+// is built, and be built again at each process that maps it.
 func NewCache(maxBytes int) *Cache {
-	return &Cache{maxBytes: maxBytes, build: BuildTable, lru: list.New(), byKey: map[string]*list.Element{}}
+	c := &Cache{maxBytes: maxBytes, lru: list.New(), byKey: map[string]*list.Element{}, log: slog.New(slog.DiscardHandler)}
+	c.build = func(root, path string) (*Table, error) { return buildTable(root, path, maxBytes/2) }
+	return c
 }
+
+// SetLogger names where a binary whose table is too large is reported,
+// once per binary while the cache remembers it.
+func (c *Cache) SetLogger(l *slog.Logger) { c.log = l }
 
 // Table returns the table for key, building it from root+path on a miss.
 // A failed build is cached too, so a binary without CFI is read once. A
@@ -56,6 +67,11 @@ func (c *Cache) Table(key, root, path string) (*Table, error) {
 	c.mu.Unlock()
 
 	e.table, e.err = c.build(root, path)
+	if big := (*TooLargeError)(nil); errors.As(e.err, &big) {
+		c.log.Warn("binary not unwound from its call-frame information: its table is too large",
+			"file", path, "table_bytes", big.Need, "limit_bytes", big.Limit,
+			"hint", "its frames are walked by frame pointer; to unwind it, raise --unwind-table-bytes to at least twice table_bytes")
+	}
 	size := 64
 	if e.table != nil {
 		size = e.table.Size()

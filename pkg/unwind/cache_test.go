@@ -137,6 +137,33 @@ func TestCacheOpenFailureIsPerPlace(t *testing.T) {
 	}
 }
 
+// TestCacheRefusesATableOverHalf: in a 1 MiB cache, libc's table (about
+// 450 KiB) is kept and python3's (about 1 MiB) is refused, with the sizes
+// in the error, without evicting libc's; the refusal is remembered.
+func TestCacheRefusesATableOverHalf(t *testing.T) {
+	c := NewCache(1 << 20)
+	libc, python := debianBinaries[0], debianBinaries[1]
+	if _, err := c.Table("libc", "", libc); err != nil {
+		t.Fatalf("libc: %v", err)
+	}
+	for range 2 {
+		tab, err := c.Table("python3", "", python)
+		var big *TooLargeError
+		if !errors.As(err, &big) || tab != nil {
+			t.Fatalf("python3 in a 1 MiB cache: table %v, err %v, want a TooLargeError", tab, err)
+		}
+		if big.Limit != 1<<19 || big.Need <= big.Limit {
+			t.Errorf("refusal says need %d, limit %d", big.Need, big.Limit)
+		}
+	}
+	if _, ok := c.byKey["libc"]; !ok {
+		t.Error("a refused table evicted libc's")
+	}
+	if c.Bytes() > 1<<20 {
+		t.Errorf("cache holds %d bytes, bound 1 MiB", c.Bytes())
+	}
+}
+
 // FuzzParseFDEs feeds arbitrary sections to the parser and the table
 // builder: outside input must never panic or loop.
 func FuzzParseFDEs(f *testing.F) {

@@ -64,7 +64,28 @@ func (t *Table) vaddr(fileOff uint64) (uint64, bool) {
 // lives in ("/proc/PID/root" for a container, "" for the host).
 // The path "[vdso]" names the kernel's vDSO, read from this process: every
 // process on the node maps the same image.
-func BuildTable(root, path string) (*Table, error) {
+func BuildTable(root, path string) (*Table, error) { return buildTable(root, path, 0) }
+
+// TooLargeError says a binary's table would take more than a cache lets one
+// table take.
+type TooLargeError struct {
+	Need, Limit int // bytes
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("its unwinding table needs about %d bytes, over the %d one table may take", e.Need, e.Limit)
+}
+
+// cfiExpansion is what a table takes per byte of call-frame information,
+// rounded up from what was measured (see TestTableMemory): libc 3.0,
+// python3 2.5, redis-server 3.2, LLVM's libraries 3.0.
+const cfiExpansion = 3
+
+// buildTable is BuildTable with a bound on the table's bytes (0: none):
+// above it, estimated from the size of the binary's call-frame sections
+// before anything is parsed, or measured once built, the table is not
+// kept and a *TooLargeError says why.
+func buildTable(root, path string, limit int) (*Table, error) {
 	var f *elf.File
 	var err error
 	if path == VDSOPath {
@@ -78,6 +99,17 @@ func BuildTable(root, path string) (*Table, error) {
 	defer f.Close()
 	if f.Machine != elf.EM_X86_64 {
 		return nil, fmt.Errorf("machine %s: only x86-64 is unwound", f.Machine)
+	}
+	if limit > 0 {
+		var cfi uint64
+		for _, name := range []string{".eh_frame", ".debug_frame"} {
+			if s := f.Section(name); s != nil && s.Type != elf.SHT_NOBITS {
+				cfi += s.Size
+			}
+		}
+		if need := cfi * cfiExpansion; need > uint64(limit) {
+			return nil, &TooLargeError{Need: int(min(need, 1<<40)), Limit: limit}
+		}
 	}
 	t := &Table{}
 	for _, p := range f.Progs {
@@ -128,6 +160,9 @@ func BuildTable(root, path string) (*Table, error) {
 	t.rows = slices.Clone(buildRows(fdes))
 	if len(t.rows) == 0 {
 		return t, errors.Join(append(errs, errNoCFI)...)
+	}
+	if limit > 0 && t.Size() > limit {
+		return nil, &TooLargeError{Need: t.Size(), Limit: limit}
 	}
 	// A partly damaged section still gives the rows it could read.
 	return t, nil
