@@ -3,6 +3,9 @@ package unwind
 import (
 	"debug/elf"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -161,6 +164,45 @@ func TestCacheRefusesATableOverHalf(t *testing.T) {
 	}
 	if c.Bytes() > 1<<20 {
 		t.Errorf("cache holds %d bytes, bound 1 MiB", c.Bytes())
+	}
+}
+
+// TestGoDebugFrameNotCountedAgainstTheBound: a Go binary's .debug_frame
+// is not read (its code is walked by frame pointer), so a large one must
+// not get the binary refused: the refusal would also lose that its code is
+// Go. The binary is a small Go program built with its DWARF, as go build
+// leaves it by default; the bound is set below what its .debug_frame
+// would count for.
+func TestGoDebugFrameNotCountedAgainstTheBound(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "hello")
+	for name, text := range map[string]string{
+		"go.mod":  "module hello\n\ngo 1.26\n",
+		"main.go": "package main\n\nimport (\n\t\"net/http\"\n\t\"os\"\n)\n\nfunc main() { _ = http.ListenAndServe(os.Args[0], nil) }\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := f.Section(".debug_frame")
+	f.Close()
+	if df == nil {
+		t.Fatal("the Go program has no .debug_frame")
+	}
+	limit := int(df.Size * cfiExpansion / 2)
+	tab, err := buildTable("", bin, limit)
+	if big := (*TooLargeError)(nil); errors.As(err, &big) || tab == nil || !tab.GoCode() {
+		t.Errorf("a Go binary with %d bytes of .debug_frame under a %d-byte bound: table %v, err %v", df.Size, limit, tab, err)
 	}
 }
 

@@ -77,8 +77,8 @@ func (e *TooLargeError) Error() string {
 }
 
 // cfiExpansion is what a table takes per byte of call-frame information,
-// rounded up from what was measured (see TestTableMemory): libc 3.0,
-// python3 2.5, redis-server 3.2, LLVM's libraries 3.0.
+// from the Size of tables built of Debian's binaries: libc 3.0, python3
+// 2.5, redis-server 3.2, node 2.2, LLVM's libraries 3.0.
 const cfiExpansion = 3
 
 // buildTable is BuildTable with a bound on the table's bytes (0: none):
@@ -100,17 +100,6 @@ func buildTable(root, path string, limit int) (*Table, error) {
 	if f.Machine != elf.EM_X86_64 {
 		return nil, fmt.Errorf("machine %s: only x86-64 is unwound", f.Machine)
 	}
-	if limit > 0 {
-		var cfi uint64
-		for _, name := range []string{".eh_frame", ".debug_frame"} {
-			if s := f.Section(name); s != nil && s.Type != elf.SHT_NOBITS {
-				cfi += s.Size
-			}
-		}
-		if need := cfi * cfiExpansion; need > uint64(limit) {
-			return nil, &TooLargeError{Need: int(min(need, 1<<40)), Limit: limit}
-		}
-	}
 	t := &Table{}
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 {
@@ -119,6 +108,22 @@ func buildTable(root, path string, limit int) (*Table, error) {
 	}
 	for _, name := range []string{".note.go.buildid", ".gopclntab", ".go.buildinfo"} {
 		t.goCode = t.goCode || f.Section(name) != nil
+	}
+	if limit > 0 {
+		// The sections read below: a Go binary's .debug_frame is not.
+		frames := []string{".eh_frame"}
+		if !t.goCode {
+			frames = append(frames, ".debug_frame")
+		}
+		var cfi uint64
+		for _, name := range frames {
+			if s := f.Section(name); s != nil && s.Type != elf.SHT_NOBITS {
+				cfi += s.Size
+			}
+		}
+		if need := cfi * cfiExpansion; need > uint64(limit) {
+			return nil, &TooLargeError{Need: int(min(need, 1<<40)), Limit: limit}
+		}
 	}
 	var fdes []fde
 	var errs []error
