@@ -32,6 +32,7 @@ func runAnalyze(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("analyze", "analyze [flags] FILE...", stderr)
 	fs.DurationVar(&cfg.Detect.Interval, "interval", cfg.Detect.Interval, "expected time between the points of the series")
 	fs.DurationVar(&cfg.Detect.WarmUp, "detect-warm-up", cfg.Detect.WarmUp, "start-up time of a series that the detector ignores")
+	fs.DurationVar(&cfg.Detect.Persistence, "detect-persistence", cfg.Detect.Persistence, persistenceUsage)
 	explain := fs.Bool("explain", false, "add why: the evidence behind the verdict when it first turned leaking (else at the last point)")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -49,7 +49,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// demo shows the inuse growth of the 30 s before the verdict, which
 	// the auto mode would trace only from the verdict on.
 	run, err := parseRunConfig([]string{
-		"--listen", "127.0.0.1:0", "--interval", "1s", "--detect-warm-up", "10s", "--detect-window", "5s", "--tracing=full",
+		"--listen", "127.0.0.1:0", "--interval", "1s", "--detect-warm-up", "10s", "--detect-window", "5s", "--detect-persistence", "20s", "--tracing=full",
 	}, stderr)
 	if err != nil {
 		return err

@@ -126,6 +126,7 @@ func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
 	fs.IntVar(&cfg.Agent.MaxContainers, "max-containers", cfg.Agent.MaxContainers, "most live containers tracked; more are counted and left out")
 	fs.IntVar(&cfg.Agent.MaxGoneContainers, "max-gone-containers", cfg.Agent.MaxGoneContainers, "most gone containers retained, apart from the live ones; beyond it the longest gone are forgotten early")
 	fs.DurationVar(&cfg.Agent.Detect.WarmUp, "detect-warm-up", cfg.Agent.Detect.WarmUp, "start-up time of a container that the detector ignores")
+	fs.DurationVar(&cfg.Agent.Detect.Persistence, "detect-persistence", cfg.Agent.Detect.Persistence, persistenceUsage)
 	fs.DurationVar(&cfg.Agent.Detect.EnvelopeWindow, "detect-window", cfg.Agent.Detect.EnvelopeWindow, "width of the detector's shortest window; longer GC cycles are left to slower tiers")
 	fs.StringVar(&cfg.Agent.StateDir, "state-dir", "", "directory of the state store (series, detector state, OOM kills) kept across restarts; empty: none")
 	fs.StringVar(&cfg.CgroupRoot, "cgroup-root", cgroups.DefaultRoot, "where the host's cgroup hierarchies are mounted")
@@ -419,3 +420,7 @@ func setDefaultGOGC() string {
 	debug.SetGCPercent(defaultGOGC)
 	return strconv.Itoa(defaultGOGC)
 }
+
+// persistenceUsage is the --detect-persistence flag's text, for run and
+// analyze alike.
+const persistenceUsage = "least time the floor must rise steadily before a verdict turns leaking (0: off, verdicts within minutes); 20m keeps queues, caches, heaps growing to a cap and daily load from being flagged, at the cost of later verdicts"

@@ -22,12 +22,14 @@ func leakUntilFlagged(t *testing.T, a *Agent, dir string, now *time.Time, rels .
 }
 
 // leakUntil grows the fixture cgroups at grow by 1 MiB/s until the ones at
-// flag are all flagged.
+// flag are all flagged: within 500 collections, which the persistence test
+// (two of its spans of growth) needs at the default 10 s interval.
 func leakUntil(t *testing.T, a *Agent, dir string, now *time.Time, flag []string, grow ...string) {
 	t.Helper()
 	rels := flag
 	anon := regexp.MustCompile(`(?m)^anon \d+$`)
-	for i := range 200 {
+	const most = 500
+	for i := range most {
 		for _, rel := range grow {
 			stat := filepath.Join(dir, rel, "memory.stat")
 			b, err := os.ReadFile(stat)
@@ -51,7 +53,7 @@ func leakUntil(t *testing.T, a *Agent, dir string, now *time.Time, flag []string
 			return
 		}
 	}
-	t.Fatalf("fixture leak of 1 MiB/s not flagged in 200 collections")
+	t.Fatalf("fixture leak of 1 MiB/s not flagged in %d collections", most)
 }
 
 // fixtureContainers returns the paths of the two containers of the v2

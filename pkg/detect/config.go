@@ -48,6 +48,14 @@ type Config struct {
 	// ClearAfter is how long no tier may find growth before a leaking
 	// verdict clears.
 	ClearAfter time.Duration
+	// Persistence, when not zero, is the least span over which the floor's
+	// record must have risen steadily, and no slower than over the span
+	// before it, before a confirmed tier turns the verdict leaking; slow
+	// growth within a daily cycle's reach waits for a day of history too
+	// (see the package documentation, "Persistence"). Zero turns the test
+	// off: verdicts come within minutes, and so do false ones on queues,
+	// caches, heaps expanding to a cap and daily load.
+	Persistence time.Duration
 }
 
 // DefaultConfig returns the settings the daemon and `leakwatch analyze` use.
@@ -65,6 +73,7 @@ func DefaultConfig() Config {
 		Significance:    0.01,
 		Consistency:     0.6,
 		ClearAfter:      10 * time.Minute,
+		Persistence:     20 * time.Minute,
 	}
 }
 
@@ -88,6 +97,7 @@ func (c Config) Validate() error {
 	check(c.Significance > 0 && c.Significance < 0.5, "significance %v: must be in (0,0.5)", c.Significance)
 	check(c.Consistency > 0 && c.Consistency <= 1, "consistency %v: must be in (0,1]", c.Consistency)
 	check(c.ClearAfter > 0, "clear after %v: must be positive", c.ClearAfter)
+	check(c.Persistence == 0 || c.Persistence >= 4*c.EnvelopeWindow, "persistence %v: must be 0 (off) or at least 4 envelope windows (%v)", c.Persistence, 4*c.EnvelopeWindow)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid detector config: %w", errors.Join(errs...))
 	}

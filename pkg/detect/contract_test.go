@@ -38,10 +38,10 @@ func TestCorpusVerdictsKeepConfidence(t *testing.T) {
 // LeakingConfidence until the verdict clears, and below it after.
 func TestConfidenceFallsOnlyWhileQuiet(t *testing.T) {
 	d := newDetector(t)
-	const stop = 30 * 60.0
+	const stop = 60 * 60.0
 	level := func(s float64) (float64, float64) { return 100*mib + math.Min(s, stop)*mib, 0 }
 	prev, cleared := 0.0, -1.0
-	feed(t, d, 0, 60*60, level, func(s float64, v Verdict) {
+	feed(t, d, 0, 90*60, level, func(s float64, v Verdict) {
 		agrees(t, "at "+strconv.FormatFloat(s, 'f', 0, 64)+"s", v)
 		switch {
 		case s == stop-10 && !v.Leaking:

@@ -59,6 +59,11 @@ func (t Tier) String() string {
 // Leaking clears.
 const LeakingConfidence = 0.8
 
+// unconfirmedCap is the most Confidence says while the verdict is not
+// leaking: what an unconfirmed tier's streak weighting gives at most
+// (confirm/(1+confirm) with confirm 3).
+const unconfirmedCap = 0.75
+
 // UnknownTimeToLimit is Verdict.TimeToLimit when there is no projection: no
 // limit, no leak, or no growth.
 const UnknownTimeToLimit time.Duration = -1
@@ -126,6 +131,7 @@ type Detector struct {
 	seen     bool
 	lastT    float64   // seconds since origin
 	lastTime time.Time // the same, exact, for ordering
+	limit    float64
 	last     Verdict
 
 	segStart      float64
@@ -253,6 +259,7 @@ func (d *Detector) Observe(p Point) Verdict {
 	}
 	d.lastT = t
 	d.raw.push(sample{t, p.Bytes})
+	d.limit = p.Limit
 	d.hist.add(t, p.Bytes, d.noise)
 
 	if t >= d.analysisStart {
@@ -552,10 +559,10 @@ func windowTest(xs, ys []float64, cfg Config) (pass bool, slope, conf float64) {
 // ClearAfter during which no tier's latest evaluation passed. It holds the
 // confirming evidence's confidence for the verdict.
 func (d *Detector) updateState(t float64) {
-	confirmed := 0.0
+	confirmed, slope := 0.0, 0.0
 	for _, s := range d.tiers() {
-		if s.confirmed() {
-			confirmed = max(confirmed, s.effectiveConf())
+		if s.confirmed() && s.effectiveConf() > confirmed {
+			confirmed, slope = s.effectiveConf(), s.slope
 		}
 	}
 	if confirmed > 0 {
@@ -563,7 +570,7 @@ func (d *Detector) updateState(t float64) {
 	}
 	passing := d.fast.passing || d.medium.passing || d.slow.passing
 	if !d.leaking {
-		if confirmed > 0 {
+		if confirmed > 0 && d.persists(t, slope) {
 			d.leaking = true
 			d.leakingSince = t
 			d.quietSince = -1
@@ -582,6 +589,128 @@ func (d *Detector) updateState(t float64) {
 	}
 }
 
+// persists is the persistence test (Config.Persistence): the floor's
+// record (the highest floor the series has held, history.records) must
+// have risen over each of the last two spans, evenly within each (neither
+// half of a span below runSteady of the other: a step, a ramp that stopped
+// or a queue that began building inside the span fails), by more than the
+// noise and no slower in the newer span than runPace of the older (a cache
+// slows down as it fills, a leak keeps its pace), and the floor now must
+// stand near that record. The span is Config.Persistence, at least
+// runCycles of the series' GC cycles and long enough for growth at slope to
+// rise runNoises noises; when growth at slope would reach the container's
+// limit sooner, it is that time (at least four units): a verdict after the
+// OOM kill is of no use. Slow growth that a load cycle could explain waits
+// for the cycle's history (likeLoadCycle).
+func (d *Detector) persists(t, slope float64) bool {
+	if d.cfg.Persistence == 0 {
+		return true
+	}
+	span := max(d.cfg.Persistence.Seconds(), runCycles*d.hist.cycleDone(t))
+	if slope > 0 {
+		span = max(span, runNoises*d.noise/slope)
+		if ttl := d.timeToLimit(t, d.limit, slope); d.limit > 0 && ttl >= 0 && ttl.Seconds() < span {
+			span = max(4*d.hist.unit(), ttl.Seconds())
+		}
+	}
+	if d.likeLoadCycle(t, slope) {
+		return false
+	}
+	s := 4 * int(math.Ceil(span/d.hist.unit()/4))
+	recs, below := d.hist.records(t, d.lastUnitMin(t), runMinUnits, 2*s)
+	if len(recs) != 2*s+1 {
+		return false
+	}
+	// rises is the record's rise over the two halves of the last n units.
+	rises := func(n int) (h1, h2 float64) {
+		r := recs[len(recs)-1-n:]
+		return r[n/2] - r[0], r[n] - r[n/2]
+	}
+	even := func(h1, h2, ratio float64) bool { return min(h1, h2) >= ratio*max(h1, h2) }
+	n1, n2 := rises(s)
+	newer := n1 + n2
+	if !even(n1, n2, runSteady) || newer <= gateNoises*d.noise || below > newer/4 {
+		return false
+	}
+	// Growth that has gone on for two spans: the older was even too, and
+	// the newer keeps its pace.
+	o1, o2 := recs[s/2]-recs[0], recs[s]-recs[s/2]
+	if older := o1 + o2; older > gateNoises*d.noise && even(o1, o2, runSteady) && newer >= runPace*older {
+		return true
+	}
+	// Growth that began within the last two spans has lasted long enough
+	// when the last span and a half rose about as much in each of its
+	// halves, the newer no less: a queue's first build or a cache's first
+	// fill, shorter than that or slowing down, puts most of its rise in one.
+	// The half span before it must have been flat: growth that was going
+	// on already is the two-span test's to judge.
+	w1, w2 := rises(3 * s / 2)
+	return recs[s/2]-recs[0] <= gateNoises*d.noise && even(w1, w2, runOnsetEven) && w2 >= runPace*w1
+}
+
+// likeLoadCycle reports whether growth at slope is within what a daily or
+// weekly load cycle shows, while the segment is too young to hold the same
+// hours of the cycle before: up to runRel times the floor per day in the
+// first runDayAge days, and up to runWeekRel in the first runWeekAge. Growth
+// that has taken the floor beyond runRange times its lowest since the
+// warm-up is past any such cycle.
+func (d *Detector) likeLoadCycle(t, slope float64) bool {
+	floor := d.lastUnitMin(t)
+	if floor >= runRange*d.hist.lowest(d.analysisStart) {
+		return false
+	}
+	perDay, age := slope*86400/floor, (t-d.segStart)/86400
+	switch {
+	case perDay >= runRel || age >= runWeekAge:
+		return false
+	case age < runDayAge:
+		return true
+	}
+	// Within the first week, the same hours of the day before are in the
+	// history, but not those of the same weekday: a weekday climbing back
+	// from a quieter weekend stands above yesterday by up to a tenth or
+	// so; a leak of this pace adds more than runDayGrowth a day.
+	return floor-d.hist.at(t-86400) < runDayGrowth*floor
+}
+
+// The persistence test (persists) beyond Config.Persistence, tuned on the
+// production family's seeds 0-39 (make bench-detect reports 1000-1099):
+const (
+	// runCycles: the span covers at least this many of the series' GC
+	// cycles, so a ramp is never the whole span.
+	runCycles = 2.0
+	// runNoises: the span is long enough for the growth to rise this many
+	// point-to-point noises.
+	runNoises = 12.0
+	// runMinUnits is the least width of the floor's windows, in units.
+	runMinUnits = 2
+	// runSteady: neither half of a span rises less than this fraction of
+	// the other; a step or a ramp that stopped puts its rise in one half.
+	runSteady = 0.3
+	// runOnsetEven: for growth that began within the last two spans, the
+	// least ratio of the halves of the last span and a half (growth for
+	// at least 1.1 spans of it).
+	runOnsetEven = 0.67
+	// runPace: the newer span rises at least this fraction of the older;
+	// a cache filling up slows down, a leak does not.
+	runPace = 0.75
+	// runRel and runDayAge: growth slower than runRel times the floor per
+	// day is what a daily load cycle of up to ±25% shows on its rising
+	// half; it is not called a leak before the segment is runDayAge days
+	// old, when the same hours of the day before are in the history.
+	runRel    = 2.0
+	runDayAge = 1.1
+	// runWeekAge and runDayGrowth: in the first week, such growth must
+	// also stand runDayGrowth of the floor above the same hours of the day
+	// before (a weekday climbing back from a quieter weekend does not).
+	runWeekAge   = 7.1
+	runDayGrowth = 0.15
+	// runRange: a floor this many times the lowest since the warm-up is
+	// beyond a ±25% daily cycle's range (1.25/0.75) with room to spare:
+	// slow growth that has gone this far is a leak on the first day too.
+	runRange = 1.8
+)
+
 // tiers lists the tiers' states, the slowest first.
 func (d *Detector) tiers() [3]*tierState {
 	return [3]*tierState{&d.slow.tierState, &d.medium.tierState, &d.fast}
@@ -597,7 +726,9 @@ func (d *Detector) confidence(t float64) float64 {
 		evidence = max(evidence, s.effectiveConf())
 	}
 	if !d.leaking {
-		return evidence
+		// A tier may have confirmed while the persistence test holds the
+		// verdict back: the evidence stays below a leaking verdict's.
+		return min(evidence, unconfirmedCap)
 	}
 	held := max(d.held, LeakingConfidence)
 	if d.quietSince >= 0 {

@@ -28,11 +28,24 @@ func feed(t *testing.T, d *Detector, from, dur float64, fn func(s float64) (byte
 
 func newDetector(t *testing.T) *Detector {
 	t.Helper()
-	d, err := New(DefaultConfig())
+	return newDetectorWith(t, DefaultConfig())
+}
+
+func newDetectorWith(t *testing.T, cfg Config) *Detector {
+	t.Helper()
+	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// tiersOnly is DefaultConfig without the persistence test: the tiers alone
+// turn the verdict, as they did before it, for tests of their own timing.
+func tiersOnly() Config {
+	cfg := DefaultConfig()
+	cfg.Persistence = 0
+	return cfg
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -119,9 +132,10 @@ func TestHysteresis(t *testing.T) {
 }
 
 // TestRestartStartsSegment: a drop to near zero starts a new segment with
-// its own warm-up, and clears a leaking verdict.
+// its own warm-up, and clears a leaking verdict (the tiers alone turn it on
+// here, within the ten minutes of leak).
 func TestRestartStartsSegment(t *testing.T) {
-	d := newDetector(t)
+	d := newDetectorWith(t, tiersOnly())
 	leak := func(s float64) (float64, float64) { return 200*mib + (1<<20)*max(0, s-1200), 0 }
 	v := feed(t, d, 0, 1800, leak, nil)
 	if !v.Leaking {
@@ -146,21 +160,31 @@ func TestRestartStartsSegment(t *testing.T) {
 }
 
 // TestFastLeakUnderSawtooth: 1 MiB/s under a 60 s GC sawtooth is caught
-// within 3 minutes, whatever the phase of the GC cycle.
+// by the tiers within 3 minutes, and with the persistence test within two
+// of its spans, whatever the phase of the GC cycle.
 func TestFastLeakUnderSawtooth(t *testing.T) {
-	for phase := 0.0; phase < 60; phase += 10 {
-		d := newDetector(t)
-		const start = 1800.0
-		var at float64 = -1
-		feed(t, d, 0, start+600, func(s float64) (float64, float64) {
-			return 256*mib + 128*mib*math.Mod(s+phase, 60)/60 + mib*max(0, s-start), 0
-		}, func(s float64, v Verdict) {
-			if v.Leaking && at < 0 {
-				at = s
+	for _, c := range []struct {
+		name   string
+		cfg    Config
+		within float64
+	}{
+		{"tiers", tiersOnly(), 180},
+		{"default", DefaultConfig(), 2 * DefaultConfig().Persistence.Seconds()},
+	} {
+		for phase := 0.0; phase < 60; phase += 10 {
+			d := newDetectorWith(t, c.cfg)
+			const start = 1800.0
+			var at float64 = -1
+			feed(t, d, 0, start+3600, func(s float64) (float64, float64) {
+				return 256*mib + 128*mib*math.Mod(s+phase, 60)/60 + mib*max(0, s-start), 0
+			}, func(s float64, v Verdict) {
+				if v.Leaking && at < 0 {
+					at = s
+				}
+			})
+			if at < start || at-start > c.within {
+				t.Errorf("%s, phase %v: detected at %vs, want within %vs of %vs", c.name, phase, at, c.within, start)
 			}
-		})
-		if at < start || at-start > 180 {
-			t.Errorf("phase %v: detected at %vs, want within 180s of %vs", phase, at, start)
 		}
 	}
 }

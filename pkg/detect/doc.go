@@ -77,24 +77,64 @@
 // Verdict.Why carries the evidence (tier, window, slope, cycle, floor and
 // the previous high) for the API and `leakwatch analyze --explain`.
 //
-// What the history cannot tell apart, measured on the production family
-// of test/corpus/corpusgen (make bench-detect; seeds 1000-1099, not tuned
-// on): the first occurrence of anything. Before the series has shown three
-// drops its cycle is unknown, and the first ramps of a sawtooth with a
-// cycle of minutes look like growth; the first build of a queue, a cache
-// filling or a heap expanding to its cap, a high-water mark raised by a
-// burst, and the first rising half-day of a daily cycle are new levels.
-// These dominate what is left: precision 0.56 and recall 0.63 over the
-// family (0.39 and 0.50 without the history; predict_linear 0.67/0.53), a
-// 1 MiB/s leak in its target time in 316 of 800 series (290 without), a
-// 12 KiB/s one within 4 h in 283 of 600 (235), a leak under a daily cycle
-// within 6 h in 49 of 100 (10), 48 of 100 healthy daily series flagged at
-// some point of 7 days (94). Per family, precision: GC cycles of 20 s-15
-// min 0.60, load-driven GC 0.79, daily 0.46, heap expansion 0.53,
-// high-water marks 0.41, caches 0.34, backlogs 0.17. Telling them apart needs waiting longer
-// than a first transient lasts (up to 20 minutes for a backlog, a day for
-// a daily cycle), which the fast tier's 3-minute target rules out; an age
-// the fast tier would have to reach before it speaks is the next step.
+// What the history cannot tell apart is the first occurrence of anything:
+// before the series has shown three drops its cycle is unknown, and the
+// first ramps of a sawtooth with a cycle of minutes look like growth; the
+// first build of a queue, a cache filling, a heap expanding to its cap, a
+// high-water mark raised by a burst and the first rising half-day of a
+// daily cycle are new levels. The tiers and the history alone flagged 846
+// of the production family's 2,400 series before any leak (precision 0.56,
+// recall 0.63; make bench-detect, seeds 1000-1099, not tuned on; the row
+// leakwatch_p0). The persistence test is what removes them.
+//
+// # Persistence
+//
+// A confirmed tier turns the verdict leaking only when growth has also
+// persisted (Config.Persistence, 20 minutes by default; 0 turns the test
+// off and the tiers alone decide). The test reads the record of the floor:
+// the highest floor (over windows of at least two units and 1.5 cycles)
+// the series has ever held, which only rises, and rises only on new
+// levels. Over the last two spans of Config.Persistence (longer for a long
+// GC cycle, or for growth slow against the noise), the record must have
+// risen in both halves of each span (neither below 0.3 of the other), the
+// newer span at least 0.75 of the older one's rise; or, for growth that
+// began after the series held a level for half a span, about evenly over
+// the last span and a half. The floor now must stand within a quarter of
+// the newer span's rise of the record. A step, a burst's high-water mark
+// and a heap's expansion put their rise in one half; a queue's build stops
+// within its span and drains; a cache slows down from one span to the
+// next; a GC ramp ends in a drop the record does not follow. A verdict
+// that would come after the container's memory limit is reached does not
+// wait: when growth at the tier's slope reaches the limit sooner than the
+// span, the span shrinks to that time.
+//
+// Load cycles need their own history: growth slower than twice the floor
+// per day is what the rising half of a daily cycle of up to ±25% shows, so
+// it is not called a leak before the segment is 1.1 days old, and in its
+// first week only if the floor also stands 15% above the same hours of
+// the day before (a weekday climbing back from a quieter weekend does not).
+// Growth that has taken the floor to 1.8 times its lowest since the
+// warm-up is past any such cycle and is judged at once.
+//
+// Measured with make bench-detect on seeds 1000-1099 (the persistence
+// test was tuned on seeds 0-39): precision 0.996 and recall 0.79 over the
+// production family (5 false verdicts in 2,400 series: 2 on high-water
+// marks, 2 on caches, 1 on a daily cycle); no healthy daily series flagged
+// over 7 days; the old corpus (test/corpus) at precision and recall 1.00; no false verdict on the 8 healthy real
+// traces (test/corpus/real), 4 of their 7 leaks found. The price is time,
+// stated here because it misses the issue's targets: a 1 MiB/s leak is
+// found 20 to 40 minutes after it starts (the tiers alone: 3), none within
+// the 3-minute target (8 of 800 within their targets); a 12 KiB/s leak on
+// a floor above half a GiB waits for the segment's second day unless the
+// floor has grown 1.8-fold (285 of 600 found within 4 hours; the tiers
+// alone: 283, with false verdicts before the start of many others); a leak
+// under a daily cycle needs that cycle's history (57 of 100 within 6
+// hours); leaks that grow in lumps minutes apart (a Go heap goal's steps, a
+// CPython arena's) fail the even-halves test over a 20-minute span and are
+// found late or, in an hour's trace, not at all (go-leak, py-leak,
+// py-slow-leak of the real traces). Where a shape cannot be told from a
+// leak in the time a leak allows, the verdict comes late rather than
+// false.
 //
 // A tier confirms after 3 (fast and slow) or 2 (medium) consecutive passing
 // evaluations; Leaking turns on when any tier confirms and off only after
@@ -137,8 +177,9 @@
 // longer than MaxGap. The first WarmUp of every segment is ignored: start-up
 // growth is not a leak. A new segment clears Leaking.
 //
-// Limits, measured with `go run ./test/benchdetect -seeds 32` and on 64
-// further seeds: no non-leak series turns leaking; a 1 MiB/s leak is found
+// Limits of the tiers alone (Persistence 0) on the old corpus, measured
+// with `go run ./test/benchdetect -seeds 32` and on 64 further seeds: no
+// non-leak series turns leaking; a 1 MiB/s leak is found
 // 2m30s-3m after it starts, about 3% of them (steep leaks under large noise)
 // in 3m10s-3m30s; a 12 KiB/s one within about 2 hours. Some patterns cannot
 // be told from a leak in the time a leak gets: a cache that fills at more

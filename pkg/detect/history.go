@@ -138,8 +138,19 @@ func (m *minima) push(v float32) {
 }
 
 // cycle is the longest interval between drops in the last cycleSpan, in
-// seconds, or 0 without minIntervals+1 drops there (no sawtooth seen).
+// seconds, the interval still open included (a cycle that has lengthened),
+// or 0 without minIntervals+1 drops there (no sawtooth seen).
 func (h *history) cycle(t float64) float64 {
+	done := h.cycleDone(t)
+	if done == 0 {
+		return 0
+	}
+	return max(done, t-h.drops[len(h.drops)-1])
+}
+
+// cycleDone is cycle without the interval still open: the longest cycle
+// the series has completed lately.
+func (h *history) cycleDone(t float64) float64 {
 	longest, n := 0.0, 0
 	for i := len(h.drops) - 1; i > 0; i-- {
 		if t-h.drops[i-1] > cycleSpan*h.unit() {
@@ -150,10 +161,6 @@ func (h *history) cycle(t float64) float64 {
 	}
 	if n < minIntervals {
 		return 0
-	}
-	// The interval still open counts too: a cycle that has lengthened.
-	if len(h.drops) > 0 {
-		longest = max(longest, t-h.drops[len(h.drops)-1])
 	}
 	return longest
 }
@@ -208,7 +215,7 @@ func (h *history) newLevel(t, span, margin, lastUnit float64, minUnits int) (ok 
 }
 
 // blockMin is the minimum of the minutes that had points (NaN for none).
-func blockMin(ms []float32) float64 {
+func blockMin[T float32 | float64](ms []T) float64 {
 	m := math.Inf(1)
 	for _, v := range ms {
 		if !math.IsNaN(float64(v)) {
@@ -219,4 +226,74 @@ func blockMin(ms []float32) float64 {
 		return math.NaN()
 	}
 	return m
+}
+
+// records follows the highest floor the series has held (over windows of
+// window(t, minUnits) units, the last one ending with lastUnit): it returns
+// that record at each of the last units+1 unit ends, oldest first (fewer
+// when the history is shorter), and how far the floor now stands below the
+// record.
+func (h *history) records(t, lastUnit float64, minUnits, units int) (recs []float64, below float64) {
+	// The floor's width follows the cycle, but not an open interval more
+	// than twice the longest completed one: the series has stopped
+	// cycling, and a window that grew with it would lag behind it.
+	k := max(minUnits, int(math.Ceil(cycleFactor*min(h.cycle(t), 2*h.cycleDone(t))/h.unit())))
+	n := len(h.minutes.ys) + 1
+	if n < k+1 {
+		return nil, 0
+	}
+	vals := make([]float64, n)
+	for i, v := range h.minutes.ys {
+		vals[i] = float64(v)
+	}
+	vals[n-1] = lastUnit
+	// Beyond the units, the coarse minima older than them.
+	rec := math.Inf(-1)
+	oldest := float64(h.minutes.first) * h.minutes.width
+	for i, v := range h.halfHours.ys {
+		if end := float64(h.halfHours.first+int64(i)+1) * h.halfHours.width; end <= oldest && !math.IsNaN(float64(v)) {
+			rec = max(rec, float64(v))
+		}
+	}
+	floor := math.NaN()
+	recs = make([]float64, 0, units+1)
+	for i := k - 1; i < n; i++ {
+		if m := blockMin(vals[i-k+1 : i+1]); !math.IsNaN(m) {
+			floor = m
+			rec = max(rec, m)
+		}
+		if n-1-i <= units && !math.IsInf(rec, -1) {
+			recs = append(recs, rec)
+		}
+	}
+	if math.IsNaN(floor) {
+		return nil, 0
+	}
+	return recs, rec - floor
+}
+
+// at is the highest of the coarse minima around time at (the bucket that
+// holds it and its neighbours): the floor the series held then, or NaN when
+// the history does not reach back so far.
+func (h *history) at(at float64) float64 {
+	i := int(math.Floor(at/h.halfHours.width)) - int(h.halfHours.first)
+	v := math.Inf(-1)
+	for j := max(i-1, 0); j <= i+1 && j < len(h.halfHours.ys); j++ {
+		if y := float64(h.halfHours.ys[j]); !math.IsNaN(y) {
+			v = max(v, y)
+		}
+	}
+	if math.IsInf(v, -1) {
+		return math.NaN()
+	}
+	return v
+}
+
+// lowest is the lowest unit minimum since time from (NaN when none).
+func (h *history) lowest(from float64) float64 {
+	skip := int(math.Ceil(from/h.unit())) - int(h.minutes.first)
+	if skip >= len(h.minutes.ys) {
+		return math.NaN()
+	}
+	return blockMin(h.minutes.ys[max(skip, 0):])
 }

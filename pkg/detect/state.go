@@ -11,7 +11,7 @@ import (
 // stateVersion numbers the layout MarshalBinary writes. A change of layout
 // must bump it: UnmarshalBinary refuses any other version, and the agent
 // then starts the container afresh rather than misread it.
-const stateVersion = 3
+const stateVersion = 4
 
 // ErrConfigMismatch is returned by UnmarshalBinary when the state was saved
 // by a detector with other settings: its rings and buckets would not mean
@@ -179,7 +179,7 @@ func (w *stateWriter) time(t time.Time) {
 }
 
 func (w *stateWriter) config(c Config) {
-	for _, v := range []time.Duration{c.Interval, c.WarmUp, c.MaxGap, c.EnvelopeWindow, c.MediumBucket, c.SlowBucket, c.ClearAfter} {
+	for _, v := range []time.Duration{c.Interval, c.WarmUp, c.MaxGap, c.EnvelopeWindow, c.MediumBucket, c.SlowBucket, c.ClearAfter, c.Persistence} {
 		w.i64(int64(v))
 	}
 	for _, v := range []float64{c.RestartFraction, c.FastMinGrowth, c.MinGrowth, c.Significance, c.Consistency} {
@@ -312,7 +312,7 @@ func (r *stateReader) count(limit int) int {
 
 func (r *stateReader) config() Config {
 	var c Config
-	for _, p := range []*time.Duration{&c.Interval, &c.WarmUp, &c.MaxGap, &c.EnvelopeWindow, &c.MediumBucket, &c.SlowBucket, &c.ClearAfter} {
+	for _, p := range []*time.Duration{&c.Interval, &c.WarmUp, &c.MaxGap, &c.EnvelopeWindow, &c.MediumBucket, &c.SlowBucket, &c.ClearAfter, &c.Persistence} {
 		*p = time.Duration(r.i64())
 	}
 	for _, p := range []*float64{&c.RestartFraction, &c.FastMinGrowth, &c.MinGrowth, &c.Significance, &c.Consistency} {

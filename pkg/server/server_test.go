@@ -582,7 +582,7 @@ func TestGetContainerExplainsTheVerdict(t *testing.T) {
 		t.Fatal(err)
 	}
 	var v detect.Verdict
-	for s := 0; s < 1800 && !v.Leaking; s += 10 {
+	for s := 0; s < 5400 && !v.Leaking; s += 10 {
 		v = d.Observe(detect.Point{T: t0.Add(time.Duration(s) * time.Second), Bytes: float64(256<<20 + max(0, s-900)<<20)})
 	}
 	if !v.Leaking || v.Why == nil {

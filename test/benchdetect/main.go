@@ -116,7 +116,8 @@ func main() {
 }
 
 var methods = []method{
-	{"leakwatch", leakwatch},
+	{"leakwatch", func(s []detect.Sample) float64 { return leakwatch(s, detect.DefaultConfig().Persistence) }},
+	{"leakwatch_p0", func(s []detect.Sample) float64 { return leakwatch(s, 0) }},
 	{"predict_linear", func(s []detect.Sample) float64 { return baseline(s, predictLinear) }},
 	{"growth_pct", func(s []detect.Sample) float64 { return baseline(s, growthPct) }},
 }
@@ -286,8 +287,12 @@ func dur(secs float64, known bool) string {
 	return time.Duration(secs * float64(time.Second)).Round(time.Second).String()
 }
 
-func leakwatch(s []detect.Sample) float64 {
-	d, err := detect.New(detect.DefaultConfig())
+// leakwatch replays s through the detector with the default settings and
+// the given Config.Persistence.
+func leakwatch(s []detect.Sample, persistence time.Duration) float64 {
+	cfg := detect.DefaultConfig()
+	cfg.Persistence = persistence
+	d, err := detect.New(cfg)
 	if err != nil {
 		panic(err)
 	}

@@ -30,7 +30,7 @@ func TestLiveAlertLeaking(t *testing.T) {
 		"/usr/bin/prometheus")
 	memwork, _ := cgtest.Workloads(t)
 
-	agentAddr := agenttest.Start(t, "--interval", "1s", "--detect-warm-up", "15s", "--detect-window", "5s").Addr
+	agentAddr := agenttest.Start(t, "--interval", "1s", "--detect-warm-up", "15s", "--detect-window", "5s", "--detect-persistence", "20s").Addr
 	promURL := startPrometheus(t, prometheus, agentAddr)
 
 	g := cgtest.New(t, 1024*mib)

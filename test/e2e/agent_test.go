@@ -129,7 +129,7 @@ func (a *agent) promtoolCheck(t *testing.T) {
 // window) running at the same time never is.
 func TestRunFlagsLeakNotSawtooth(t *testing.T) {
 	memwork, _ := cgtest.Workloads(t)
-	a := startAgent(t, "--interval", "1s", "--detect-warm-up", "15s", "--detect-window", "5s")
+	a := startAgent(t, "--interval", "1s", "--detect-warm-up", "15s", "--detect-window", "5s", "--detect-persistence", "20s")
 
 	leakCG := cgtest.New(t, 1024*mib)
 	sawCG := cgtest.New(t, 512*mib)

@@ -311,6 +311,10 @@ func churnDetectConfig(t *testing.T) detect.Config {
 	cfg.MediumBucket = 10 * time.Second
 	cfg.SlowBucket = 25 * time.Second
 	cfg.MaxGap = 5 * time.Second
+	// Two minutes of RSS are too few for the persistence test (two spans
+	// of growth, each long enough to rise well above the heap-goal steps):
+	// the tiers alone judge here.
+	cfg.Persistence = 0
 	cfg.FastMinGrowth *= scale
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -340,7 +344,7 @@ func TestChurn(t *testing.T) {
 	cgtest.RequirePrivileged(t)
 	memwork, _ := cgtest.Workloads(t)
 	a := startAgent(t, "--interval", churnInterval.String(), "--retention", churnRetention.String(),
-		"--detect-warm-up", "15s", "--detect-window", "5s")
+		"--detect-warm-up", "15s", "--detect-window", "5s", "--detect-persistence", "20s")
 	pid := a.cmd.Process.Pid
 	c := &churnClient{url: a.url, http: &http.Client{Timeout: 30 * time.Second}}
 	defer c.http.CloseIdleConnections()

@@ -276,7 +276,7 @@ func oomKill(t *testing.T, a *agent, memwork string) (*cgtest.Group, *cgtest.Pro
 func TestEventsOverOTLP(t *testing.T) {
 	memwork, _ := cgtest.Workloads(t)
 	col := startCollector(t, "grpc")
-	a := startAgent(t, "--interval", "1s", "--detect-warm-up", "15s", "--detect-window", "5s")
+	a := startAgent(t, "--interval", "1s", "--detect-warm-up", "15s", "--detect-window", "5s", "--detect-persistence", "20s")
 	start := time.Now()
 
 	// A leak of 4 MiB/s runs throughout; the detector needs its warm-up.

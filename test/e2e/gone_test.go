@@ -155,7 +155,7 @@ func TestGoneContainerLeavesMetricsAndStaysGoneAcrossRestart(t *testing.T) {
 	memwork, _ := cgtest.Workloads(t)
 	bin := agenttest.Build(t)
 	stateDir := t.TempDir()
-	flags := []string{"--state-dir", stateDir, "--interval", "1s", "--detect-warm-up", "15s", "--detect-window", "5s"}
+	flags := []string{"--state-dir", stateDir, "--interval", "1s", "--detect-warm-up", "15s", "--detect-window", "5s", "--detect-persistence", "20s"}
 	a := wrap(agenttest.Launch(t, bin, flags...))
 
 	leakCG := cgtest.New(t, 1024*mib)

@@ -201,7 +201,7 @@ func TestAutoTracingEscalatesOnAnInuseRequest(t *testing.T) {
 // the full tier while the container stays leaking.
 func TestAutoTracingEscalatesOnALeakVerdict(t *testing.T) {
 	memwork, _ := cgtest.Workloads(t)
-	a := startAgent(t, "--interval", "1s", "--detect-warm-up", "15s", "--detect-window", "5s", "--tracing=auto", "--tracing-hold=5s")
+	a := startAgent(t, "--interval", "1s", "--detect-warm-up", "15s", "--detect-window", "5s", "--detect-persistence", "20s", "--tracing=auto", "--tracing-hold=5s")
 	g := cgtest.New(t, 1024*mib)
 	leaker := g.Start(t, memwork)
 	stop := leaker.Repeat(t, "leak 1024 1", 250*time.Millisecond, 700)

@@ -1,0 +1,61 @@
+package detect
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/leakwatch/leakwatch/test/corpus/corpusgen"
+)
+
+// firstLeaking replays points through a detector with cfg and returns the
+// time of the first leaking verdict (NaN for none).
+func firstLeaking(t *testing.T, cfg Config, points []corpusgen.Point) float64 {
+	t.Helper()
+	d := newDetectorWith(t, cfg)
+	for _, p := range points {
+		if d.Observe(Point{T: t0.Add(time.Duration(p.T * float64(time.Second))), Bytes: p.Bytes, Limit: p.Limit}).Leaking {
+			return p.T
+		}
+	}
+	return math.NaN()
+}
+
+// TestPersistenceOnProductionShapes replays the production family of
+// test/corpus/corpusgen for seeds neither the persistence test was tuned
+// on (0-39) nor make bench-detect reports (1000-1099): with the default
+// settings, no healthy series (GC cycles up to 15 minutes, load-driven GC,
+// heaps expanding to a cap, allocator high-water marks, queue backlogs,
+// caches filling, seven days of daily load) turns leaking, nor a leaking one
+// before its leak starts, and the fast leaks (1 MiB/s) and those under a
+// daily cycle are all found. Without the persistence test the same healthy
+// series are flagged, which is what makes this test able to fail.
+func TestPersistenceOnProductionShapes(t *testing.T) {
+	seeds := []uint64{2000, 2001, 2002}
+	if testing.Short() {
+		seeds = seeds[:1]
+	}
+	falseWithout := 0
+	for _, seed := range seeds {
+		for _, s := range corpusgen.Production(seed) {
+			at := firstLeaking(t, DefaultConfig(), s.Points)
+			switch {
+			case !s.Leak && !math.IsNaN(at):
+				t.Errorf("seed %d %s: healthy, but turned leaking at %v", seed, s.File, time.Duration(at)*time.Second)
+			case s.Leak && at < s.LeakStart:
+				t.Errorf("seed %d %s: turned leaking at %v, before its leak started at %v", seed, s.File, time.Duration(at)*time.Second, time.Duration(s.LeakStart)*time.Second)
+			case s.Leak && math.IsNaN(at) && (s.Target == corpusgen.TargetFast || s.Target == corpusgen.TargetDaily):
+				t.Errorf("seed %d %s: leak of %.0f B/s from %v never found", seed, s.File, s.Rate, time.Duration(s.LeakStart)*time.Second)
+			}
+			if !s.Leak {
+				if at := firstLeaking(t, tiersOnly(), s.Points); !math.IsNaN(at) {
+					falseWithout++
+				}
+			}
+		}
+	}
+	if falseWithout == 0 {
+		t.Errorf("no healthy series turns leaking without the persistence test either: these seeds test nothing")
+	}
+	t.Logf("healthy series flagged without the persistence test: %d", falseWithout)
+}
