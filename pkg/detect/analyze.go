@@ -36,6 +36,8 @@ type ExplanationJSON struct {
 	FloorBytes           *float64   `json:"floor_bytes"`
 	PreviousHighBytes    *float64   `json:"previous_high_bytes"`
 	LeakingSince         *time.Time `json:"leaking_since,omitempty"`
+	PersistenceSeconds   float64    `json:"persistence_seconds"`
+	HeldBack             string     `json:"held_back,omitempty"`
 	Summary              string     `json:"summary"`
 }
 
@@ -58,6 +60,8 @@ func (e *Explanation) JSON() *ExplanationJSON {
 		FloorWidthSeconds:    e.FloorWidth.Seconds(),
 		FloorBytes:           finite(e.FloorBytes),
 		PreviousHighBytes:    finite(e.PreviousHighBytes),
+		PersistenceSeconds:   e.Persistence.Seconds(),
+		HeldBack:             e.HeldBack,
 		Summary:              e.String(),
 	}
 	if !e.LeakingSince.IsZero() {
@@ -76,8 +80,15 @@ func (e *Explanation) String() string {
 	if !math.IsNaN(e.PreviousHighBytes) && !math.IsInf(e.PreviousHighBytes, 0) {
 		prev = fmt.Sprintf("the highest floor before it was %.1f MiB", e.PreviousHighBytes/(1<<20))
 	}
-	return fmt.Sprintf("%s tier: the floor (minima over %v; %s) grew %.1f KiB/s over %v and stands at %.1f MiB; %s",
-		e.Tier, e.FloorWidth.Round(time.Second), cycle, e.GrowthBytesPerSecond/1024, e.Window.Round(time.Second), e.FloorBytes/(1<<20), prev)
+	persisted := ""
+	switch {
+	case e.HeldBack != "":
+		persisted = "; not leaking yet: " + e.HeldBack + fmt.Sprintf(" (span %v)", e.Persistence.Round(time.Second))
+	case e.Persistence > 0 && !e.LeakingSince.IsZero():
+		persisted = fmt.Sprintf("; the growth persisted (persistence span %v)", e.Persistence.Round(time.Second))
+	}
+	return fmt.Sprintf("%s tier: the floor (minima over %v; %s) grew %.1f KiB/s over %v and stands at %.1f MiB; %s%s",
+		e.Tier, e.FloorWidth.Round(time.Second), cycle, e.GrowthBytesPerSecond/1024, e.Window.Round(time.Second), e.FloorBytes/(1<<20), prev, persisted)
 }
 
 // maxSpan is the longest series a replay accepts, in seconds: what a

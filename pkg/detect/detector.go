@@ -119,6 +119,12 @@ type Explanation struct {
 	FloorBytes, PreviousHighBytes float64
 	// LeakingSince is when the verdict turned leaking (zero if it is not).
 	LeakingSince time.Time
+	// Persistence is the persistence test's span for this growth now (0:
+	// the test is off): a leaking verdict's growth rose evenly over two
+	// of them. HeldBack, on a verdict that is not leaking while a tier
+	// finds growth, says why the test holds it back ("" when it does not).
+	Persistence time.Duration
+	HeldBack    string
 }
 
 // Detector follows one container. It keeps a fixed amount of memory (about
@@ -602,9 +608,13 @@ func (d *Detector) updateState(t float64) {
 // limit sooner, it is that time (at least four units): a verdict after the
 // OOM kill is of no use. Slow growth that a load cycle could explain waits
 // for the cycle's history (likeLoadCycle).
-func (d *Detector) persists(t, slope float64) bool {
+func (d *Detector) persists(t, slope float64) bool { return d.heldBack(t, slope) == "" }
+
+// persistenceSpan is the persistence test's span for growth at slope at
+// time t, in seconds (0 when the test is off).
+func (d *Detector) persistenceSpan(t, slope float64) float64 {
 	if d.cfg.Persistence == 0 {
-		return true
+		return 0
 	}
 	span := max(d.cfg.Persistence.Seconds(), runCycles*d.hist.cycleDone(t))
 	if slope > 0 {
@@ -613,9 +623,33 @@ func (d *Detector) persists(t, slope float64) bool {
 			span = max(4*d.hist.unit(), ttl.Seconds())
 		}
 	}
-	if d.likeLoadCycle(t, slope) {
-		return false
+	return span
+}
+
+// Why the persistence test holds a verdict back (Explanation.HeldBack).
+const (
+	heldLoadCycle = "slow growth that a daily or weekly load cycle could explain: waiting for the same hours of the cycle before"
+	heldSpans     = "growth has not yet risen evenly and at a kept pace for two persistence spans"
+)
+
+// heldBack is the persistence test: "" when growth at slope has
+// persisted, else why not.
+func (d *Detector) heldBack(t, slope float64) string {
+	span := d.persistenceSpan(t, slope)
+	if span == 0 {
+		return ""
 	}
+	if d.likeLoadCycle(t, slope) {
+		return heldLoadCycle
+	}
+	if !d.rose(t, span) {
+		return heldSpans
+	}
+	return ""
+}
+
+// rose is the record test of persists over spans of span seconds.
+func (d *Detector) rose(t, span float64) bool {
 	s := 4 * int(math.Ceil(span/d.hist.unit()/4))
 	recs, below := d.hist.records(t, d.lastUnitMin(t), runMinUnits, 2*s)
 	if len(recs) != 2*s+1 {
@@ -793,6 +827,10 @@ func (d *Detector) explain(t float64, v Verdict) *Explanation {
 		Cycle:                secs(d.hist.cycle(t)),
 		FloorWidth:           secs(float64(d.hist.window(t, minUnits)) * d.hist.unit()),
 		LeakingSince:         v.LeakingSince,
+		Persistence:          secs(d.persistenceSpan(t, v.GrowthBytesPerSecond)),
+	}
+	if !d.leaking {
+		e.HeldBack = d.heldBack(t, v.GrowthBytesPerSecond)
 	}
 	_, e.FloorBytes, e.PreviousHighBytes = d.hist.newLevel(t, span, 0, d.lastUnitMin(t), minUnits)
 	return e

@@ -59,3 +59,41 @@ func TestPersistenceOnProductionShapes(t *testing.T) {
 	}
 	t.Logf("healthy series flagged without the persistence test: %d", falseWithout)
 }
+
+// While the persistence test holds a verdict back, the explanation says
+// why: a fast leak waits for its spans, slow growth on a large floor for the
+// day before; once leaking, it names the span the growth persisted over.
+func TestExplanationSaysWhatHoldsTheVerdictBack(t *testing.T) {
+	cases := []struct {
+		name  string
+		bytes func(s float64) float64
+		secs  float64
+		held  string
+		leaks bool
+	}{
+		{"fast leak", func(s float64) float64 { return 256*mib + mib*max(0, s-1800) }, 2 * 3600, heldSpans, true},
+		// 20 KiB/s on 2 GiB: under a daily cycle's pace for the first day.
+		{"slow growth on a large floor", func(s float64) float64 { return 2048*mib + 20*1024*s }, 12 * 3600, heldLoadCycle, false},
+	}
+	for _, c := range cases {
+		d := newDetector(t)
+		sawHeld, leaking := false, false
+		feed(t, d, 0, c.secs, func(s float64) (float64, float64) { return c.bytes(s), 0 }, func(s float64, v Verdict) {
+			switch {
+			case v.Leaking && !leaking:
+				leaking = true
+				if v.Why == nil || v.Why.HeldBack != "" || v.Why.Persistence < DefaultConfig().Persistence {
+					t.Errorf("%s: turned leaking at %vs with explanation %+v, want a persistence span and nothing held back", c.name, s, v.Why)
+				}
+			case !v.Leaking && v.Why != nil && v.Why.HeldBack == c.held:
+				sawHeld = true
+			}
+		})
+		if !sawHeld {
+			t.Errorf("%s: no explanation said %q", c.name, c.held)
+		}
+		if leaking != c.leaks {
+			t.Errorf("%s: leaking %v, want %v", c.name, leaking, c.leaks)
+		}
+	}
+}

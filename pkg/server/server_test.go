@@ -597,7 +597,7 @@ func TestGetContainerExplainsTheVerdict(t *testing.T) {
 	if !ok {
 		t.Fatalf("explanation = %#v, want an object", raw["explanation"])
 	}
-	for _, k := range []string{"tier", "window_seconds", "growth_bytes_per_second", "cycle_seconds", "floor_width_seconds", "floor_bytes", "previous_high_bytes", "summary"} {
+	for _, k := range []string{"tier", "window_seconds", "growth_bytes_per_second", "cycle_seconds", "floor_width_seconds", "floor_bytes", "previous_high_bytes", "persistence_seconds", "summary"} {
 		if _, ok := why[k]; !ok {
 			t.Errorf("explanation field %q missing: %v", k, why)
 		}
