@@ -56,7 +56,12 @@ func frameFiles(s stackSample, n int) string {
 // readStacks parses a downloaded profile into its samples.
 func readStacks(t *testing.T, file, sampleType string) []stackSample {
 	t.Helper()
-	p := readProfile(t, file)
+	return stacksOf(t, readProfile(t, file), sampleType)
+}
+
+// stacksOf is the samples of profile p, with values of sampleType.
+func stacksOf(t *testing.T, p *profile.Profile, sampleType string) []stackSample {
+	t.Helper()
 	idx := slices.IndexFunc(p.SampleType, func(v *profile.ValueType) bool { return v.Type == sampleType })
 	if idx < 0 {
 		t.Fatalf("profile has no %s", sampleType)
@@ -90,13 +95,27 @@ func readStacks(t *testing.T, file, sampleType string) []stackSample {
 // on a busy host a stack may show a few collections late, not never.
 func (a *agent) pollStacks(t *testing.T, id, query, sampleType string, done func([]stackSample) bool) ([]stackSample, bool) {
 	t.Helper()
+	var samples []stackSample
+	_, ok := a.pollProfile(t, id, query, func(p *profile.Profile) bool {
+		samples = stacksOf(t, p, sampleType)
+		return done(samples)
+	})
+	return samples, ok
+}
+
+// pollProfile downloads a profile until done holds for it, for at most
+// 30 s, and returns the last one and whether done held: the agent collects
+// once per interval and a busy host delays it, so a test waits for what it
+// checks instead of sleeping a fixed time and reading once.
+func (a *agent) pollProfile(t *testing.T, id, query string, done func(*profile.Profile) bool) (*profile.Profile, bool) {
+	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-		samples := readStacks(t, a.download(t, id, query), sampleType)
-		if done(samples) {
-			return samples, true
+		p := readProfile(t, a.download(t, id, query))
+		if done(p) {
+			return p, true
 		}
 		if time.Now().After(deadline) {
-			return samples, false
+			return p, false
 		}
 	}
 }

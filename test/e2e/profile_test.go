@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/pprof/profile"
+
 	"github.com/leakwatch/leakwatch/test/cgtest"
 )
 
@@ -148,7 +150,9 @@ func TestProfilesPutTheLeakingFunctionOnTop(t *testing.T) {
 	p := g.Start(t, memwork)
 	id := a.waitTracked(t, g.Rel)
 	p.Do(t, "leak 1024 16")
-	time.Sleep(2500 * time.Millisecond)
+	a.pollProfile(t, id, "type=inuse", func(prof *profile.Profile) bool {
+		return byFunction(t, prof, "inuse_space")["leak_step"] > 0
+	})
 	url := fmt.Sprintf("%s/api/v1/containers/%s/profile", a.url, id)
 	if fn, _, out := pprofTop(t, url, "inuse_space"); fn != "leak_step" {
 		t.Errorf("go tool pprof %s: top %q, want leak_step:\n%s", url, fn, out)

@@ -23,10 +23,13 @@ func TestInuseCommittedAndResident(t *testing.T) {
 	p := g.Start(t, memwork)
 	id := a.waitTracked(t, g.Rel)
 	addr := strings.TrimPrefix(p.Do(t, "reserve 524288 262144 65536"), "ok ")
-	time.Sleep(2500 * time.Millisecond) // two collections
 
-	prof := readProfile(t, a.download(t, id, "type=inuse"))
-	inuse, resident := byFunction(t, prof, "inuse_space"), byFunction(t, prof, "inuse_resident_space")
+	var inuse, resident map[string]int64
+	prof, _ := a.pollProfile(t, id, "type=inuse", func(prof *profile.Profile) bool {
+		inuse, resident = byFunction(t, prof, "inuse_space"), byFunction(t, prof, "inuse_resident_space")
+		r := float64(resident["commit_slices"]) / mib
+		return inuse["commit_slices"] == 256*mib && r >= 0.9*64 && r <= 1.1*64
+	})
 	t.Logf("commit_slices: %.1f MiB committed, %.1f MiB resident", float64(inuse["commit_slices"])/mib, float64(resident["commit_slices"])/mib)
 	if got := inuse["commit_slices"]; got != 256*mib {
 		t.Errorf("inuse_space of commit_slices: %.1f MiB, want the 256 MiB committed", float64(got)/mib)
@@ -39,8 +42,9 @@ func TestInuseCommittedAndResident(t *testing.T) {
 	}
 
 	p.Do(t, "decommit "+addr+" 524288")
-	time.Sleep(2500 * time.Millisecond)
-	prof = readProfile(t, a.download(t, id, "type=inuse"))
+	prof, _ = a.pollProfile(t, id, "type=inuse", func(prof *profile.Profile) bool {
+		return byFunction(t, prof, "inuse_space")["commit_slices"] == 0
+	})
 	if got := byFunction(t, prof, "inuse_space")["commit_slices"]; got != 0 {
 		t.Errorf("after mprotect(PROT_NONE): commit_slices still holds %.1f MiB", float64(got)/mib)
 	}
@@ -60,16 +64,28 @@ func TestInuseHoldsThreadArenas(t *testing.T) {
 	p := g.Start(t, memwork)
 	id := a.waitTracked(t, g.Rel)
 	p.Do(t, "nop")
-	time.Sleep(2500 * time.Millisecond)
-	before := readProfile(t, a.download(t, id, "type=inuse"))
+	// The baseline: once the process's start-up is in the profile, two
+	// downloads a collection apart agree.
+	var last int64 = -1
+	before, _ := a.pollProfile(t, id, "type=inuse", func(prof *profile.Profile) bool {
+		held := total(t, prof, "inuse_space")
+		same := held == last && held > 0
+		last = held
+		if !same {
+			time.Sleep(time.Second) // one collection
+		}
+		return same
+	})
 	anon0 := g.Anon(t)
 
 	p.Do(t, "arenas 4 49152")
 	grew := g.Anon(t) - anon0
-	time.Sleep(2500 * time.Millisecond)
-	after := readProfile(t, a.download(t, id, "type=inuse"))
+	grown := func(prof *profile.Profile, st string) int64 { return total(t, prof, st) - total(t, before, st) }
+	after, _ := a.pollProfile(t, id, "type=inuse", func(prof *profile.Profile) bool {
+		return float64(grown(prof, "inuse_space")) >= 0.9*float64(grew) && float64(grown(prof, "inuse_resident_space")) >= 0.9*float64(grew)
+	})
 	for _, st := range []string{"inuse_space", "inuse_resident_space"} {
-		held := total(t, after, st) - total(t, before, st)
+		held := grown(after, st)
 		t.Logf("%s grew %.1f MiB; the cgroup's anon %.1f MiB", st, float64(held)/mib, float64(grew)/mib)
 		if float64(held) < 0.9*float64(grew) {
 			t.Errorf("%s grew %.1f MiB of %.1f MiB anonymous growth, want at least 90%%", st, float64(held)/mib, float64(grew)/mib)
