@@ -211,3 +211,9 @@ func covers(maps []symbolize.CodeMapping, pc uint64) bool {
 	}
 	return false
 }
+
+// Tables reports the unwinding tables held and refused (tracer.TableReporter).
+func (s *stackUnwinder) Tables() tracer.UnwindTables {
+	c := s.uw.Cache()
+	return tracer.UnwindTables{Bytes: uint64(c.Bytes()), Refused: c.Refused()}
+}

@@ -777,6 +777,7 @@ func (a *Agent) publish(now, start time.Time, ts *tracer.Snapshot) {
 		for _, m := range ts.Maps {
 			ag.Maps = append(ag.Maps, view.MapUsage{Name: m.Name, Entries: m.Entries, Capacity: m.Capacity})
 		}
+		ag.UnwindTableBytes, ag.UnwindTablesRefused = ts.UnwindTables.Bytes, ts.UnwindTables.Refused
 	}
 	a.snap.Store(snap)
 }

@@ -66,6 +66,8 @@ type collector struct {
 	mapMemory          *prometheus.Desc
 	drops              *prometheus.Desc
 	stackCopies        *prometheus.Desc
+	unwindTableBytes   *prometheus.Desc
+	unwindRefused      *prometheus.Desc
 	errors             *prometheus.Desc
 	collectDuration    *prometheus.Desc
 	collections        *prometheus.Desc
@@ -135,6 +137,10 @@ func NewCollector(src view.Source, info buildinfo.Info) prometheus.Collector {
 			"Events the kernel side had to drop, by reason.", "reason"),
 		stackCopies: agentDesc("", "stack_copies_total",
 			"User stacks copied for unwinding in user space, and copies not made, by result: copied, over_budget, ring_full, unreadable (not made: frame pointers only); of the copied: unwound (and of those, truncated), go (Go code: frame pointers by design), fell_back, over_limits.", "result"),
+		unwindTableBytes: agentDesc("unwind", "table_bytes",
+			"Memory held by the unwinding tables built from binaries' call-frame information (--unwind-table-bytes bounds it)."),
+		unwindRefused: agentDesc("unwind", "tables_refused_total",
+			"Binaries whose unwinding table was larger than half of --unwind-table-bytes: their frames are walked by frame pointer."),
 		errors: agentDesc("", "errors_total",
 			"Failures of the agent, by kind.", "kind"),
 		collectDuration: agentDesc("", "collect_duration_seconds",
@@ -165,7 +171,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.memory, c.limit, c.growth, c.confidence, c.leaking, c.timeToLimit,
 		c.oomKills, c.mapped, c.pageFaults, c.faultedBytes,
-		c.buildInfo, c.mapEntries, c.mapCapacity, c.mapMemory, c.drops, c.stackCopies, c.errors,
+		c.buildInfo, c.mapEntries, c.mapCapacity, c.mapMemory, c.drops, c.stackCopies, c.unwindTableBytes, c.unwindRefused, c.errors,
 		c.collectDuration, c.collections, c.tracked, c.overLimit, c.ready, c.degraded,
 		c.scrapeDuration, c.stateLastSave, c.tracingTier, c.tracingEscalations,
 	} {
@@ -221,6 +227,8 @@ func (c *collector) collectAgent(ch chan<- prometheus.Metric, a *view.Agent) {
 	for result, n := range a.StackCopies {
 		ch <- prometheus.MustNewConstMetric(c.stackCopies, prometheus.CounterValue, float64(n), result)
 	}
+	ch <- prometheus.MustNewConstMetric(c.unwindTableBytes, prometheus.GaugeValue, float64(a.UnwindTableBytes))
+	ch <- prometheus.MustNewConstMetric(c.unwindRefused, prometheus.CounterValue, float64(a.UnwindTablesRefused))
 	for kind, n := range a.Errors {
 		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(n), kind)
 	}

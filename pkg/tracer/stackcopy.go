@@ -350,5 +350,8 @@ func (t *Tracer) readCopyCounts(snap *Snapshot) error {
 		snap.StackCopies[r] = n
 	}
 	t.mu.Unlock()
+	if r, ok := t.unwinder.(TableReporter); ok {
+		snap.UnwindTables = r.Tables()
+	}
 	return nil
 }

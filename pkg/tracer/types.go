@@ -133,6 +133,20 @@ type Snapshot struct {
 	Exited []uint32
 	// StackCopies counts stack copies by what became of them, cumulative.
 	StackCopies map[CopyResult]uint64
+	// UnwindTables is the unwinder's table cache, when it reports one.
+	UnwindTables UnwindTables
+}
+
+// UnwindTables is what a StackUnwinder's tables hold and refused.
+type UnwindTables struct {
+	Bytes   uint64 // held now
+	Refused uint64 // binaries whose table was too large, cumulative
+}
+
+// TableReporter is a StackUnwinder that reports its tables; the tracer puts
+// the report in each snapshot.
+type TableReporter interface {
+	Tables() UnwindTables
 }
 
 // DropReason names what the kernel side had to drop, one counter each.

@@ -16,10 +16,11 @@ type Cache struct {
 	build    func(root, path string) (*Table, error)
 	log      *slog.Logger
 
-	mu    sync.Mutex
-	bytes int
-	lru   *list.List // of *cacheEntry, most recent first
-	byKey map[string]*list.Element
+	mu      sync.Mutex
+	bytes   int
+	refused uint64     // builds refused as too large, cumulative
+	lru     *list.List // of *cacheEntry, most recent first
+	byKey   map[string]*list.Element
 }
 
 type cacheEntry struct {
@@ -68,6 +69,9 @@ func (c *Cache) Table(key, root, path string) (*Table, error) {
 
 	e.table, e.err = c.build(root, path)
 	if big := (*TooLargeError)(nil); errors.As(e.err, &big) {
+		c.mu.Lock()
+		c.refused++
+		c.mu.Unlock()
 		c.log.Warn("binary not unwound from its call-frame information: its table is too large",
 			"file", path, "table_bytes", big.Need, "limit_bytes", big.Limit,
 			"hint", "its frames are walked by frame pointer; to unwind it, raise --unwind-table-bytes to at least twice table_bytes")
@@ -121,4 +125,12 @@ func (c *Cache) Bytes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bytes
+}
+
+// Refused counts the binaries whose table was refused as larger than half
+// the cache, once per build (a refusal is remembered while it is cached).
+func (c *Cache) Refused() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refused
 }

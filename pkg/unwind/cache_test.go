@@ -165,6 +165,10 @@ func TestCacheRefusesATableOverHalf(t *testing.T) {
 	if c.Bytes() > 1<<20 {
 		t.Errorf("cache holds %d bytes, bound 1 MiB", c.Bytes())
 	}
+	// Asked twice, refused once: the refusal is remembered.
+	if n := c.Refused(); n != 1 {
+		t.Errorf("refused %d builds, want 1 (python3's)", n)
+	}
 }
 
 // TestGoDebugFrameNotCountedAgainstTheBound: a Go binary's .debug_frame

@@ -213,7 +213,13 @@ type Agent struct {
 	// copies not made, by what became of them, cumulative (see
 	// tracer.CopyResult).
 	StackCopies map[string]uint64 `json:"stack_copies,omitempty"`
-	Maps        []MapUsage        `json:"maps"`
+	// UnwindTableBytes is the size of the unwinding tables held, and
+	// UnwindTablesRefused counts binaries whose table was too large
+	// (--unwind-table-bytes), cumulative; their frames are walked by
+	// frame pointer.
+	UnwindTableBytes    uint64     `json:"unwind_table_bytes"`
+	UnwindTablesRefused uint64     `json:"unwind_tables_refused"`
+	Maps                []MapUsage `json:"maps"`
 	// MapMemoryBytes is the kernel memory of the BPF maps.
 	MapMemoryBytes uint64 `json:"map_memory_bytes"`
 	// Containers tracked, and how many were dropped because of the limit.

@@ -705,6 +705,9 @@ func TestAgentRunsAsTheDaemonSetContainer(t *testing.T) {
 	if copies := a.metricSum(t, "leakwatch_stack_copies_total", `result="unwound"`); copies == 0 {
 		t.Error("no stack unwound by the agent container")
 	}
+	if held := a.metricSum(t, "leakwatch_unwind_table_bytes", ""); held == 0 {
+		t.Error("leakwatch_unwind_table_bytes is 0 after stacks were unwound")
+	}
 
 	for _, capName := range []string{"BPF", "PERFMON"} {
 		node, cid, _ := runAgent(capName)

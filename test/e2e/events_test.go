@@ -223,7 +223,7 @@ func (a *agent) metricSum(t *testing.T, name, label string) float64 {
 	}
 	var sum float64
 	for line := range strings.SplitSeq(string(body), "\n") {
-		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, label) {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") || !strings.Contains(line, label) {
 			continue
 		}
 		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
