@@ -157,6 +157,10 @@ type Detector struct {
 	// evaluation where one was confirmed. Verdict.Confidence carries it
 	// while Leaking holds (see LeakingConfidence).
 	held float64
+	// holdReason is why the persistence test held back the tiers'
+	// confirmation at the last point ("" when none confirmed or it did
+	// not): derived at every point, for the explanation.
+	holdReason string
 }
 
 // tierState is the outcome of a tier's latest evaluation.
@@ -575,8 +579,12 @@ func (d *Detector) updateState(t float64) {
 		d.held = confirmed
 	}
 	passing := d.fast.passing || d.medium.passing || d.slow.passing
+	d.holdReason = ""
+	if !d.leaking && confirmed > 0 {
+		d.holdReason = d.heldBack(t, slope)
+	}
 	if !d.leaking {
-		if confirmed > 0 && d.persists(t, slope) {
+		if confirmed > 0 && d.holdReason == "" {
 			d.leaking = true
 			d.leakingSince = t
 			d.quietSince = -1
@@ -595,7 +603,7 @@ func (d *Detector) updateState(t float64) {
 	}
 }
 
-// persists is the persistence test (Config.Persistence): the floor's
+// heldBack is the persistence test (Config.Persistence): the floor's
 // record (the highest floor the series has held, history.records) must
 // have risen over each of the last two spans, evenly within each (neither
 // half of a span below runSteady of the other: a step, a ramp that stopped
@@ -607,8 +615,21 @@ func (d *Detector) updateState(t float64) {
 // rise runNoises noises; when growth at slope would reach the container's
 // limit sooner, it is that time (at least four units): a verdict after the
 // OOM kill is of no use. Slow growth that a load cycle could explain waits
-// for the cycle's history (likeLoadCycle).
-func (d *Detector) persists(t, slope float64) bool { return d.heldBack(t, slope) == "" }
+// for the cycle's history (likeLoadCycle). It returns "" when growth at
+// slope has persisted, else why not.
+func (d *Detector) heldBack(t, slope float64) string {
+	span := d.persistenceSpan(t, slope)
+	if span == 0 {
+		return ""
+	}
+	if d.likeLoadCycle(t, slope) {
+		return heldLoadCycle
+	}
+	if !d.rose(t, span) {
+		return heldSpans
+	}
+	return ""
+}
 
 // persistenceSpan is the persistence test's span for growth at slope at
 // time t, in seconds (0 when the test is off).
@@ -632,23 +653,7 @@ const (
 	heldSpans     = "growth has not yet risen evenly and at a kept pace for two persistence spans"
 )
 
-// heldBack is the persistence test: "" when growth at slope has
-// persisted, else why not.
-func (d *Detector) heldBack(t, slope float64) string {
-	span := d.persistenceSpan(t, slope)
-	if span == 0 {
-		return ""
-	}
-	if d.likeLoadCycle(t, slope) {
-		return heldLoadCycle
-	}
-	if !d.rose(t, span) {
-		return heldSpans
-	}
-	return ""
-}
-
-// rose is the record test of persists over spans of span seconds.
+// rose is heldBack's record test over spans of span seconds.
 func (d *Detector) rose(t, span float64) bool {
 	s := 4 * int(math.Ceil(span/d.hist.unit()/4))
 	recs, below := d.hist.records(t, d.lastUnitMin(t), runMinUnits, 2*s)
@@ -704,10 +709,10 @@ func (d *Detector) likeLoadCycle(t, slope float64) bool {
 	// history, but not those of the same weekday: a weekday climbing back
 	// from a quieter weekend stands above yesterday by up to a tenth or
 	// so; a leak of this pace adds more than runDayGrowth a day.
-	return floor-d.hist.at(t-86400) < runDayGrowth*floor
+	return floor-d.hist.floorAt(t-86400) < runDayGrowth*floor
 }
 
-// The persistence test (persists) beyond Config.Persistence, tuned on the
+// The persistence test (heldBack) beyond Config.Persistence, tuned on the
 // production family's seeds 0-39 (make bench-detect reports 1000-1099):
 const (
 	// runCycles: the span covers at least this many of the series' GC
@@ -829,9 +834,7 @@ func (d *Detector) explain(t float64, v Verdict) *Explanation {
 		LeakingSince:         v.LeakingSince,
 		Persistence:          secs(d.persistenceSpan(t, v.GrowthBytesPerSecond)),
 	}
-	if !d.leaking {
-		e.HeldBack = d.heldBack(t, v.GrowthBytesPerSecond)
-	}
+	e.HeldBack = d.holdReason
 	_, e.FloorBytes, e.PreviousHighBytes = d.hist.newLevel(t, span, 0, d.lastUnitMin(t), minUnits)
 	return e
 }

@@ -202,12 +202,7 @@ func (h *history) newLevel(t, span, margin, lastUnit float64, minUnits int) (ok 
 		before = max(before, blockMin(mins[e-k:e]))
 	}
 	// Beyond the units, the coarse minima: the same hour of earlier days.
-	oldest := float64(h.minutes.first) * h.minutes.width
-	for i, v := range h.halfHours.ys {
-		if end := float64(h.halfHours.first+int64(i)+1) * h.halfHours.width; end <= oldest && !math.IsNaN(float64(v)) {
-			before = max(before, float64(v))
-		}
-	}
+	before = max(before, h.coarseHigh())
 	if math.IsInf(before, -1) || math.IsNaN(now) {
 		return true, now, before
 	}
@@ -248,13 +243,7 @@ func (h *history) records(t, lastUnit float64, minUnits, units int) (recs []floa
 	}
 	vals[n-1] = lastUnit
 	// Beyond the units, the coarse minima older than them.
-	rec := math.Inf(-1)
-	oldest := float64(h.minutes.first) * h.minutes.width
-	for i, v := range h.halfHours.ys {
-		if end := float64(h.halfHours.first+int64(i)+1) * h.halfHours.width; end <= oldest && !math.IsNaN(float64(v)) {
-			rec = max(rec, float64(v))
-		}
-	}
+	rec := h.coarseHigh()
 	floor := math.NaN()
 	recs = make([]float64, 0, units+1)
 	for i := k - 1; i < n; i++ {
@@ -272,11 +261,24 @@ func (h *history) records(t, lastUnit float64, minUnits, units int) (recs []floa
 	return recs, rec - floor
 }
 
-// at is the highest of the coarse minima around time at (the bucket that
-// holds it and its neighbours): the floor the series held then, or NaN when
-// the history does not reach back so far.
-func (h *history) at(at float64) float64 {
-	i := int(math.Floor(at/h.halfHours.width)) - int(h.halfHours.first)
+// coarseHigh is the highest coarse minimum of the buckets that ended before
+// the units kept begin (-Inf for none).
+func (h *history) coarseHigh() float64 {
+	high := math.Inf(-1)
+	oldest := float64(h.minutes.first) * h.minutes.width
+	for i, v := range h.halfHours.ys {
+		if end := float64(h.halfHours.first+int64(i)+1) * h.halfHours.width; end <= oldest && !math.IsNaN(float64(v)) {
+			high = max(high, float64(v))
+		}
+	}
+	return high
+}
+
+// floorAt is the highest of the coarse minima around time when (the bucket
+// that holds it and its neighbours): the floor the series held then, or NaN
+// when the history does not reach back so far.
+func (h *history) floorAt(when float64) float64 {
+	i := int(math.Floor(when/h.halfHours.width)) - int(h.halfHours.first)
 	v := math.Inf(-1)
 	for j := max(i-1, 0); j <= i+1 && j < len(h.halfHours.ys); j++ {
 		if y := float64(h.halfHours.ys[j]); !math.IsNaN(y) {
