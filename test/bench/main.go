@@ -169,7 +169,7 @@ func run(o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b := &bench{o: o, rep: rep, loops: loopsBin, agent: agentBin, h: h, log: filepath.Join(o.out, "agent.log")}
+	b := &bench{o: o, rep: rep, bins: dir, loops: loopsBin, agent: agentBin, h: h, log: filepath.Join(o.out, "agent.log")}
 	_ = os.Remove(b.log)
 
 	steps := []struct {
@@ -213,6 +213,7 @@ func run(o options, out io.Writer) error {
 type bench struct {
 	o     options
 	rep   *report
+	bins  string // where the bench builds its binaries
 	loops string // loops.c binary
 	agent string // leakwatch binary
 	h     memHierarchy

@@ -37,6 +37,10 @@ const stormContainers = 1500
 func TestScrapeStormInsideThePodLimit(t *testing.T) {
 	cgtest.RequirePrivileged(t)
 	bin := agenttest.Build(t)
+	prober, err := storm.BuildProber(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	pod := cgtest.New(t, storm.PodLimit)
 
 	start := time.Now()
@@ -71,7 +75,10 @@ func TestScrapeStormInsideThePodLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("agent peak RSS before the storm %.1f MiB", float64(before)/mib)
-	res := storm.Run(t.Context(), storm.Config{URL: a.URL, Scrapers: storm.Scrapers, Duration: stormDuration})
+	res, err := storm.Run(t.Context(), storm.Config{URL: a.URL, Scrapers: storm.Scrapers, Duration: stormDuration, Prober: prober})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("storm: %d scrapes of %d KiB (p50 %v, p99 %v), %d refused with 429, %d failed; /healthz p99 %v over %d probes, %d failed",
 		len(res.Scrapes), res.ScrapeBytes>>10, storm.Quantile(res.Scrapes, 0.5), storm.Quantile(res.Scrapes, 0.99),
 		res.Refused, res.Failed, storm.Quantile(res.Probes, 0.99), len(res.Probes), res.ProbeFailures)

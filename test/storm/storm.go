@@ -5,11 +5,17 @@
 package storm
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -34,8 +40,11 @@ type Config struct {
 	URL      string        // the agent's base URL, http://host:port
 	Scrapers int           // concurrent /metrics clients, each scraping in a loop
 	Duration time.Duration // how long the scrapers run
-	// ProbeEvery is the /healthz period (default 100 ms), as a kubelet's
-	// liveness probe would ask during the storm, but far more often.
+	// Prober is the prober command's binary (BuildProber). It asks
+	// /healthz every ProbeEvery (default 100 ms), as a kubelet's liveness
+	// probe would during the storm, but far more often, from a process of
+	// its own.
+	Prober     string
 	ProbeEvery time.Duration
 	// Timeout bounds one request (default 10 s): a request over it counts
 	// as failed, and the storm never outlasts Duration by more than it.
@@ -47,20 +56,39 @@ type Result struct {
 	Scrapes       []time.Duration // /metrics answered 200
 	Refused       int             // /metrics answered 429 (the agent's cap)
 	Failed        int             // /metrics errors, timeouts and other codes
-	Probes        []time.Duration // /healthz answered 200
+	Probes        []time.Duration // /healthz answered 200, asked by the prober
 	ProbeFailures int
-	ScrapeBytes   int64 // body size of the last 200 /metrics
-	FirstError    string
+	// InProcessProbes are /healthz answered 200 to a probe from the
+	// scrapers' own process, for reference: it waits for that process's
+	// scheduler behind the scrapers, which the prober does not.
+	InProcessProbes []time.Duration
+	ScrapeBytes     int64 // body size of the last 200 /metrics
+	FirstError      string
 }
 
-// Run runs the storm until cfg.Duration has passed or ctx ends.
-func Run(ctx context.Context, cfg Config) Result {
+// BuildProber builds the prober command into dir and returns its path.
+func BuildProber(dir string) (string, error) {
+	bin := filepath.Join(dir, "storm-prober")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/leakwatch/leakwatch/test/storm/prober").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("building the storm prober: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Run runs the storm until cfg.Duration has passed or ctx ends. It fails
+// only when the prober cannot run; what the agent answers is in Result.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if cfg.Prober == "" {
+		return Result{}, errors.New("storm: no prober (BuildProber)")
+	}
 	if cfg.ProbeEvery <= 0 {
 		cfg.ProbeEvery = 100 * time.Millisecond
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	// One connection per scraper, kept alive, as Prometheus replicas hold
@@ -117,19 +145,59 @@ func Run(ctx context.Context, cfg Config) Result {
 			start := time.Now()
 			code, _, err := get(client, cfg.URL+"/healthz")
 			took := time.Since(start)
-			mu.Lock()
 			if err == nil && code == http.StatusOK {
-				res.Probes = append(res.Probes, took)
-			} else if ctx.Err() == nil {
-				res.ProbeFailures++
-				fail(fmt.Sprintf("/healthz: code %d, %v", code, err))
+				mu.Lock()
+				res.InProcessProbes = append(res.InProcessProbes, took)
+				mu.Unlock()
 			}
-			mu.Unlock()
 			sleep(ctx, cfg.ProbeEvery)
 		}
 	})
+	probes, failures, err := probe(parent, cfg)
 	wg.Wait()
-	return res
+	if err != nil {
+		return res, err
+	}
+	res.Probes = probes
+	res.ProbeFailures = len(failures)
+	if len(failures) > 0 {
+		fail("/healthz: " + failures[0])
+	}
+	return res, nil
+}
+
+// probe runs the prober for the storm's duration and reads its lines.
+// It ends with the storm, or sooner when ctx ends.
+func probe(ctx context.Context, cfg Config) (probes []time.Duration, failures []string, err error) {
+	cmd := exec.CommandContext(ctx, cfg.Prober, "-url", cfg.URL+"/healthz", "-every", cfg.ProbeEvery.String(),
+		"-timeout", cfg.Timeout.String(), "-duration", cfg.Duration.String())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("storm prober: %w", err)
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		if reason, ok := strings.CutPrefix(line, "fail "); ok {
+			failures = append(failures, reason)
+			continue
+		}
+		ns, perr := strconv.ParseInt(line, 10, 64)
+		if perr != nil {
+			failures = append(failures, "unreadable prober line "+strconv.Quote(line))
+			continue
+		}
+		probes = append(probes, time.Duration(ns))
+	}
+	if err := cmd.Wait(); err != nil {
+		return probes, failures, fmt.Errorf("storm prober: %w: %s", err, stderr.String())
+	}
+	return probes, failures, nil
 }
 
 func get(c *http.Client, url string) (int, int64, error) {
