@@ -281,11 +281,14 @@ func newDaemon(cfg runConfig, log *slog.Logger) (_ *daemon, err error) {
 		reg.MustRegister(d.events.Collector())
 	}
 	reg.MustRegister(
-		metrics.NewCollector(d.agent, bi),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	if d.server, err = server.New(srvCfg, d.agent, reg, log); err != nil {
+	page, err := metrics.NewExposition(d.agent, bi, reg)
+	if err != nil {
+		return nil, err
+	}
+	if d.server, err = server.New(srvCfg, d.agent, page, log); err != nil {
 		return nil, err
 	}
 	reg.MustRegister(d.server.Collector())

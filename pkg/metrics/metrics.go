@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,16 +50,16 @@ type collector struct {
 	labelsMu sync.Mutex
 	labels   map[labelValues]*containerPairs
 
-	memory       *prometheus.Desc
-	limit        *prometheus.Desc
-	growth       *prometheus.Desc
-	confidence   *prometheus.Desc
-	leaking      *prometheus.Desc
-	timeToLimit  *prometheus.Desc
-	oomKills     *prometheus.Desc
-	mapped       *prometheus.Desc
-	pageFaults   *prometheus.Desc
-	faultedBytes *prometheus.Desc
+	// parts says what Collect emits: the agent's own figures, the
+	// containers' series, or both.
+	parts parts
+	// lastPage is the duration of the last page an Exposition built,
+	// reported as the scrape duration when the containers' series are
+	// written apart from Collect.
+	lastPage *atomic.Int64
+
+	// families are the containers' series, sorted by name.
+	families []*containerFamily
 
 	buildInfo          *prometheus.Desc
 	mapEntries         *prometheus.Desc
@@ -84,45 +85,26 @@ type collector struct {
 // NewCollector returns a collector that exports src's current snapshot on
 // every scrape. It keeps no reference to any snapshot between scrapes.
 func NewCollector(src view.Source, info buildinfo.Info) prometheus.Collector {
-	containerDesc := func(name, help string, extra ...string) *prometheus.Desc {
-		labels := append(append([]string(nil), containerLabels...), extra...)
-		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "container", name), help, labels, nil)
-	}
+	return newCollector(src, info, agentPart|containersPart)
+}
+
+// parts are the halves of what the collector exports.
+type parts uint8
+
+const (
+	agentPart parts = 1 << iota
+	containersPart
+)
+
+func newCollector(src view.Source, info buildinfo.Info, p parts) *collector {
 	agentDesc := func(subsystem, name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, name), help, labels, nil)
 	}
 	return &collector{
-		src:  src,
-		info: info,
-
-		memory: containerDesc("memory_bytes",
-			"Memory of the container's memory cgroup at the last collection, by type. "+
-				"leak_signal is anonymous and shared memory plus unreclaimable kernel memory, the figure the leak detector watches.",
-			"type"),
-		limit: containerDesc("memory_limit_bytes",
-			"Effective memory limit of the container's cgroup, the lowest of its own and its ancestors'. "+
-				"Absent when the cgroup has no limit."),
-		growth: containerDesc("memory_growth_bytes_per_second",
-			"Growth of the container's leak signal estimated by the leak detector."),
-		confidence: containerDesc("leak_confidence",
-			"Confidence of the leak detector, between 0 and 1, that the container leaks memory. "+
-				"It is at least "+leakingConfidence+" exactly while leakwatch_container_leaking is 1: it holds the confidence "+
-				"of the evidence that turned the verdict on, and falls towards "+leakingConfidence+" only while no evidence of growth remains."),
-		leaking: containerDesc("leaking",
-			"Whether the leak detector judges that the container leaks memory (1) or not (0). "+
-				"It turns on when growth is confirmed and off only after a quiet period without growth; "+
-				"leakwatch_container_leak_confidence is at least "+leakingConfidence+" exactly while it is 1."),
-		timeToLimit: containerDesc("time_to_limit_seconds",
-			"Projected time until the container reaches its memory limit at the current growth. "+
-				"Absent when unknown."),
-		oomKills: containerDesc("oom_kills_total",
-			"Processes of the container killed by the out-of-memory killer since the agent started."),
-		mapped: containerDesc("mapped_bytes",
-			"Private anonymous memory committed by the container's processes (mappings, brk heap, reservations made accessible by mprotect) that the tracer sees outstanding, touched or not."),
-		pageFaults: containerDesc("page_faults_total",
-			"Page faults of the container's cgroup, as the kernel counts them."),
-		faultedBytes: containerDesc("faulted_bytes_total",
-			"Anonymous memory faulted in by the container's processes since the tracer started, estimated from samples."),
+		src:      src,
+		info:     info,
+		parts:    p,
+		families: containerFamilies(),
 
 		buildInfo: agentDesc("", "build_info",
 			"A metric with a constant value of 1, labelled with the version, revision and Go version of the agent.",
@@ -168,9 +150,15 @@ func NewCollector(src view.Source, info buildinfo.Info) prometheus.Collector {
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	if c.parts&containersPart != 0 {
+		for _, f := range c.families {
+			ch <- f.desc
+		}
+	}
+	if c.parts&agentPart == 0 {
+		return
+	}
 	for _, d := range []*prometheus.Desc{
-		c.memory, c.limit, c.growth, c.confidence, c.leaking, c.timeToLimit,
-		c.oomKills, c.mapped, c.pageFaults, c.faultedBytes,
 		c.buildInfo, c.mapEntries, c.mapCapacity, c.mapMemory, c.drops, c.stackCopies, c.unwindTableBytes, c.unwindRefused, c.errors,
 		c.collectDuration, c.collections, c.tracked, c.overLimit, c.ready, c.degraded,
 		c.scrapeDuration, c.stateLastSave, c.tracingTier, c.tracingEscalations,
@@ -182,25 +170,42 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	start := time.Now()
-	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1,
-		c.info.Version, c.info.Revision, c.info.GoVersion)
-
+	agent := c.parts&agentPart != 0
+	if agent {
+		ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1,
+			c.info.Version, c.info.Revision, c.info.GoVersion)
+	}
 	snap := c.src.Snapshot()
 	if snap == nil {
-		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, 0)
+		if agent {
+			ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, 0)
+		}
 		return
 	}
-
-	ag := snap.Agent
-	ag.Tracing = view.CurrentTracing(c.src, snap)
-	c.collectAgent(ch, &ag)
-	shadowed := shadowedSeries(snap.Containers)
-	for i, pairs := range c.pairsFor(snap.Containers, shadowed) {
-		if pairs != nil {
-			c.collectContainer(ch, &snap.Containers[i], pairs)
+	if agent {
+		ag := snap.Agent
+		ag.Tracing = view.CurrentTracing(c.src, snap)
+		c.collectAgent(ch, &ag)
+	}
+	if c.parts&containersPart != 0 {
+		shadowed := shadowedSeries(snap.Containers)
+		for i, pairs := range c.pairsFor(snap.Containers, shadowed) {
+			if pairs != nil {
+				c.collectContainer(ch, &snap.Containers[i], pairs)
+			}
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(c.scrapeDuration, prometheus.GaugeValue, time.Since(start).Seconds())
+	if agent {
+		took := time.Since(start)
+		if c.lastPage != nil {
+			// The containers are written after this: the last
+			// scrape that took its whole time is the page before.
+			if last := time.Duration(c.lastPage.Load()); last > 0 {
+				took = last
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(c.scrapeDuration, prometheus.GaugeValue, took.Seconds())
+	}
 }
 
 func (c *collector) collectAgent(ch chan<- prometheus.Metric, a *view.Agent) {
@@ -245,39 +250,6 @@ func (c *collector) collectAgent(ch chan<- prometheus.Metric, a *view.Agent) {
 	}
 }
 
-func (c *collector) collectContainer(ch chan<- prometheus.Metric, ct *view.Container, pairs *containerPairs) {
-	gauge := func(d *prometheus.Desc, v float64) {
-		ch <- &containerMetric{desc: d, labels: pairs.common, gauge: true, value: v}
-	}
-	counter := func(d *prometheus.Desc, v uint64) {
-		ch <- &containerMetric{desc: d, labels: pairs.common, value: float64(v)}
-	}
-	if ct.Gone {
-		// A gone container has no memory, growth or verdict to report:
-		// its series end, so every alert on them resolves. Only the OOM
-		// kill counter stays for the retention, since the kill that
-		// emptied the cgroup is the one the OOM alert must see rise.
-		counter(c.oomKills, ct.OOMKills)
-		return
-	}
-	for i, v := range memoryValues(&ct.Memory) {
-		ch <- &containerMetric{desc: c.memory, labels: pairs.typed[i], gauge: true, value: float64(v)}
-	}
-	if ct.Memory.Limit > 0 {
-		gauge(c.limit, float64(ct.Memory.Limit))
-	}
-	gauge(c.growth, ct.Verdict.GrowthBytesPerSecond)
-	gauge(c.confidence, ct.Verdict.Confidence)
-	gauge(c.leaking, boolValue(ct.Verdict.Leaking))
-	if ct.Verdict.TimeToLimit >= 0 {
-		gauge(c.timeToLimit, ct.Verdict.TimeToLimit.Seconds())
-	}
-	counter(c.oomKills, ct.OOMKills)
-	gauge(c.mapped, float64(ct.MappedBytes))
-	counter(c.pageFaults, ct.Memory.PageFaults)
-	counter(c.faultedBytes, ct.FaultedBytes)
-}
-
 // labelValues are a container's values of containerLabels, in order.
 type labelValues [5]string
 
@@ -292,6 +264,9 @@ func containerLabelValues(ct *view.Container) labelValues {
 type containerPairs struct {
 	common []*dto.LabelPair
 	typed  [len(memoryTypes)][]*dto.LabelPair
+	// The same, as the text format writes them.
+	text      string
+	typedText [len(memoryTypes)]string
 }
 
 func newContainerPairs(v labelValues) *containerPairs {
@@ -301,11 +276,12 @@ func newContainerPairs(v labelValues) *containerPairs {
 	}
 	byName := func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) }
 	slices.SortFunc(common, byName)
-	p := &containerPairs{common: common}
+	p := &containerPairs{common: common, text: labelsText(common)}
 	for i := range memoryTypes {
 		typed := append(slices.Clone(common), &dto.LabelPair{Name: &typeLabel, Value: &memoryTypes[i]})
 		slices.SortFunc(typed, byName)
 		p.typed[i] = typed
+		p.typedText[i] = labelsText(typed)
 	}
 	return p
 }

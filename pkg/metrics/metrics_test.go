@@ -2,11 +2,6 @@ package metrics
 
 import (
 	"bytes"
-	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -16,11 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/leakwatch/leakwatch/pkg/buildinfo"
 	"github.com/leakwatch/leakwatch/pkg/tiering"
 	"github.com/leakwatch/leakwatch/pkg/view"
+	"github.com/leakwatch/leakwatch/test/promtool"
 )
 
 // fakeSource is a view.Source over plain data set by the test: no agent, no
@@ -395,63 +390,28 @@ func TestCollectTimeToLimitOnlyWhenKnown(t *testing.T) {
 // TestPromtool runs the real promtool on the exposition text, the check the
 // style guide names. Debian's prometheus package ships it (hack/install-deps.sh).
 func TestPromtool(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		msg := "promtool not found in PATH (install Debian's prometheus package, see hack/install-deps.sh)"
-		if os.Getenv("LEAKWATCH_REQUIRE_PRIVILEGED") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(NewCollector(&fakeSource{snap: testSnapshot()}, testInfo))
-	mfs, err := reg.Gather()
+	// The page the agent serves, written as text by the Exposition, with
+	// label values to escape.
+	page, err := exposition(t, awkwardSnapshot(3)).AppendText(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
-	for _, mf := range mfs {
-		if err := enc.Encode(mf); err != nil {
-			t.Fatal(err)
+	for _, text := range [][]byte{encode(t, reg), page} {
+		// promtool passes empty input: make sure it gets every family.
+		for _, name := range append(allButScrapeDuration, "leakwatch_scrape_duration_seconds") {
+			if !bytes.Contains(text, []byte("\n# TYPE "+name+" ")) {
+				t.Fatalf("exposition lacks %s:\n%s", name, text)
+			}
 		}
-	}
-	text := buf.Bytes()
-	// promtool passes empty input: make sure it gets every family.
-	for _, name := range append(allButScrapeDuration, "leakwatch_scrape_duration_seconds") {
-		if !bytes.Contains(text, []byte("\n# TYPE "+name+" ")) {
-			t.Fatalf("exposition lacks %s:\n%s", name, text)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, promtool, "check", "metrics")
-	cmd.Stdin = bytes.NewReader(text)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			t.Fatalf("promtool check metrics found problems:\n%s\nexposition:\n%s", out, text)
-		}
-		t.Fatalf("running promtool: %v\n%s", err, out)
-	}
-	if s := strings.TrimSpace(string(out)); s != "" {
-		t.Errorf("promtool check metrics said:\n%s", s)
+		promtool.CheckMetrics(t, text, true)
 	}
 }
 
 func BenchmarkCollect(b *testing.B) {
 	const n = 500
-	snap := testSnapshot()
-	snap.Containers = make([]view.Container, n)
-	for i := range snap.Containers {
-		ct := podContainer()
-		ct.ID = fmt.Sprint(1000 + i)
-		ct.ContainerID = fmt.Sprintf("%064x", i)
-		ct.Cgroup = fmt.Sprintf("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%d.slice/cri-containerd-%064x.scope", i, i)
-		ct.Pod = fmt.Sprintf("cart-%d", i)
-		snap.Containers[i] = ct
-	}
+	snap := benchSnapshot(n)
 	c := NewCollector(&fakeSource{snap: snap}, testInfo)
 	ch := make(chan prometheus.Metric, 20*n)
 	b.ReportAllocs()

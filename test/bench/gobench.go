@@ -22,7 +22,7 @@ var goBenches = []goBench{
 	{pkg: "./pkg/tracer", pattern: "^BenchmarkSnapshot$", benchtime: "20x", targets: map[string]float64{
 		"BenchmarkSnapshot/mappings=20000/steady": 5, "BenchmarkSnapshot/mappings=20000/first": 5,
 	}},
-	{pkg: "./pkg/metrics", pattern: "^(BenchmarkCollect|BenchmarkScrape)$", benchtime: "20x"},
+	{pkg: "./pkg/metrics", pattern: "^(BenchmarkCollect|BenchmarkScrape|BenchmarkPage)$", benchtime: "20x"},
 	{pkg: "./pkg/series", pattern: "^BenchmarkHistory$", benchtime: "20x"},
 }
 
