@@ -1118,6 +1118,21 @@ static long probe_vma(struct task_struct *task, struct vm_area_struct *vma, void
 	return 0;
 }
 
+/* Whether the task is in execve, loading a new program. The faults it takes
+ * there are the kernel's writes into the new image (its bss, its first stack
+ * page, the ELF tables): they count for the new image's exec id, but the user
+ * registers are still those of the program that called execve until the new
+ * one starts, so bpf_get_stack would give the caller's execve wrapper, an
+ * address in no mapping of the new image (issue 16: a lone unnamed libc
+ * address, the shell's execve+7, among an OOM victim's faults). They have no
+ * user stack of their image: they count under stack 0 (not recorded). */
+static __always_inline bool in_execve(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(task->in_execve))
+		return false;
+	return BPF_CORE_READ_BITFIELD(task, in_execve);
+}
+
 SEC("perf_event")
 int handle_page_fault(struct bpf_perf_event_data *ctx)
 {
@@ -1133,7 +1148,7 @@ int handle_page_fault(struct bpf_perf_event_data *ctx)
 	__u64 weight = ctx->sample_period * page_size;
 	struct fault_key key = {
 	    .memcg = memcg,
-	    .stack_id = user_stack_id(ctx),
+	    .stack_id = in_execve(task) ? 0 : user_stack_id(ctx),
 	    .tgid = tgid,
 	    .exec_id = (__u32)BPF_CORE_READ(task, self_exec_id),
 	};

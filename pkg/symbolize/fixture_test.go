@@ -446,6 +446,92 @@ func TestCaptureOfExitingProcessKeepsMap(t *testing.T) {
 	}
 }
 
+// An exiting process's maps stop short once its memory is gone: the kernel
+// ends a read of /proc/PID/maps when the mm has no users left, so a capture
+// as the process exits (the agent's of an OOM kill's victim, for its
+// forensics) can get its first lines only, the program's own code without
+// libc. Its stat then shows no memory (vsize 0), and the map captured while
+// it lived must stay. That moment is too short to hit with a real exit, so
+// files stand in for the process's maps and stat, and the rest of its /proc
+// entry is its own.
+func TestCaptureCutShortByExitKeepsMap(t *testing.T) {
+	bin := build(t, "cc", "leafcall", "-O1", "-g0", "-fno-omit-frame-pointer", "-fPIE", "-pie", "testdata/leafcall.c")
+	f := start(t, bin, "own_leaf", "getppid")
+	proc := t.TempDir()
+	dir := filepath.Join(proc, strconv.FormatUint(uint64(f.pid), 10))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"root", "map_files", "status"} {
+		if err := os.Symlink(fmt.Sprintf("/proc/%d/%s", f.pid, name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readProc := func(name string) string {
+		t.Helper()
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", f.pid, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	maps, stat := readProc("maps"), readProc("stat")
+	libc := strings.Index(maps, "libc")
+	if libc < 0 {
+		t.Fatalf("no libc in the maps of %d:\n%s", f.pid, maps)
+	}
+	head := maps[:strings.LastIndexByte(maps[:libc], '\n')+1] // the lines before libc's
+	write("maps", maps)
+	write("stat", stat)
+	s := newTestSymbolizer(t, Config{ProcRoot: proc})
+	if err := s.Capture(f.pid, f.start); err != nil {
+		t.Fatal(err)
+	}
+	want := funcName(symbolize(t, s, f, f.vals["getppid"])[0])
+	if want != "getppid" {
+		t.Fatalf("libc's getppid resolves to %q", want)
+	}
+
+	for _, c := range []struct {
+		what, stat, want string
+	}{
+		{"cut short by its exit (vsize 0)", statWithField(t, stat, 23, "0"), want},
+		// The control: with its memory, the same lines are a map that
+		// changed while it lives, and replace the old one.
+		{"read while it lives", stat, "<unknown"},
+	} {
+		write("maps", head)
+		write("stat", c.stat)
+		if err := s.Capture(f.pid, f.start); err != nil {
+			t.Fatalf("capture %s: %v", c.what, err)
+		}
+		if got := funcName(symbolize(t, s, f, f.vals["getppid"])[0]); !strings.HasPrefix(got, c.want) {
+			t.Errorf("after a capture %s: libc's getppid resolves to %q, want %q", c.what, got, c.want)
+		}
+	}
+}
+
+// statWithField returns a /proc/PID/stat line with field n set to v.
+func statWithField(t *testing.T, stat string, n int, v string) string {
+	t.Helper()
+	i := strings.LastIndexByte(stat, ')')
+	var fields []string
+	if i >= 0 {
+		fields = strings.Fields(stat[i+1:])
+	}
+	if len(fields) <= n-3 {
+		t.Fatalf("stat %q has no field %d", stat, n)
+	}
+	fields[n-3] = v
+	return stat[:i+1] + " " + strings.Join(fields, " ") + "\n"
+}
+
 func TestWrongStartTime(t *testing.T) {
 	bin := buildC(t, "c-pie", "-fPIE", "-pie")
 	f := start(t, bin, "addr")

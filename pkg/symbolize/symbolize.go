@@ -328,8 +328,17 @@ func (s *Symbolizer) capture(key procKey) (*process, error) {
 	}
 	// The kernel may have reused the pid while we read: check again, so a
 	// map of another process is never filed under this key.
-	if err := s.checkIdentity(key); err != nil {
+	hasMemory, err := s.identity(key)
+	if err != nil {
 		return nil, err
+	}
+	if ok && !hasMemory {
+		// Its memory went as we read: a read of maps ends once the mm is
+		// gone, so we may hold its first lines only (an OOM kill's victim
+		// captured again for its forensics: its program's code, without
+		// libc and ld.so, whose frames then lost their mapping). The map
+		// captured while it lived stays.
+		return old, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -805,17 +814,26 @@ func (s *Symbolizer) refreshPerfMap(p *process) {
 // CLOCK_BOOTTIME, which runs ahead of CLOCK_MONOTONIC by the time the host
 // spent suspended; the check allows for that and for the tick rounding.
 func (s *Symbolizer) checkIdentity(key procKey) error {
+	_, err := s.identity(key)
+	return err
+}
+
+// identity is checkIdentity, and says whether the process still has its
+// memory: stat's vsize reads 0 once its exit has let go of its mm.
+func (s *Symbolizer) identity(key procKey) (hasMemory bool, err error) {
 	data, err := os.ReadFile(s.procPath(key.pid, "stat"))
 	if err != nil {
-		return s.procErr(key.pid, "reading stat", err)
+		return false, s.procErr(key.pid, "reading stat", err)
 	}
+	vsize, err := statField(data, 23)
+	hasMemory = err == nil && vsize > 0
 	if key.start == 0 {
-		return nil
+		return hasMemory, nil
 	}
 	ticks, err := statStartTime(data)
 	if err != nil {
 		s.st.errors.Add(1)
-		return fmt.Errorf("parsing stat of %d: %w", key.pid, err)
+		return false, fmt.Errorf("parsing stat of %d: %w", key.pid, err)
 	}
 	var boot, mono unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot)
@@ -825,9 +843,9 @@ func (s *Symbolizer) checkIdentity(key procKey) error {
 	got := int64(ticks) * (1e9 / clockTicks)
 	want := int64(key.start)
 	if got < want-slack || got > want+suspended+slack {
-		return fmt.Errorf("pid %d started at %d ns, not %d: %w", key.pid, got, want, ErrGone)
+		return false, fmt.Errorf("pid %d started at %d ns, not %d: %w", key.pid, got, want, ErrGone)
 	}
-	return nil
+	return hasMemory, nil
 }
 
 func (s *Symbolizer) procErr(pid uint32, what string, err error) error {
@@ -842,16 +860,20 @@ func (s *Symbolizer) procPath(pid uint32, elem ...string) string {
 	return filepath.Join(append([]string{s.cfg.ProcRoot, strconv.FormatUint(uint64(pid), 10)}, elem...)...)
 }
 
-// statStartTime returns field 22 of /proc/PID/stat. The command (field 2)
-// may hold spaces and parentheses, so fields are counted after its last ')'.
-func statStartTime(data []byte) (uint64, error) {
+// statStartTime returns field 22 of /proc/PID/stat, the start time.
+func statStartTime(data []byte) (uint64, error) { return statField(data, 22) }
+
+// statField returns field n (from 3, as proc(5) numbers them) of
+// /proc/PID/stat. The command (field 2) may hold spaces and parentheses, so
+// fields are counted after its last ')'.
+func statField(data []byte, n int) (uint64, error) {
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
 		return 0, errors.New("no command in stat")
 	}
 	fields := bytes.Fields(data[i+1:])
-	const idx = 22 - 3 // fields after the command start at field 3
-	if len(fields) <= idx {
+	idx := n - 3 // fields after the command start at field 3
+	if idx < 0 || len(fields) <= idx {
 		return 0, errors.New("short stat")
 	}
 	return strconv.ParseUint(string(fields[idx]), 10, 64)

@@ -1,0 +1,99 @@
+package tracer_test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/leakwatch/leakwatch/pkg/tracer"
+	"github.com/leakwatch/leakwatch/test/cgtest"
+)
+
+// A fault taken inside execve, while the kernel loads the new program (its
+// bss, its first stack page), counts for the new image (its exec id), but
+// the user registers are still those of the program that called execve:
+// their stack is the old image's execve wrapper, an address the new image
+// has nothing at (issue 16: a lone unnamed libc address in an OOM victim's
+// faults). Every fault is sampled here, so memwork's exec is seen: no
+// sample of its image may have a stack that starts outside its own code,
+// and the exec's faults are still counted, without a stack.
+func TestFaultsInsideExecHaveNoStackOfTheCaller(t *testing.T) {
+	tr := startTracer(t, func(c *tracer.Config) { c.FaultSampleBytes = uint64(os.Getpagesize()) })
+	memwork, _ := cgtest.Workloads(t)
+	g := cgtest.New(t, 256*mib)
+	p := g.Start(t, memwork) // a shell, moved into g, that execs memwork
+	p.Do(t, "nop")
+	code := executableRanges(t, p.PID)
+
+	s := snapshot(t, tr)
+	var image uint32 // memwork's: the last exec id of the process (the shell's is the one before)
+	for _, f := range s.Faults {
+		if f.PID == uint32(p.PID) && f.Memcg == g.ID {
+			image = max(image, f.ExecID)
+		}
+	}
+	var named, unknown, outside uint64
+	for _, f := range s.Faults {
+		if f.PID != uint32(p.PID) || f.Memcg != g.ID || f.ExecID != image {
+			continue
+		}
+		if f.StackID == 0 {
+			unknown += f.Samples
+			continue
+		}
+		st, ok := tr.Stack(f.StackID)
+		if !ok || len(st.Frames) == 0 {
+			t.Fatalf("stack %d of %d samples is gone", f.StackID, f.Samples)
+		}
+		if !code.holds(st.Frames[0]) {
+			outside += f.Samples
+			t.Errorf("%d samples of memwork's image start at %#x, in none of its executable mappings (frames %x)", f.Samples, st.Frames[0], st.Frames)
+			continue
+		}
+		named += f.Samples
+	}
+	t.Logf("memwork's image (exec id %d): %d samples start in its code, %d have no stack, %d start elsewhere", image, named, unknown, outside)
+	if named == 0 {
+		t.Error("no sample of memwork's image starts in its code")
+	}
+	if unknown == 0 {
+		t.Error("no sample of memwork's image without a stack: the faults of its exec were not seen")
+	}
+}
+
+type addrRanges [][2]uint64
+
+func (r addrRanges) holds(a uint64) bool {
+	for _, x := range r {
+		if a >= x[0] && a < x[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// executableRanges reads the executable mappings of a process.
+func executableRanges(t *testing.T, pid int) addrRanges {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out addrRanges
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 || !strings.Contains(fields[1], "x") {
+			continue
+		}
+		lo, hi, _ := strings.Cut(fields[0], "-")
+		out = append(out, [2]uint64{hexAddr(t, lo), hexAddr(t, hi)})
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
