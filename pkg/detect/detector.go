@@ -23,6 +23,10 @@ const (
 	TierFast        // successive EnvelopeWindow minima of raw points
 	TierMedium      // MediumBucket minima, windows of 8 and 16 buckets
 	TierSlow        // SlowBucket minima, windows of 12, 24 and 48 buckets
+	// TierRestarts: the series climbed to its memory limit and restarted,
+	// limitRestartsLeak times in a row (an OOM kill loop), which no tier
+	// can see: each restart begins a new segment and its warm-up.
+	TierRestarts
 )
 
 func (t Tier) String() string {
@@ -33,6 +37,8 @@ func (t Tier) String() string {
 		return "medium"
 	case TierSlow:
 		return "slow"
+	case TierRestarts:
+		return "restarts"
 	}
 	return "none"
 }
@@ -161,7 +167,31 @@ type Detector struct {
 	// confirmation at the last point ("" when none confirmed or it did
 	// not): derived at every point, for the explanation.
 	holdReason string
+
+	// segFirst and segPeak are the first (-1 before it) and the highest
+	// point of the segment. limitRestarts counts the segments in a row that climbed to
+	// within limitHit of the limit and ended in a restart; limitCycle and
+	// limitSlope are the last such segment's length and climb.
+	segFirst, segPeak      float64
+	limitRestarts          int
+	limitCycle, limitSlope float64
 }
+
+// The limit-restart rule (TierRestarts). A segment ends at the limit when
+// its peak stood within limitHit of the limit before a restart: the OOM
+// killer ends a process whose memory reached its limit. limitRestartsLeak
+// such segments in a row are a leak (or a limit the workload outgrows,
+// which the same alert must report): no healthy service restarts at its
+// limit twice running. The verdict stays while each segment keeps ending
+// there; a segment that runs limitQuietCycles of the last cycle's length
+// without reaching the limit ends the chain, and the usual quiet period
+// clears the verdict. restartsConfidence is the verdict's confidence.
+const (
+	limitHit           = 0.9
+	limitRestartsLeak  = 2
+	limitQuietCycles   = 2
+	restartsConfidence = 0.95
+)
 
 // tierState is the outcome of a tier's latest evaluation.
 type tierState struct {
@@ -263,10 +293,15 @@ func (d *Detector) Observe(p Point) Verdict {
 	d.lastTime = p.T
 	t := p.T.Sub(d.origin).Seconds()
 	newSeg := false
-	if t-d.lastT > d.cfg.MaxGap.Seconds() || d.isRestart(p.Bytes) {
+	if restart := d.isRestart(p.Bytes); restart || t-d.lastT > d.cfg.MaxGap.Seconds() {
+		d.endSegment(restart)
 		d.startSegment(t)
 		newSeg = true
 	}
+	if d.segFirst < 0 {
+		d.segFirst = p.Bytes
+	}
+	d.segPeak = max(d.segPeak, p.Bytes)
 	d.lastT = t
 	d.raw.push(sample{t, p.Bytes})
 	d.limit = p.Limit
@@ -305,6 +340,24 @@ func (d *Detector) isRestart(b float64) bool {
 	return b < d.cfg.RestartFraction*median(ys)
 }
 
+// endSegment counts a segment that ended in a restart at the limit
+// (limitRestarts), or ends the chain of them on any other restart. A gap
+// leaves the chain as it is: nothing was seen.
+func (d *Detector) endSegment(restart bool) {
+	if !restart {
+		return
+	}
+	if d.limit <= 0 || d.segPeak < limitHit*d.limit {
+		d.limitRestarts = 0
+		return
+	}
+	d.limitRestarts++
+	d.limitCycle = d.lastT - d.segStart
+	if d.limitCycle > 0 {
+		d.limitSlope = max(0, d.segPeak-d.segFirst) / d.limitCycle
+	}
+}
+
 func (d *Detector) startSegment(t float64) {
 	d.segStart = t
 	d.analysisStart = t + d.cfg.WarmUp.Seconds()
@@ -316,6 +369,7 @@ func (d *Detector) startSegment(t float64) {
 	d.leaking = false
 	d.quietSince = -1
 	d.held = 0
+	d.segFirst, d.segPeak = -1, 0
 }
 
 // The fast tier accepts a newer slope at least fastMaxSlowdown times the
@@ -569,6 +623,19 @@ func windowTest(xs, ys []float64, cfg Config) (pass bool, slope, conf float64) {
 // ClearAfter during which no tier's latest evaluation passed. It holds the
 // confirming evidence's confidence for the verdict.
 func (d *Detector) updateState(t float64) {
+	if d.limitRestarts > 0 && d.segPeak < limitHit*d.limit && t-d.segStart > limitQuietCycles*d.limitCycle {
+		d.limitRestarts = 0 // this segment lives on below the limit
+	}
+	if d.limitRestarts >= limitRestartsLeak {
+		if !d.leaking {
+			d.leaking = true
+			d.leakingSince = t
+		}
+		d.quietSince = -1
+		d.held = max(d.held, restartsConfidence)
+		d.holdReason = ""
+		return
+	}
 	confirmed, slope := 0.0, 0.0
 	for _, s := range d.tiers() {
 		if s.confirmed() && s.effectiveConf() > confirmed {
@@ -808,7 +875,12 @@ func (d *Detector) verdict(t float64, p Point, newSeg bool) Verdict {
 			best = i
 		}
 	}
-	if best >= 0 {
+	switch {
+	case d.limitRestarts >= limitRestartsLeak && (best < 0 || !tiers[best].s.passing):
+		v.Tier = TierRestarts
+		v.GrowthBytesPerSecond = d.limitSlope
+		v.Why = d.explain(t, v)
+	case best >= 0:
 		v.Tier = tiers[best].tier
 		v.GrowthBytesPerSecond = tiers[best].s.slope
 		if d.leaking || tiers[best].s.passing {
@@ -847,6 +919,8 @@ func (d *Detector) tierSpan(tier Tier) (span float64, minUnits int) {
 		return float64(d.medium.windows[0]) * d.medium.width, d.hist.units(d.medium.width)
 	case TierSlow:
 		return float64(d.slow.windows[0]) * d.slow.width, d.hist.units(d.slow.width)
+	case TierRestarts:
+		return d.limitCycle, 1
 	}
 	return 3 * d.hist.unit(), 1
 }

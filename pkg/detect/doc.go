@@ -175,7 +175,22 @@
 // RestartFraction of the median of the last three minutes: the old process
 // is gone and the new one's growth is not the old one's leak) and at gaps
 // longer than MaxGap. The first WarmUp of every segment is ignored: start-up
-// growth is not a leak. A new segment clears Leaking.
+// growth is not a leak. A new segment clears Leaking, but for one chain.
+//
+// Restarts at the limit (TierRestarts): a container killed at its memory
+// limit over and over never shows a tier its growth, since each restart
+// starts a segment and its warm-up. A segment that ends in a restart after
+// its peak stood within 90% of the limit counts in a chain; the second in a
+// row turns the verdict leaking at once (confidence 0.95, growth the last
+// segment's climb over its length), and it stays leaking while segments
+// keep ending there. A restart from lower ends the chain, as does a
+// segment that lives two of the last cycle's lengths without reaching the
+// limit; the verdict then clears after ClearAfter of quiet like any other.
+// No healthy service restarts at its limit twice running; a limit a
+// service outgrows gets the same verdict, which it needs as much. On the
+// production family (seeds 0-19), leak_oom recall rose from 0.75 to 1.00
+// with no new false verdict; the median detection is 11 minutes, about one
+// cycle of the loop, against targets of 3-7 minutes.
 //
 // Limits of the tiers alone (Persistence 0) on the old corpus, measured
 // with `go run ./test/benchdetect -seeds 32` and on 64 further seeds: no

@@ -11,7 +11,7 @@ import (
 // stateVersion numbers the layout MarshalBinary writes. A change of layout
 // must bump it: UnmarshalBinary refuses any other version, and the agent
 // then starts the container afresh rather than misread it.
-const stateVersion = 4
+const stateVersion = 5
 
 // ErrConfigMismatch is returned by UnmarshalBinary when the state was saved
 // by a detector with other settings: its rings and buckets would not mean
@@ -47,6 +47,11 @@ func (d *Detector) MarshalBinary() ([]byte, error) {
 	w.f64(d.held)
 	w.f64(d.noise)
 	w.history(&d.hist)
+	w.f64(d.segFirst)
+	w.f64(d.segPeak)
+	w.i64(int64(d.limitRestarts))
+	w.f64(d.limitCycle)
+	w.f64(d.limitSlope)
 	return w.buf, nil
 }
 
@@ -90,6 +95,9 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 	n.held = r.f64()
 	n.noise = r.f64()
 	r.history(&n.hist)
+	n.segFirst, n.segPeak = r.f64(), r.f64()
+	n.limitRestarts = r.count(math.MaxInt32)
+	n.limitCycle, n.limitSlope = r.f64(), r.f64()
 	if r.err == nil && len(r.buf) > 0 {
 		r.err = fmt.Errorf("%d trailing bytes", len(r.buf))
 	}
@@ -113,7 +121,8 @@ const maxBucketIndex = 1 << 40
 // after the last point (the fast tier indexes its windows by their age).
 func (d *Detector) checkState() error {
 	for _, v := range []float64{d.lastT, d.segStart, d.analysisStart, d.leakingSince, d.quietSince, d.medium.cur.min, d.slow.cur.min,
-		d.noise, d.hist.lastY, d.hist.minutes.cur.min, d.hist.halfHours.cur.min} {
+		d.noise, d.hist.lastY, d.hist.minutes.cur.min, d.hist.halfHours.cur.min,
+		d.segFirst, d.segPeak, d.limitCycle, d.limitSlope} {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return errors.New("non-finite time or level")
 		}
@@ -327,7 +336,7 @@ func (r *stateReader) verdict() Verdict {
 	v.GrowthBytesPerSecond = r.f64()
 	v.Confidence = r.f64()
 	v.TimeToLimit = time.Duration(r.i64())
-	tier := r.count(int(TierSlow))
+	tier := r.count(int(TierRestarts))
 	v.Tier = Tier(tier)
 	v.LeakingSince = r.time()
 	v.SegmentStart = r.time()
