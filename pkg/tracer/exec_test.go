@@ -23,15 +23,38 @@ func TestFaultsInsideExecHaveNoStackOfTheCaller(t *testing.T) {
 	tr := startTracer(t, func(c *tracer.Config) { c.FaultSampleBytes = uint64(os.Getpagesize()) })
 	memwork, _ := cgtest.Workloads(t)
 	g := cgtest.New(t, 256*mib)
-	p := g.Start(t, memwork) // a shell, moved into g, that execs memwork
-	p.Do(t, "nop")
-	code := executableRanges(t, p.PID)
-
-	s := snapshot(t, tr)
-	var image uint32 // memwork's: the last exec id of the process (the shell's is the one before)
-	for _, f := range s.Faults {
-		if f.PID == uint32(p.PID) && f.Memcg == g.ID {
-			image = max(image, f.ExecID)
+	// Sampling every fault is lossy on a busy node: once in a CI run beside
+	// hack/busy-load.sh no sample of the process came at all. A process
+	// none of whose faults were seen is started again (at most three).
+	var (
+		p     *cgtest.Proc
+		s     *tracer.Snapshot
+		code  addrRanges
+		image uint32 // memwork's: the last exec id of the process (the shell's is the one before)
+	)
+	for attempt := 1; image == 0; attempt++ {
+		if p != nil {
+			p.Kill()
+		}
+		if attempt > 3 {
+			t.Fatal("no fault sample of memwork in three starts")
+		}
+		p = g.Start(t, memwork) // a shell, moved into g, that execs memwork
+		p.Do(t, "nop")
+		code = executableRanges(t, p.PID)
+		s = snapshot(t, tr)
+		var cgroup uint64
+		for _, f := range s.Faults {
+			if f.Memcg == g.ID {
+				cgroup += f.Samples
+			}
+			if f.PID == uint32(p.PID) && f.Memcg == g.ID {
+				image = max(image, f.ExecID)
+			}
+		}
+		if image == 0 {
+			t.Logf("start %d: no sample of pid %d; %d fault keys on the node, %d samples in the cgroup, drops %v",
+				attempt, p.PID, len(s.Faults), cgroup, s.Drops)
 		}
 	}
 	var named, unknown, outside uint64

@@ -27,8 +27,10 @@ const stormContainers = 1500
 
 // A scrape storm inside the pod's memory limit: 50 clients scraping
 // /metrics in a loop, with 1,500 containers added to the node, must neither
-// get the agent OOM-killed nor take its RSS past 96 MiB, and /metrics and
-// /healthz must keep answering (a 429 from the scrape cap is an answer).
+// get the agent OOM-killed nor add more than storm.MaxGrowth to its peak RSS
+// (the absolute 96 MiB is the bench's, on a quiet node: here the RSS before
+// the storm is the node's), and /metrics and /healthz must keep answering
+// (a 429 from the scrape cap is an answer).
 // Before the shared per-view page, 8 concurrent scrapes at 2,000
 // containers OOM-killed the agent within a second; with it, but with label
 // pairs built per scrape and Go's default GOGC, the peak was 112-128 MiB.
@@ -90,9 +92,9 @@ func TestScrapeStormInsideThePodLimit(t *testing.T) {
 	if err != nil {
 		t.Fatalf("agent gone after the storm? %v", err)
 	}
-	t.Logf("agent peak RSS %.1f MiB (bound %d MiB)", float64(hwm)/mib, storm.MaxRSS/mib)
-	if hwm > storm.MaxRSS {
-		t.Errorf("agent peak RSS %.1f MiB, want at most %d MiB", float64(hwm)/mib, storm.MaxRSS/mib)
+	t.Logf("agent peak RSS %.1f MiB, %.1f MiB above its peak before the storm (bound %d MiB)", float64(hwm)/mib, float64(hwm-before)/mib, storm.MaxGrowth/mib)
+	if hwm-before > storm.MaxGrowth {
+		t.Errorf("the storm took the agent's peak RSS from %.1f to %.1f MiB, want at most %d MiB more", float64(before)/mib, float64(hwm)/mib, storm.MaxGrowth/mib)
 	}
 	if len(res.Scrapes) == 0 || res.Failed != 0 {
 		t.Errorf("%d scrapes served, %d failed (first error: %s); want every scrape answered 200 or 429", len(res.Scrapes), res.Failed, res.FirstError)
