@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +26,15 @@ func TestMain(m *testing.M) { cgtest.Main(m) }
 // startTracer loads a tracer for one test and runs it until the test ends.
 func startTracer(t *testing.T, mutate func(*tracer.Config)) *tracer.Tracer {
 	t.Helper()
+	tr, stop := startTracerFor(t, mutate)
+	t.Cleanup(stop)
+	return tr
+}
+
+// startTracerFor loads a tracer and runs it until stop, which may be
+// called more than once.
+func startTracerFor(t *testing.T, mutate func(*tracer.Config)) (tr *tracer.Tracer, stop func()) {
+	t.Helper()
 	cgtest.RequirePrivileged(t)
 	cfg := tracer.DefaultConfig()
 	cfg.SweepInterval = time.Second
@@ -38,16 +48,18 @@ func startTracer(t *testing.T, mutate func(*tracer.Config)) *tracer.Tracer {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tr.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if err := tr.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return tr
+	var once sync.Once
+	return tr, func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			if err := tr.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+	}
 }
 
 type testLog struct{ t *testing.T }
