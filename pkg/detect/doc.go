@@ -190,7 +190,13 @@
 // service outgrows gets the same verdict, which it needs as much. On the
 // production family (seeds 0-19), leak_oom recall rose from 0.75 to 1.00
 // with no new false verdict; the median detection is 11 minutes, about one
-// cycle of the loop, against targets of 3-7 minutes.
+// cycle of the loop, against targets of 3-7 minutes. Its reach in the
+// agent is narrower than on that corpus: the agent keeps a series per
+// cgroup, and a Kubernetes container restarted after an OOM kill comes
+// back in a new cgroup (a new series), as does a systemd service; the rule
+// sees the loops that stay in one cgroup (a supervisor or a shell that
+// starts the killed program again, a pod's own restart loop inside one
+// container). No recorded series of a real runtime has such a loop yet.
 //
 // Limits of the tiers alone (Persistence 0) on the old corpus, measured
 // with `go run ./test/benchdetect -seeds 32` and on 64 further seeds: no
