@@ -44,7 +44,12 @@ const maxSymbolRequestBytes = 1 << 20
 // 400.
 func guard(next http.Handler, symbolPath string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := r.URL.EscapedPath(); p != cleanPath(p) {
+		if p := r.URL.EscapedPath(); !strings.HasPrefix(p, "/") && r.RequestURI != "*" {
+			// A target with no path ("A:", an authority for CONNECT)
+			// would get ServeMux's plain-text 404.
+			writeError(w, http.StatusNotFound, "no such endpoint "+lookup.Quote(r.RequestURI)+": the target has no path")
+			return
+		} else if p != cleanPath(p) {
 			// ServeMux would redirect to the clean path (307); no client
 			// of the agent writes such a path, so it names nothing.
 			writeError(w, http.StatusNotFound, "no such endpoint "+lookup.Quote(r.URL.Path)+": the path is not in clean form")
