@@ -475,7 +475,7 @@ func (d *Detector) gate(t float64, tier Tier, s *tierState) {
 	}
 	span, minUnits := d.tierSpan(tier)
 	margin := max(gateNoises*d.noise, gateRise*s.slope*span)
-	if ok, _, _ := d.hist.newLevel(t, span, margin, d.lastUnitMin(t), minUnits); ok {
+	if ok, _, _ := d.hist.newLevel(t, s.slope, span, margin, d.lastUnitMin(t), minUnits); ok {
 		return
 	}
 	s.passing = false
@@ -692,7 +692,7 @@ func (d *Detector) heldBack(t, slope float64) string {
 	if d.likeLoadCycle(t, slope) {
 		return heldLoadCycle
 	}
-	if !d.rose(t, span) {
+	if !d.rose(t, slope, span) {
 		return heldSpans
 	}
 	return ""
@@ -704,7 +704,7 @@ func (d *Detector) persistenceSpan(t, slope float64) float64 {
 	if d.cfg.Persistence == 0 {
 		return 0
 	}
-	span := max(d.cfg.Persistence.Seconds(), runCycles*d.hist.cycleDone(t))
+	span := max(d.cfg.Persistence.Seconds(), runCycles*d.hist.cycleDone(t, slope))
 	if slope > 0 {
 		span = max(span, runNoises*d.noise/slope)
 		if ttl := d.timeToLimit(t, d.limit, slope); d.limit > 0 && ttl >= 0 && ttl.Seconds() < span {
@@ -721,9 +721,9 @@ const (
 )
 
 // rose is heldBack's record test over spans of span seconds.
-func (d *Detector) rose(t, span float64) bool {
+func (d *Detector) rose(t, slope, span float64) bool {
 	s := 4 * int(math.Ceil(span/d.hist.unit()/4))
-	recs, below := d.hist.records(t, d.lastUnitMin(t), runMinUnits, 2*s)
+	recs, below := d.hist.records(t, slope, d.lastUnitMin(t), runMinUnits, 2*s)
 	if len(recs) != 2*s+1 {
 		return false
 	}
@@ -901,13 +901,13 @@ func (d *Detector) explain(t float64, v Verdict) *Explanation {
 		Tier:                 v.Tier,
 		Window:               secs(span),
 		GrowthBytesPerSecond: v.GrowthBytesPerSecond,
-		Cycle:                secs(d.hist.cycle(t)),
-		FloorWidth:           secs(float64(d.hist.window(t, minUnits)) * d.hist.unit()),
+		Cycle:                secs(d.hist.cycle(t, v.GrowthBytesPerSecond)),
+		FloorWidth:           secs(float64(d.hist.window(t, v.GrowthBytesPerSecond, minUnits)) * d.hist.unit()),
 		LeakingSince:         v.LeakingSince,
 		Persistence:          secs(d.persistenceSpan(t, v.GrowthBytesPerSecond)),
 	}
 	e.HeldBack = d.holdReason
-	_, e.FloorBytes, e.PreviousHighBytes = d.hist.newLevel(t, span, 0, d.lastUnitMin(t), minUnits)
+	_, e.FloorBytes, e.PreviousHighBytes = d.hist.newLevel(t, v.GrowthBytesPerSecond, span, 0, d.lastUnitMin(t), minUnits)
 	return e
 }
 

@@ -23,6 +23,15 @@ type history struct {
 	drops     []float64 // times of the last maxDrops drops, oldest first
 	lastY     float64
 	hasLast   bool
+	// noise is the point-to-point noise at the last point, for floorCycle.
+	noise float64
+	// floorCyc caches floorCycle for the minutes and the least width it
+	// was computed on.
+	floorCyc struct {
+		first       int64
+		n, from     int
+		period, amp float64
+	}
 }
 
 // minima are the minima of consecutive buckets of width seconds, the
@@ -95,7 +104,7 @@ func (h *history) add(t, y, noise float64) {
 		}
 		h.drops = append(h.drops, t)
 	}
-	h.lastY, h.hasLast = y, true
+	h.lastY, h.hasLast, h.noise = y, true, noise
 	h.minutes.add(t, y)
 	h.halfHours.add(t, y)
 }
@@ -137,20 +146,39 @@ func (m *minima) push(v float32) {
 	m.ys = append(m.ys, v)
 }
 
-// cycle is the longest interval between drops in the last cycleSpan, in
-// seconds, the interval still open included (a cycle that has lengthened),
-// or 0 without minIntervals+1 drops there (no sawtooth seen).
-func (h *history) cycle(t float64) float64 {
-	done := h.cycleDone(t)
+// cycle is the series' cycle at time t, in seconds, for judging growth at
+// slope: the longest interval between drops in the last cycleSpan, the
+// interval still open included (a cycle that has lengthened), or 0 without
+// minIntervals+1 drops there (no sawtooth seen); and at least the floor's
+// own cycle (floorCycle) where growth at slope over that cycle stays within
+// floorAmpFactor of its amplitude. Growth beyond that is not the cycle's,
+// whatever its length, and need not wait for it.
+func (h *history) cycle(t, slope float64) float64 {
+	done := h.dropCycle(t)
 	if done == 0 {
-		return 0
+		return h.floorCycleFor(t, slope)
 	}
-	return max(done, t-h.drops[len(h.drops)-1])
+	return max(done, t-h.drops[len(h.drops)-1], h.floorCycleFor(t, slope))
 }
 
 // cycleDone is cycle without the interval still open: the longest cycle
 // the series has completed lately.
-func (h *history) cycleDone(t float64) float64 {
+func (h *history) cycleDone(t, slope float64) float64 {
+	return max(h.dropCycle(t), h.floorCycleFor(t, slope))
+}
+
+// floorCycleFor is floorCycle where it bounds growth at slope, else 0.
+func (h *history) floorCycleFor(t, slope float64) float64 {
+	period, amp := h.floorCycle(t)
+	if period == 0 || slope*period >= floorAmpFactor*amp {
+		return 0
+	}
+	return period
+}
+
+// dropCycle is the longest interval between the drops of the last
+// cycleSpan (0 without minIntervals of them).
+func (h *history) dropCycle(t float64) float64 {
 	longest, n := 0.0, 0
 	for i := len(h.drops) - 1; i > 0; i-- {
 		if t-h.drops[i-1] > cycleSpan*h.unit() {
@@ -165,10 +193,131 @@ func (h *history) cycleDone(t float64) float64 {
 	return longest
 }
 
+// The floor's cycle. Drops between two points find a garbage collector,
+// but not a queue that drains over minutes, nor a sawtooth on top of a
+// longer cycle (the drops' intervals stay the short ones). floorCycle
+// looks at the floor itself: the rolling minimum of the last floorSpan
+// units over k units, for the widths k of the floorLadder beyond what the
+// drops' cycle already covers. A floor taken over less than the series'
+// cycle rises and falls back (a build, then a drain); over a whole cycle
+// it stays level, or only rises (a leak under the cycle). A fall counts
+// when the floor drops within floorFallUnits by more than a drop
+// (dropFraction of the level, dropNoises noises), from a level it had
+// risen to by as much within floorRiseUnits: a daily cycle falls too
+// slowly, and a level left once (a step down) was not risen to.
+var floorLadder = [...]int{2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96}
+
+const (
+	floorSpan      = 4 * 60
+	floorFallUnits = 10
+	floorRiseUnits = 128
+	// floorAmpFactor: growth that rises more than this many of the floor
+	// cycle's amplitudes over one of its cycles is not judged against it.
+	floorAmpFactor = 2.0
+)
+
+// floorCycle is the period, in seconds, whose window (cycleFactor of it)
+// is the narrowest width of the floorLadder over which the floor has not
+// risen and fallen back lately, and the largest such fall at the widths
+// below (the cycle's amplitude); 0 when the narrowest width beyond the
+// drops' cycle is level. Where the history is too short to judge a width
+// (fewer than 3 of it), the first width it cannot judge is returned: a
+// young series that cycles at every width judged is given the next.
+func (h *history) floorCycle(t float64) (period, amp float64) {
+	from := int(math.Ceil(cycleFactor * h.dropCycle(t) / h.unit()))
+	ys := h.minutes.ys
+	if c := &h.floorCyc; c.n == len(ys) && c.first == h.minutes.first && c.from == from {
+		return c.period, c.amp
+	}
+	if len(ys) > floorSpan {
+		ys = ys[len(ys)-floorSpan:]
+	}
+	r := make([]float64, len(ys))
+	width := 0
+	for _, k := range floorLadder {
+		if k < from {
+			continue
+		}
+		if 3*k > len(ys) {
+			if amp > 0 {
+				width = k
+			}
+			break
+		}
+		rollingMin(r, ys, k)
+		fall := floorReturns(r[k-1:], h.noise)
+		if fall == 0 {
+			if amp > 0 {
+				width = k
+			}
+			break
+		}
+		amp, width = max(amp, fall), k // no level width found: at least this
+	}
+	if width > 0 {
+		period = float64(width) * h.unit() / cycleFactor
+	}
+	h.floorCyc.first, h.floorCyc.n, h.floorCyc.from = h.minutes.first, len(h.minutes.ys), from
+	h.floorCyc.period, h.floorCyc.amp = period, amp
+	return period, amp
+}
+
+// rollingMin sets r[i] to the minimum of ys[i-k+1..i] (NaN buckets
+// skipped; NaN when all are), for i >= k-1.
+func rollingMin(r []float64, ys []float32, k int) {
+	// A monotonic deque of indexes whose values increase.
+	q := make([]int, 0, k)
+	for i, v := range ys {
+		if !math.IsNaN(float64(v)) {
+			for len(q) > 0 && ys[q[len(q)-1]] >= v {
+				q = q[:len(q)-1]
+			}
+			q = append(q, i)
+		}
+		for len(q) > 0 && q[0] <= i-k {
+			q = q[1:]
+		}
+		if len(q) == 0 {
+			r[i] = math.NaN()
+		} else {
+			r[i] = float64(ys[q[0]])
+		}
+	}
+}
+
+// floorReturns is the largest fall of the floor r, within floorFallUnits,
+// from a level it had risen to by more than a drop (see floorCycle); 0
+// when there is none.
+func floorReturns(r []float64, noise float64) float64 {
+	largest := 0.0
+	for i, v := range r {
+		if math.IsNaN(v) {
+			continue
+		}
+		thr := max(dropFraction*v, dropNoises*noise)
+		fall := 0.0
+		for j := i + 1; j < len(r) && j <= i+floorFallUnits; j++ {
+			if !math.IsNaN(r[j]) {
+				fall = max(fall, v-r[j])
+			}
+		}
+		if fall <= thr || fall <= largest {
+			continue
+		}
+		for j := max(0, i-floorRiseUnits); j < i; j++ {
+			if v-r[j] > thr {
+				largest = fall
+				break
+			}
+		}
+	}
+	return largest
+}
+
 // window is the floor's width in units at time t: at least minUnits, and
 // at least the cycle widened by cycleFactor.
-func (h *history) window(t float64, minUnits int) int {
-	return max(minUnits, int(math.Ceil(cycleFactor*h.cycle(t)/h.unit())))
+func (h *history) window(t, slope float64, minUnits int) int {
+	return max(minUnits, int(math.Ceil(cycleFactor*h.cycle(t, slope)/h.unit())))
 }
 
 // newLevel reports whether the floor over the last k units (k from
@@ -177,8 +326,8 @@ func (h *history) window(t float64, minUnits int) int {
 // and every coarse minimum older than the units kept, by more than margin;
 // true when there is no such block to compare with. It also returns the
 // two floors.
-func (h *history) newLevel(t, span, margin, lastUnit float64, minUnits int) (ok bool, now, before float64) {
-	k := h.window(t, minUnits)
+func (h *history) newLevel(t, slope, span, margin, lastUnit float64, minUnits int) (ok bool, now, before float64) {
+	k := h.window(t, slope, minUnits)
 	mins := h.minutes.ys
 	n := len(mins)
 	if n < k {
@@ -228,11 +377,11 @@ func blockMin[T float32 | float64](ms []T) float64 {
 // that record at each of the last units+1 unit ends, oldest first (fewer
 // when the history is shorter), and how far the floor now stands below the
 // record.
-func (h *history) records(t, lastUnit float64, minUnits, units int) (recs []float64, below float64) {
+func (h *history) records(t, slope, lastUnit float64, minUnits, units int) (recs []float64, below float64) {
 	// The floor's width follows the cycle, but not an open interval more
 	// than twice the longest completed one: the series has stopped
 	// cycling, and a window that grew with it would lag behind it.
-	k := max(minUnits, int(math.Ceil(cycleFactor*min(h.cycle(t), 2*h.cycleDone(t))/h.unit())))
+	k := max(minUnits, int(math.Ceil(cycleFactor*min(h.cycle(t, slope), 2*h.cycleDone(t, slope))/h.unit())))
 	n := len(h.minutes.ys) + 1
 	if n < k+1 {
 		return nil, 0

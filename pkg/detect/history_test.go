@@ -122,18 +122,83 @@ func TestHistoryCycleAndLevel(t *testing.T) {
 	for s := 0.0; s < 3600; s += 10 {
 		h.add(s, 100*mib+300*mib*math.Mod(s, 300)/300, mib)
 	}
-	if c := h.cycle(3600); c < 290 || c > 320 {
+	if c := h.cycle(3600, 0); c < 290 || c > 320 {
 		t.Errorf("cycle %v s, want about 300", c)
 	}
 	// The top of a ramp is no new level: earlier cycles reached it.
-	if ok, now, before := h.newLevel(3590, 180, 3*mib, 390*mib, 1); ok {
+	if ok, now, before := h.newLevel(3590, 0, 180, 3*mib, 390*mib, 1); ok {
 		t.Errorf("the top of a ramp read as a new level (now %.0f MiB, before %.0f MiB)", now/mib, before/mib)
 	}
 	// A floor above every earlier floor is.
 	for s := 3600.0; s < 4800; s += 10 {
 		h.add(s, 400*mib+300*mib*math.Mod(s, 300)/300, mib)
 	}
-	if ok, now, before := h.newLevel(4790, 180, 3*mib, 690*mib, 1); !ok {
+	if ok, now, before := h.newLevel(4790, 0, 180, 3*mib, 690*mib, 1); !ok {
 		t.Errorf("a floor 300 MiB up did not read as a new level (now %.0f MiB, before %.0f MiB)", now/mib, before/mib)
+	}
+}
+
+// queueSeries is a backlog that builds for 15 minutes to 300 MiB, drains
+// in 5 and stays drained for 20, over a 100-second GC sawtooth of 64 MiB
+// on 300 MiB, with 1 MiB of noise, plus leak bytes/s from leakFrom.
+func queueSeries(leak, leakFrom float64) func(s float64) float64 {
+	r := rand.New(rand.NewPCG(7, 11))
+	return func(s float64) float64 {
+		q, phase := 0.0, math.Mod(s, 2400)
+		switch {
+		case phase < 900:
+			q = 300 * mib * phase / 900
+		case phase < 1200:
+			q = 300 * mib * (1200 - phase) / 300
+		}
+		return 300*mib + 64*mib*math.Mod(s, 100)/100 + q + leak*max(0, s-leakFrom) + r.NormFloat64()*mib
+	}
+}
+
+// The floor's cycle is the queue's, not the collector's: the drops find
+// only the 100-second cycle, and the floor over a window shorter than the
+// 20 minutes the backlog stands above it rises with every build and falls
+// with every drain. A leak under
+// the queue leaves it; a daily cycle, which falls slowly, and a level left
+// once are no cycle.
+func TestFloorCycleFollowsTheSlowestReturn(t *testing.T) {
+	cases := []struct {
+		name          string
+		bytes         func(s float64) float64
+		minP, maxP    float64 // period, seconds
+		minAmp        float64
+		growthNotHeld float64 // bytes/s for which the cycle no longer counts
+	}{
+		{"queue", queueSeries(0, 0), 1200 / cycleFactor, 2400, 250 * mib, 1 << 20},
+		{"queue over a slow leak", queueSeries(12<<10, 3600), 1200 / cycleFactor, 2400, 250 * mib, 1 << 20},
+		{"daily cycle", func(s float64) float64 {
+			return 1024*mib*(1+0.25*math.Sin(2*math.Pi*s/86400)) + 64*mib*math.Mod(s, 100)/100
+		}, 0, 0, 0, 0},
+		{"one step down", func(s float64) float64 {
+			if s < 3*3600 {
+				return 800*mib + 64*mib*math.Mod(s, 100)/100
+			}
+			return 500*mib + 64*mib*math.Mod(s, 100)/100
+		}, 0, 0, 0, 0},
+	}
+	for _, c := range cases {
+		h := newHistory(60)
+		end := 6 * 3600.0
+		for s := 0.0; s < end; s += 10 {
+			h.add(s, c.bytes(s), mib)
+		}
+		p, amp := h.floorCycle(end)
+		t.Logf("%s: floor cycle %.0f s, amplitude %.0f MiB; drops' cycle %.0f s", c.name, p, amp/mib, h.dropCycle(end))
+		if p < c.minP || p > c.maxP || amp < c.minAmp {
+			t.Errorf("%s: floor cycle %.0f s with amplitude %.0f MiB, want %.0f-%.0f s and at least %.0f MiB", c.name, p, amp/mib, c.minP, c.maxP, c.minAmp/mib)
+		}
+		if c.growthNotHeld > 0 {
+			if got := h.cycle(end, 12<<10); got < c.minP {
+				t.Errorf("%s: cycle for 12 KiB/s %.0f s, want the floor's", c.name, got)
+			}
+			if got := h.cycle(end, c.growthNotHeld); got >= c.minP {
+				t.Errorf("%s: cycle for %.0f B/s %.0f s, want the drops' alone: that growth outruns the queue", c.name, c.growthNotHeld, got)
+			}
+		}
 	}
 }

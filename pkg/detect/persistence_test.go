@@ -97,3 +97,36 @@ func TestExplanationSaysWhatHoldsTheVerdictBack(t *testing.T) {
 		}
 	}
 }
+
+// A slow leak (12 KiB/s, 1 GB a day) under a queue that builds for 15
+// minutes and drains every 40, over a 100-second GC cycle, is found within
+// the series' six hours, and the queue alone is not. With the floor taken
+// over the collector's cycle only, every build stood above the last drain's
+// floor and the leak's growth never cleared the history gate.
+func TestSlowLeakUnderAQueueIsFound(t *testing.T) {
+	const leakFrom, end = 3600.0, 6 * 3600.0
+	for _, c := range []struct {
+		name  string
+		leak  float64
+		leaks bool
+	}{{"queue", 0, false}, {"queue over a slow leak", 12 << 10, true}} {
+		d := newDetector(t)
+		at := math.NaN()
+		bytes := queueSeries(c.leak, leakFrom)
+		feed(t, d, 0, end, func(s float64) (float64, float64) { return bytes(s), 0 }, func(s float64, v Verdict) {
+			if v.Leaking && math.IsNaN(at) {
+				at = s
+			}
+		})
+		switch {
+		case !c.leaks && !math.IsNaN(at):
+			t.Errorf("%s: healthy, but turned leaking at %v", c.name, time.Duration(at)*time.Second)
+		case c.leaks && math.IsNaN(at):
+			t.Errorf("%s: never turned leaking in %v", c.name, time.Duration(end)*time.Second)
+		case c.leaks && at < leakFrom:
+			t.Errorf("%s: turned leaking at %v, before the leak began", c.name, time.Duration(at)*time.Second)
+		case c.leaks:
+			t.Logf("%s: leaking %v after the leak began", c.name, time.Duration(at-leakFrom)*time.Second)
+		}
+	}
+}
