@@ -438,7 +438,7 @@ func TestContainerdPodsThroughCRI(t *testing.T) {
 	time.Sleep(time.Second)
 	sock = privateContainerd(t, dir)
 	rt = criClient(t, sock)
-	a.waitCollections(t, a.collections(t)+3)
+	a.waitCollections(t, 3)
 	a.waitContainer(t, goLeak, 30*time.Second, "named after containerd restarted", func(c criAPIContainer) bool {
 		return c.Pod == "shop-7d9f" && c.Container == "pricing"
 	})

@@ -115,12 +115,13 @@ func TestProfilesPutTheLeakingFunctionOnTop(t *testing.T) {
 			}
 			time.Sleep(2500 * time.Millisecond) // two collections
 			// The window covers the leak however long a busy host made it
-			// take, and one second more, but not the start-up 3 s before.
-			window := fmt.Sprintf("seconds=%d", int(time.Since(leakStart).Seconds())+2)
+			// take, and one second more, but not the start-up 3 s before:
+			// taken anew for each download, as each ends when it is asked.
+			window := func() string { return fmt.Sprintf("seconds=%d", int(time.Since(leakStart).Seconds())+2) }
 
-			growth := a.download(t, id, "type=inuse&"+window)
+			growth := a.download(t, id, "type=inuse&"+window())
 			fn, flat, out := pprofTop(t, growth, "inuse_space")
-			t.Logf("growth (inuse, %s):\n%s", window, out)
+			t.Logf("growth (inuse):\n%s", out)
 			if fn != w.function {
 				t.Errorf("growth profile top is %q, want %s", fn, w.function)
 			}
@@ -133,9 +134,10 @@ func TestProfilesPutTheLeakingFunctionOnTop(t *testing.T) {
 				t.Errorf("inuse profile top is %q, want %s:\n%s", fn, w.function, out)
 			}
 
-			faults := a.download(t, id, "type=faults&"+window)
+			faultsWindow := window()
+			faults := a.download(t, id, "type=faults&"+faultsWindow)
 			fn, flat, out = pprofTop(t, faults, "faulted_space")
-			t.Logf("faults (%s):\n%s", window, out)
+			t.Logf("faults (%s):\n%s", faultsWindow, out)
 			if fn != w.function {
 				t.Errorf("faults profile top is %q, want %s", fn, w.function)
 			}
