@@ -116,8 +116,10 @@ type Explanation struct {
 	Window time.Duration
 	// GrowthBytesPerSecond is the tier's robust slope of the floor.
 	GrowthBytesPerSecond float64
-	// Cycle is the longest interval between the last GC-like drops the
-	// series showed (0: none seen), and FloorWidth the width of the minima
+	// Cycle is the series' cycle for this growth: the longest interval
+	// between the last GC-like drops the series showed, or the floor's own
+	// cycle where it is longer and the growth within its amplitude (0:
+	// none seen; see history.cycle); FloorWidth is the width of the minima
 	// the floor is taken over, at least the cycle and a half.
 	Cycle, FloorWidth time.Duration
 	// FloorBytes is the floor now; PreviousHighBytes the highest floor of
