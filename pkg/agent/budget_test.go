@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -94,5 +95,56 @@ func TestGoneContainersNeverTakeALiveSlot(t *testing.T) {
 		if c := find(a, rel); c == nil || !c.Gone {
 			t.Errorf("%s: %+v, want retained as gone", rel, c)
 		}
+	}
+}
+
+// At the scale: 2,000 containers that filled their live slots and
+// went, all retained, and then one new container leaking 1 MiB/s. It is
+// tracked at once and flagged after as many collections as on a node with
+// nothing gone.
+func TestTwoThousandGoneDoNotDelayANewLeak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("2,000 fixture cgroups")
+	}
+	const churn = 2000
+	empty, emptyDir := fixtureAgent(t, DefaultConfig())
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	empty.collect(now)
+	base := len(empty.Snapshot().Containers)
+	want := leakUntilFlagged(t, empty, emptyDir, &now, addService(t, emptyDir, "leaky"))
+
+	cfg := DefaultConfig()
+	cfg.MaxContainers = base + churn
+	cfg.MaxGoneContainers = churn
+	a, dir := fixtureAgent(t, cfg)
+	now = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	jobs := make([]string, churn)
+	for i := range jobs {
+		jobs[i] = addService(t, dir, fmt.Sprintf("job-%04d", i))
+	}
+	a.collect(now)
+	now = now.Add(cfg.Interval)
+	for _, j := range jobs {
+		removeCgroup(t, dir, j)
+	}
+	a.collect(now)
+	now = now.Add(cfg.Interval)
+	snap := a.Snapshot()
+	gone := 0
+	for _, c := range snap.Containers {
+		if c.Gone {
+			gone++
+		}
+	}
+	if gone != churn {
+		t.Fatalf("%d gone containers retained, want %d", gone, churn)
+	}
+	got := leakUntilFlagged(t, a, dir, &now, addService(t, dir, "leaky"))
+	t.Logf("new leak flagged after %d collections beside %d gone containers; %d on an empty node", got, gone, want)
+	if got != want {
+		t.Errorf("new leak flagged after %d collections beside %d gone containers, %d on an empty node", got, gone, want)
+	}
+	if n := a.Snapshot().Agent.OverLimit; n != 0 {
+		t.Errorf("%d containers over the limit, want 0", n)
 	}
 }

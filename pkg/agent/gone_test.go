@@ -16,15 +16,16 @@ import (
 // leakUntilFlagged grows the anonymous memory of the fixture cgroups at
 // rels by 1 MiB/s, one collection every interval from *now, until the
 // detector flags every one of them (bounded: the fast tier needs minutes).
-func leakUntilFlagged(t *testing.T, a *Agent, dir string, now *time.Time, rels ...string) {
+func leakUntilFlagged(t *testing.T, a *Agent, dir string, now *time.Time, rels ...string) int {
 	t.Helper()
-	leakUntil(t, a, dir, now, rels, rels...)
+	return leakUntil(t, a, dir, now, rels, rels...)
 }
 
 // leakUntil grows the fixture cgroups at grow by 1 MiB/s until the ones at
 // flag are all flagged: within 500 collections, which the persistence test
-// (two of its spans of growth) needs at the default 10 s interval.
-func leakUntil(t *testing.T, a *Agent, dir string, now *time.Time, flag []string, grow ...string) {
+// (two of its spans of growth) needs at the default 10 s interval. It
+// returns the collections that took.
+func leakUntil(t *testing.T, a *Agent, dir string, now *time.Time, flag []string, grow ...string) int {
 	t.Helper()
 	rels := flag
 	anon := regexp.MustCompile(`(?m)^anon \d+$`)
@@ -50,10 +51,11 @@ func leakUntil(t *testing.T, a *Agent, dir string, now *time.Time, flag []string
 			}
 		}
 		if flagged == len(rels) {
-			return
+			return i + 1
 		}
 	}
 	t.Fatalf("fixture leak of 1 MiB/s not flagged in %d collections", most)
+	return most
 }
 
 // fixtureContainers returns the paths of the two containers of the v2
