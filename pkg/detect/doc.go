@@ -67,7 +67,15 @@
 // fall between two points of more than 2% of the level and 6 noises). The
 // longest interval between recent drops is the series' GC cycle; floors are
 // taken over windows of at least 1.5 cycles, so a sawtooth of any period
-// the drops reveal has a flat floor.
+// the drops reveal has a flat floor. The floor now must exceed the highest
+// floor of any such window that ended before the tier's window by 3
+// point-to-point noises and by a quarter of the rise the tier's slope
+// gives over its window. A GC ramp climbing back to the last cycle's top, a
+// queue building again to its usual depth, the same hours of a daily load
+// cycle on the next day (the coarse minima reach back 8 days): all return
+// to levels held before and are no growth; a leak keeps leaving them.
+// Verdict.Why carries the evidence (tier, window, slope, cycle, floor and
+// the previous high) for the API and `leakwatch analyze --explain`.
 //
 // Drops do not reveal every cycle: a queue drains over minutes, and on top
 // of a collector's sawtooth the intervals between drops stay the
@@ -84,15 +92,7 @@
 // 1099), slow leaks under queues went from 1 to 72 of 100 found (queue
 // recall 0.50 to 0.85; all families 0.796 to 0.842), with no new false
 // verdict; the 1 MiB/s leaks stayed 8 of 800 within their targets (p90
-// 36 minutes either way). The floor now must exceed the highest
-// floor of any such window that ended before the tier's window by 3
-// point-to-point noises and by a quarter of the rise the tier's slope
-// gives over its window. A GC ramp climbing back to the last cycle's top, a
-// queue building again to its usual depth, the same hours of a daily load
-// cycle on the next day (the coarse minima reach back 8 days): all return
-// to levels held before and are no growth; a leak keeps leaving them.
-// Verdict.Why carries the evidence (tier, window, slope, cycle, floor and
-// the previous high) for the API and `leakwatch analyze --explain`.
+// 36 minutes either way).
 //
 // What the history cannot tell apart is the first occurrence of anything:
 // before the series has shown three drops its cycle is unknown, and the

@@ -238,14 +238,11 @@ func (h *history) floorCycle(t float64) (period, amp float64) {
 		if k < from {
 			continue
 		}
-		if 3*k > len(ys) {
-			if amp > 0 {
-				width = k
-			}
-			break
+		fall := 0.0 // a width the history is too short to judge reads level
+		if 3*k <= len(ys) {
+			rollingMin(r, ys, k)
+			fall = floorReturns(r[k-1:], h.noise)
 		}
-		rollingMin(r, ys, k)
-		fall := floorReturns(r[k-1:], h.noise)
 		if fall == 0 {
 			if amp > 0 {
 				width = k

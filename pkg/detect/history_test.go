@@ -158,9 +158,8 @@ func queueSeries(leak, leakFrom float64) func(s float64) float64 {
 // The floor's cycle is the queue's, not the collector's: the drops find
 // only the 100-second cycle, and the floor over a window shorter than the
 // 20 minutes the backlog stands above it rises with every build and falls
-// with every drain. A leak under
-// the queue leaves it; a daily cycle, which falls slowly, and a level left
-// once are no cycle.
+// with every drain. A leak under the queue leaves it; a daily cycle, which
+// falls slowly, and a level left once are no cycle.
 func TestFloorCycleFollowsTheSlowestReturn(t *testing.T) {
 	cases := []struct {
 		name          string
