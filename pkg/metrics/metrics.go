@@ -118,7 +118,7 @@ func newCollector(src view.Source, info buildinfo.Info, p parts) *collector {
 		drops: agentDesc("", "drops_total",
 			"Events the kernel side had to drop, by reason.", "reason"),
 		stackCopies: agentDesc("", "stack_copies_total",
-			"User stacks copied for unwinding in user space, and copies not made, by result: copied, over_budget, ring_full, unreadable (not made: frame pointers only); of the copied: unwound (and of those, truncated), go (Go code: frame pointers by design), fell_back, over_limits.", "result"),
+			"User stacks copied for unwinding in user space, and copies not made, by result: copied, over_budget, ring_full, unreadable (not made: frame pointers only); of the copied: unwound (and of those, truncated), go (Go code: frame pointers by design), fell_back, over_limits, queue_full (the unwinder was behind: frame pointers).", "result"),
 		unwindTableBytes: agentDesc("unwind", "table_bytes",
 			"Memory held by the unwinding tables built from binaries' call-frame information (--unwind-table-bytes bounds it)."),
 		unwindRefused: agentDesc("unwind", "tables_refused_total",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -68,9 +69,56 @@ func newUnwound() unwound {
 // every copied event keeps its frame-pointer stack.
 func (t *Tracer) SetUnwinder(u StackUnwinder) { t.unwinder = u }
 
-// readStackCopies unwinds the stack copies as they come, until the ring is
-// closed.
+// stackQueueLen bounds the stack copies read off the ring and waiting to
+// be unwound: at most MaxStackCopyBytes each, 4 MiB in all. The reader
+// only copies a record out, so the ring empties as fast as the kernel
+// fills it, while the unwinder may take its time on a new process (its
+// maps, a binary's first table). A copy that finds the queue full keeps
+// its frame-pointer stack, counted as CopyQueueFull. The queue is what
+// lets the ring stay small: its pages are mapped into the agent twice.
+const stackQueueLen = 256
+
+// queuedCopy is one stack copy waiting to be unwound; a nil window marks
+// a Flush.
+type queuedCopy struct {
+	hdr    leakwatchStackCopyHeader
+	window *[]byte
+}
+
+// copyBuffers recycles the queue's windows, which are cleared before
+// they are put back.
+var copyBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, MaxStackCopyBytes)
+	return &b
+}}
+
+// readStackCopies moves the stack copies off the ring as they come and
+// unwinds them in a second goroutine, until the ring is closed.
 func (t *Tracer) readStackCopies() error {
+	queue := make(chan queuedCopy, stackQueueLen)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for q := range queue {
+			if q.window == nil {
+				select {
+				case t.stackFlushed <- struct{}{}:
+				default:
+				}
+				continue
+			}
+			t.takeCopy(&q.hdr, *q.window)
+			// The stack's bytes are the program's secrets: gone once unwound.
+			clear((*q.window)[:cap(*q.window)])
+			*q.window = (*q.window)[:0]
+			copyBuffers.Put(q.window)
+		}
+	}()
+	defer func() {
+		close(queue)
+		<-done
+	}()
+
 	var (
 		rec ringbuf.Record
 		hdr leakwatchStackCopyHeader
@@ -84,10 +132,7 @@ func (t *Tracer) readStackCopies() error {
 			t.stackRing.SetDeadline(time.Now().Add(stackPoll))
 			continue
 		case errors.Is(err, ringbuf.ErrFlushed):
-			select {
-			case t.stackFlushed <- struct{}{}:
-			default:
-			}
+			queue <- queuedCopy{} // behind what was read before it
 			continue
 		case errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed):
 			return errClosed
@@ -98,12 +143,21 @@ func (t *Tracer) readStackCopies() error {
 			t.log.Warn("malformed stack copy from the kernel", "bytes", len(rec.RawSample))
 			continue
 		}
-		if _, err := binary.Decode(rec.RawSample, binary.NativeEndian, &hdr); err != nil || int(hdr.Len) > len(rec.RawSample)-hsize {
+		if _, err := binary.Decode(rec.RawSample, binary.NativeEndian, &hdr); err != nil || int(hdr.Len) > len(rec.RawSample)-hsize || hdr.Len > MaxStackCopyBytes {
 			t.log.Warn("malformed stack copy from the kernel", "bytes", len(rec.RawSample))
+			clear(rec.RawSample)
 			continue
 		}
-		t.takeCopy(&hdr, rec.RawSample[hsize:hsize+int(hdr.Len)])
-		// The stack's bytes are the program's secrets: gone once unwound.
+		if len(queue) == cap(queue) {
+			t.mu.Lock()
+			t.unwound.counts[CopyQueueFull]++
+			t.fallBack(&hdr)
+			t.mu.Unlock()
+		} else {
+			w := copyBuffers.Get().(*[]byte)
+			*w = append((*w)[:0], rec.RawSample[hsize:hsize+int(hdr.Len)]...)
+			queue <- queuedCopy{hdr: hdr, window: w}
+		}
 		clear(rec.RawSample)
 	}
 }

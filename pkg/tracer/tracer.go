@@ -113,15 +113,14 @@ func DefaultConfig() Config {
 		// 16 KiB holds the C frames under an interpreter's deepest loops
 		// we measured (python3, redis-server). 1,000 copies a second (a
 		// second's worth may come at once) copy at most 16 MiB/s; the
-		// reader is woken each eighth of the ring. The ring's pages are
-		// mapped into the agent twice (RSS up to 8 MiB once it has
-		// cycled). Smaller rings overflowed while the reader captured new
-		// processes: with 2 MiB, 220 of 2,283 copies in a burst of
-		// redis, python3 and a C leaker were lost (python3's stacks half
-		// frame pointers only); with 4 MiB, 25 of 2,884.
+		// reader is woken each eighth of the ring and only moves copies
+		// to the unwinder's queue (stackQueueLen), so the ring need only
+		// hold what comes between two wake-ups. Its pages are mapped into
+		// the agent twice: a 1 MiB ring is 2 MiB of RSS, the 4 MiB one
+		// the reader needed while it also unwound was 8 MiB.
 		StackCopyBytes:       MaxStackCopyBytes,
 		StackCopiesPerSecond: 1000,
-		StackRingBytes:       4 << 20,
+		StackRingBytes:       1 << 20,
 	}
 }
 

@@ -23,17 +23,18 @@ const (
 
 func TestMain(m *testing.M) { cgtest.Main(m) }
 
-// startTracer loads a tracer for one test and runs it until the test ends.
-func startTracer(t *testing.T, mutate func(*tracer.Config)) *tracer.Tracer {
+// startTracer loads a tracer for one test and runs it until the test ends;
+// before, if given, sets it up before it runs.
+func startTracer(t *testing.T, mutate func(*tracer.Config), before ...func(*tracer.Tracer)) *tracer.Tracer {
 	t.Helper()
-	tr, stop := startTracerFor(t, mutate)
+	tr, stop := startTracerFor(t, mutate, before...)
 	t.Cleanup(stop)
 	return tr
 }
 
 // startTracerFor loads a tracer and runs it until stop, which may be
 // called more than once.
-func startTracerFor(t *testing.T, mutate func(*tracer.Config)) (tr *tracer.Tracer, stop func()) {
+func startTracerFor(t *testing.T, mutate func(*tracer.Config), before ...func(*tracer.Tracer)) (tr *tracer.Tracer, stop func()) {
 	t.Helper()
 	cgtest.RequirePrivileged(t)
 	cfg := tracer.DefaultConfig()
@@ -44,6 +45,9 @@ func startTracerFor(t *testing.T, mutate func(*tracer.Config)) (tr *tracer.Trace
 	tr, err := tracer.New(cfg, slog.New(slog.NewTextHandler(testLog{t}, nil)))
 	if err != nil {
 		t.Fatalf("starting tracer: %v", err)
+	}
+	for _, f := range before {
+		f(tr)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -298,11 +302,12 @@ func TestBrkGrowthAndShrink(t *testing.T) {
 	}
 }
 
-// startFaultWorkload starts a tracer that samples page faults and a
-// memwork in a 512 MiB cgroup of its own, ready for commands.
-func startFaultWorkload(t *testing.T) (*tracer.Tracer, *cgtest.Group, *cgtest.Proc, string) {
+// startFaultWorkload starts a tracer that samples page faults (see
+// startTracer for mutate and before) and a memwork in a 512 MiB cgroup of
+// its own, ready for commands.
+func startFaultWorkload(t *testing.T, mutate func(*tracer.Config), before ...func(*tracer.Tracer)) (*tracer.Tracer, *cgtest.Group, *cgtest.Proc, string) {
 	t.Helper()
-	tr := startTracer(t, nil)
+	tr := startTracer(t, mutate, before...)
 	if !tr.Features().FaultSampling {
 		t.Fatalf("fault sampling unavailable: %s", tr.Features().FaultNote)
 	}
@@ -317,7 +322,7 @@ func startFaultWorkload(t *testing.T) (*tracer.Tracer, *cgtest.Group, *cgtest.Pr
 // 128 MiB gives about 256 samples, so ±10% is several standard errors wide
 // while still catching a weight that is off by a factor.
 func TestPageFaultSamplesC(t *testing.T) {
-	tr, g, p, memwork := startFaultWorkload(t)
+	tr, g, p, memwork := startFaultWorkload(t, nil)
 	before := snapshot(t, tr).Cgroups[g.ID].FaultBytes
 	p.Do(t, "touch 131072")
 
@@ -332,7 +337,7 @@ func TestPageFaultSamplesC(t *testing.T) {
 // 128 MiB of each kind (about 256 samples each: ±20% is three standard
 // errors), per cgroup and per process.
 func TestFileBackedFaultsToldApart(t *testing.T) {
-	tr, g, p, memwork := startFaultWorkload(t)
+	tr, g, p, memwork := startFaultWorkload(t, nil)
 	before := snapshot(t, tr).Cgroups[g.ID]
 	p.Do(t, "touch 131072")
 	p.Do(t, "readfile 131072")

@@ -321,6 +321,7 @@ const (
 	CopyRingFull   CopyResult = "ring_full"   // the stack copy ring buffer was full
 	CopyUnreadable CopyResult = "unreadable"  // the stack could not be read at all
 	// In user space, of the copies made:
+	CopyQueueFull  CopyResult = "queue_full"  // read off the ring while the unwinder was behind: frame pointers
 	CopyUnwound    CopyResult = "unwound"     // unwound: the event carries that stack
 	CopyFellBack   CopyResult = "fell_back"   // not unwound: the frame-pointer stack stays
 	CopyGo         CopyResult = "go"          // Go code: its frame-pointer stack stays, by design

@@ -193,7 +193,7 @@ func TestOptimizedCLevelsUnwound(t *testing.T) {
 						t.Logf("  %6.1f MiB %s", float64(s.value)/mib, strings.Join(s.names[:min(12, len(s.names))], " ← "))
 						t.Logf("           at %s", frameFiles(s, 12))
 					}
-					for _, r := range []string{"copied", "over_budget", "ring_full", "unreadable", "unwound", "truncated", "fell_back", "over_limits"} {
+					for _, r := range []string{"copied", "over_budget", "ring_full", "unreadable", "unwound", "truncated", "fell_back", "over_limits", "queue_full"} {
 						t.Logf("  stack copies %s: %.0f", r, a.metricSum(t, "leakwatch_stack_copies_total", `result="`+r+`"`))
 					}
 					t.Errorf("%s: %.1f MiB under level6 ← … ← level1, want at least %.0f%% of the %.0f MiB leaked", view.sampleType, float64(whole)/mib, 100*view.want, float64(leaked)/mib)
