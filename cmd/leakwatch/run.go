@@ -116,7 +116,7 @@ func (f levelFlag) String() string {
 func (f levelFlag) Set(s string) error { return f.l.UnmarshalText([]byte(s)) }
 
 func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
-	cfg := runConfig{Agent: agent.DefaultConfig(), Tracer: tracer.DefaultConfig(), UnwindTableBytes: 16 << 20, Tracing: tiering.ModeAuto, TracingHold: tiering.DefaultHold}
+	cfg := runConfig{Agent: agent.DefaultConfig(), Tracer: tracer.DefaultConfig(), UnwindTableBytes: 8 << 20, Tracing: tiering.ModeAuto, TracingHold: tiering.DefaultHold}
 	fs := newFlagSet("run", "run [flags]", stderr)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:9753", "address of the HTTP server (metrics, API); in Kubernetes the pod IP and port")
 	fs.StringVar(&cfg.WebConfig, "web.config.file", "", "web configuration file (Prometheus exporter toolkit format) that turns on TLS, client certificates and basic auth for every endpoint")

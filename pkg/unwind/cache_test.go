@@ -140,11 +140,11 @@ func TestCacheOpenFailureIsPerPlace(t *testing.T) {
 	}
 }
 
-// TestCacheRefusesATableOverHalf: in a 1 MiB cache, libc's table (about
-// 450 KiB) is kept and python3's (about 1 MiB) is refused, with the sizes
+// TestCacheRefusesATableOverHalf: in a 512 KiB cache, libc's table (about
+// 170 KiB) is kept and python3's (about 380 KiB) is refused, with the sizes
 // in the error, without evicting libc's; the refusal is remembered.
 func TestCacheRefusesATableOverHalf(t *testing.T) {
-	c := NewCache(1 << 20)
+	c := NewCache(1 << 19)
 	libc, python := debianBinaries[0], debianBinaries[1]
 	if _, err := c.Table("libc", "", libc); err != nil {
 		t.Fatalf("libc: %v", err)
@@ -153,17 +153,17 @@ func TestCacheRefusesATableOverHalf(t *testing.T) {
 		tab, err := c.Table("python3", "", python)
 		var big *TooLargeError
 		if !errors.As(err, &big) || tab != nil {
-			t.Fatalf("python3 in a 1 MiB cache: table %v, err %v, want a TooLargeError", tab, err)
+			t.Fatalf("python3 in a 512 KiB cache: table kept %v, err %v, want a TooLargeError", tab != nil, err)
 		}
-		if big.Limit != 1<<19 || big.Need <= big.Limit {
+		if big.Limit != 1<<18 || big.Need <= big.Limit {
 			t.Errorf("refusal says need %d, limit %d", big.Need, big.Limit)
 		}
 	}
 	if _, ok := c.byKey["libc"]; !ok {
 		t.Error("a refused table evicted libc's")
 	}
-	if c.Bytes() > 1<<20 {
-		t.Errorf("cache holds %d bytes, bound 1 MiB", c.Bytes())
+	if c.Bytes() > 1<<19 {
+		t.Errorf("cache holds %d bytes, bound 512 KiB", c.Bytes())
 	}
 	// Asked twice, refused once: the refusal is remembered.
 	if n := c.Refused(); n != 1 {
@@ -203,7 +203,7 @@ func TestGoDebugFrameNotCountedAgainstTheBound(t *testing.T) {
 	if df == nil {
 		t.Fatal("the Go program has no .debug_frame")
 	}
-	limit := int(df.Size * cfiExpansion / 2)
+	limit := int(float64(df.Size) * cfiExpansion / 2)
 	tab, err := buildTable("", bin, limit)
 	if big := (*TooLargeError)(nil); errors.As(err, &big) || tab == nil || !tab.GoCode() {
 		t.Errorf("a Go binary with %d bytes of .debug_frame under a %d-byte bound: table %v, err %v", df.Size, limit, tab, err)

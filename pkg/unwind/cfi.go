@@ -48,8 +48,8 @@ const (
 	flagRBPUnknown
 )
 
-// row is one line of the compact table: from PC up to the next row's PC.
-// 16 bytes, so a table of n rows costs 16n bytes.
+// row is one line of a binary's table: from PC up to the next row's PC.
+// A Table keeps its rows compacted (rowTable).
 type row struct {
 	PC     uint64
 	CFAOff int32
@@ -533,14 +533,4 @@ func buildRows(fdes []fde) []row {
 		covered = f.end
 	}
 	return out
-}
-
-// lookup finds the row covering pc.
-func lookup(rows []row, pc uint64) (row, bool) {
-	i := sort.Search(len(rows), func(i int) bool { return rows[i].PC > pc })
-	if i == 0 {
-		return row{}, false
-	}
-	rw := rows[i-1]
-	return rw, rw.CFA != cfaNone
 }

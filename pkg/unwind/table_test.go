@@ -118,7 +118,7 @@ func TestTableMatchesReadelf(t *testing.T) {
 			}
 			bad := 0
 			for _, r := range ref {
-				got, ok := lookup(tab.rows, r.loc)
+				got, ok := tab.rows.lookup(r.loc)
 				if want := describe(got, ok); want != r.cfa+" "+r.rbp+" "+r.ra {
 					if bad < 10 {
 						t.Errorf("pc %#x (fde %#x): table %q, readelf %q", r.loc, r.fdeBegin, want, r.cfa+" "+r.rbp+" "+r.ra)
@@ -207,7 +207,7 @@ func TestTableFromDebugFile(t *testing.T) {
 	ref := readelfRows(t, full)
 	bad, levels := 0, 0
 	for _, r := range ref {
-		got, ok := lookup(tab.rows, r.loc)
+		got, ok := tab.rows.lookup(r.loc)
 		if d := describe(got, ok); d != r.cfa+" "+r.rbp+" "+r.ra {
 			bad++
 			t.Errorf("pc %#x: table %q, readelf %q", r.loc, d, r.cfa+" "+r.rbp+" "+r.ra)
@@ -225,7 +225,7 @@ func TestTableFromDebugFile(t *testing.T) {
 	}
 	for _, s := range syms {
 		if strings.HasPrefix(s.Name, "level") {
-			if _, ok := lookup(tab.rows, s.Value); ok {
+			if _, ok := tab.rows.lookup(s.Value); ok {
 				levels++
 			}
 		}
@@ -248,5 +248,48 @@ func TestGoAtTellsCFromGoInAGoBinary(t *testing.T) {
 	}
 	if (&Table{}).goAt(0x150) {
 		t.Error("a C binary's code taken for Go")
+	}
+}
+
+// The compact rows give back what they were built of, and refuse what
+// they cannot hold rather than wrap.
+func TestCompactRows(t *testing.T) {
+	var rows []row
+	for i := range 1000 {
+		rows = append(rows, row{PC: 0x400000 + uint64(i)*16, CFAOff: int32(8 + i%5*8), RBPOff: int16(-16 * (i % 2)), CFA: cfaRSP, Flags: uint8(i % 3)})
+	}
+	rows = append(rows, row{PC: 0x400000 + 1000*16, CFA: cfaNone})
+	tab, err := compactRows(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tab.rules) != 31 { // 30 rules and the gap's
+		t.Errorf("%d distinct rules, want 31", len(tab.rules))
+	}
+	for i, r := range rows[:1000] {
+		for _, pc := range []uint64{r.PC, r.PC + 15} {
+			if got, ok := tab.lookup(pc); !ok || got != r {
+				t.Fatalf("row %d at %#x: got %+v %v, want %+v", i, pc, got, ok, r)
+			}
+		}
+	}
+	for _, pc := range []uint64{0x3fffff, 0x400000 + 1000*16, 0x400000 + 1<<33} {
+		if got, ok := tab.lookup(pc); ok {
+			t.Errorf("%#x is outside the rows, got %+v", pc, got)
+		}
+	}
+	if want := 1001*6 + 31*8; tab.size() != want {
+		t.Errorf("size %d, want %d", tab.size(), want)
+	}
+
+	if _, err := compactRows([]row{{PC: 0x1000, CFA: cfaRSP}, {PC: 0x1000 + 1<<32, CFA: cfaNone}}); err == nil {
+		t.Error("rows spanning 4 GiB were compacted")
+	}
+	many := make([]row, 1<<16+1)
+	for i := range many {
+		many[i] = row{PC: uint64(i), CFAOff: int32(i), CFA: cfaRSP}
+	}
+	if _, err := compactRows(many); err == nil {
+		t.Error("65,537 distinct rules were compacted")
 	}
 }

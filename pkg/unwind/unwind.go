@@ -215,7 +215,7 @@ func (u *Unwinder) row(pc uint64, maps []Mapping) (rw row, found, goCode bool) {
 	if !ok {
 		return row{}, false, t.goCode
 	}
-	rw, found = lookup(t.rows, va)
+	rw, found = t.rows.lookup(va)
 	return rw, found, t.goAt(va)
 }
 
