@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/fifo"
 )
 
 // Point is one memory reading of one container.
@@ -149,8 +151,8 @@ type Detector struct {
 	last     Verdict
 
 	segStart      float64
-	analysisStart float64 // segStart + WarmUp
-	raw           ring    // points of the segment, newest last
+	analysisStart float64           // segStart + WarmUp
+	raw           fifo.Ring[sample] // points of the segment, newest last
 
 	fast         tierState
 	medium, slow bucketTier
@@ -216,31 +218,10 @@ type bucketTier struct {
 		min float64
 		n   int
 	}
-	closed ring // x = bucket middle, y = minimum
+	closed fifo.Ring[sample] // x = bucket middle, y = minimum
 }
 
 type sample struct{ x, y float64 }
-
-// ring is a fixed-capacity FIFO that drops its oldest entry when full.
-type ring struct {
-	buf        []sample
-	head, size int
-}
-
-func newRing(n int) ring { return ring{buf: make([]sample, n)} }
-
-func (r *ring) push(s sample) {
-	r.buf[(r.head+r.size)%len(r.buf)] = s
-	if r.size < len(r.buf) {
-		r.size++
-	} else {
-		r.head = (r.head + 1) % len(r.buf)
-	}
-}
-
-// at returns the i-th entry, 0 being the oldest.
-func (r *ring) at(i int) sample { return r.buf[(r.head+i)%len(r.buf)] }
-func (r *ring) reset()          { r.head, r.size = 0, 0 }
 
 // New returns a detector for one container.
 func New(cfg Config) (*Detector, error) {
@@ -250,16 +231,16 @@ func New(cfg Config) (*Detector, error) {
 	rawCap := 2*int(math.Ceil(float64(3*cfg.EnvelopeWindow)/float64(cfg.Interval))) + 8
 	d := &Detector{
 		cfg: cfg,
-		raw: newRing(min(rawCap, 1024)),
+		raw: fifo.New[sample](min(rawCap, 1024)),
 		medium: bucketTier{
 			width:   cfg.MediumBucket.Seconds(),
 			windows: []int{8, 16},
-			closed:  newRing(32),
+			closed:  fifo.New[sample](32),
 		},
 		slow: bucketTier{
 			width:   cfg.SlowBucket.Seconds(),
 			windows: []int{12, 24, 48},
-			closed:  newRing(96),
+			closed:  fifo.New[sample](96),
 		},
 		hist: newHistory(cfg.EnvelopeWindow.Seconds()),
 	}
@@ -305,7 +286,7 @@ func (d *Detector) Observe(p Point) Verdict {
 	}
 	d.segPeak = max(d.segPeak, p.Bytes)
 	d.lastT = t
-	d.raw.push(sample{t, p.Bytes})
+	d.raw.Push(sample{t, p.Bytes})
 	d.limit = p.Limit
 	d.hist.add(t, p.Bytes, d.noise)
 
@@ -328,16 +309,16 @@ func (d *Detector) Observe(p Point) Verdict {
 // isRestart reports whether b is a drop to near zero from the recent level
 // of the segment: a new process, whose growth must not be compared with the
 // old one's. The level is the median of the raw ring (the last 3
-// EnvelopeWindows), which stays on the old process's level for half the ring
+// EnvelopeWindows), which stays on the old process's level for half the fifo.Ring[sample]
 // after a drop, so a restart is still caught when its first point lands high
 // on a GC ramp.
 func (d *Detector) isRestart(b float64) bool {
-	if d.raw.size < 3 {
+	if d.raw.Len() < 3 {
 		return false
 	}
-	ys := make([]float64, d.raw.size)
+	ys := make([]float64, d.raw.Len())
 	for i := range ys {
-		ys[i] = d.raw.at(i).y
+		ys[i] = d.raw.At(i).y
 	}
 	return b < d.cfg.RestartFraction*median(ys)
 }
@@ -363,7 +344,7 @@ func (d *Detector) endSegment(restart bool) {
 func (d *Detector) startSegment(t float64) {
 	d.segStart = t
 	d.analysisStart = t + d.cfg.WarmUp.Seconds()
-	d.raw.reset()
+	d.raw.Reset()
 	d.fast = tierState{confirm: d.fast.confirm}
 	d.medium.reset()
 	d.slow.reset()
@@ -408,11 +389,11 @@ func (d *Detector) evalFast(t float64) bool {
 	for i := range m {
 		m[i] = math.Inf(1)
 	}
-	diffs := make([]float64, 0, d.raw.size)
-	diffs2 := make([]float64, 0, d.raw.size)
+	diffs := make([]float64, 0, d.raw.Len())
+	diffs2 := make([]float64, 0, d.raw.Len())
 	prev, prev2 := math.NaN(), math.NaN()
-	for i := 0; i < d.raw.size; i++ {
-		s := d.raw.at(i)
+	for i := 0; i < d.raw.Len(); i++ {
+		s := d.raw.At(i)
 		if s.x < d.analysisStart {
 			continue
 		}
@@ -511,7 +492,7 @@ func (s *tierState) effectiveConf() float64 {
 func (b *bucketTier) reset() {
 	b.tierState = tierState{confirm: b.confirm}
 	b.cur.n = 0
-	b.closed.reset()
+	b.closed.Reset()
 }
 
 // add folds a point (x seconds since the analysis start) into the current
@@ -519,7 +500,7 @@ func (b *bucketTier) reset() {
 func (b *bucketTier) add(x, y float64, cfg Config) (evaluated bool) {
 	idx := int64(x / b.width)
 	if b.cur.n > 0 && idx != b.cur.idx {
-		b.closed.push(sample{(float64(b.cur.idx) + 0.5) * b.width, b.cur.min})
+		b.closed.Push(sample{(float64(b.cur.idx) + 0.5) * b.width, b.cur.min})
 		b.cur.n = 0
 		b.evaluate(cfg)
 		evaluated = true
@@ -537,13 +518,13 @@ func (b *bucketTier) add(x, y float64, cfg Config) (evaluated bool) {
 func (b *bucketTier) evaluate(cfg Config) {
 	bestConf, bestSlope, pass := -1.0, 0.0, false
 	for _, n := range b.windows {
-		if b.closed.size < n {
+		if b.closed.Len() < n {
 			break
 		}
 		xs := make([]float64, n)
 		ys := make([]float64, n)
 		for i := 0; i < n; i++ {
-			s := b.closed.at(b.closed.size - n + i)
+			s := b.closed.At(b.closed.Len() - n + i)
 			xs[i], ys[i] = s.x, s.y
 		}
 		ok, slope, conf := windowTest(xs, ys, cfg)
@@ -570,14 +551,14 @@ func (b *bucketTier) evaluate(cfg Config) {
 // slows down between the halves even when it still looks linear inside the
 // window itself.
 func (b *bucketTier) keepsPace(n int, cfg Config) bool {
-	h := min(b.closed.size, 2*n)
+	h := min(b.closed.Len(), 2*n)
 	if h < n+n/2 {
 		return true // too little history before the window to compare
 	}
 	xs := make([]float64, h)
 	ys := make([]float64, h)
 	for i := range h {
-		s := b.closed.at(b.closed.size - h + i)
+		s := b.closed.At(b.closed.Len() - h + i)
 		xs[i], ys[i] = s.x, s.y
 	}
 	older, newer := theilSen(xs[:h/2], ys[:h/2]), theilSen(xs[h/2:], ys[h/2:])
@@ -932,8 +913,8 @@ func secs(s float64) time.Duration { return time.Duration(s * float64(time.Secon
 // lastUnitMin is the minimum of the raw points of the last history unit.
 func (d *Detector) lastUnitMin(t float64) float64 {
 	last := math.Inf(1)
-	for i := 0; i < d.raw.size; i++ {
-		if s := d.raw.at(i); t-s.x < d.hist.unit() {
+	for i := 0; i < d.raw.Len(); i++ {
+		if s := d.raw.At(i); t-s.x < d.hist.unit() {
 			last = min(last, s.y)
 		}
 	}
@@ -944,8 +925,8 @@ func (d *Detector) lastUnitMin(t float64) float64 {
 // killer fires on the peak of a GC cycle, not on its floor.
 func (d *Detector) timeToLimit(t, limit, growth float64) time.Duration {
 	peak := 0.0
-	for i := 0; i < d.raw.size; i++ {
-		if s := d.raw.at(i); t-s.x < d.cfg.EnvelopeWindow.Seconds() {
+	for i := 0; i < d.raw.Len(); i++ {
+		if s := d.raw.At(i); t-s.x < d.cfg.EnvelopeWindow.Seconds() {
 			peak = max(peak, s.y)
 		}
 	}

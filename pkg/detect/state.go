@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/fifo"
 )
 
 // stateVersion numbers the layout MarshalBinary writes. A change of layout
@@ -69,9 +71,9 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 		return ErrConfigMismatch
 	}
 	n := *d // rings are copied below, never shared with d until success
-	n.raw = newRing(len(d.raw.buf))
-	n.medium.closed = newRing(len(d.medium.closed.buf))
-	n.slow.closed = newRing(len(d.slow.closed.buf))
+	n.raw = fifo.New[sample](d.raw.Bound())
+	n.medium.closed = fifo.New[sample](d.medium.closed.Bound())
+	n.slow.closed = fifo.New[sample](d.slow.closed.Bound())
 	n.hist = newHistory(d.hist.unit())
 	n.seen = r.boolean()
 	n.origin = r.time()
@@ -145,16 +147,16 @@ func (d *Detector) checkState() error {
 	if !(d.held >= 0 && d.held <= 1) {
 		return fmt.Errorf("held confidence %g outside [0,1]", d.held)
 	}
-	for _, rg := range []*ring{&d.raw, &d.medium.closed, &d.slow.closed} {
-		for i := 0; i < rg.size; i++ {
-			s := rg.at(i)
+	for _, rg := range []*fifo.Ring[sample]{&d.raw, &d.medium.closed, &d.slow.closed} {
+		for i := 0; i < rg.Len(); i++ {
+			s := rg.At(i)
 			if math.IsNaN(s.x) || math.IsInf(s.x, 0) || math.IsNaN(s.y) || math.IsInf(s.y, 0) || s.y < 0 {
 				return errors.New("non-finite or negative sample")
 			}
 		}
 	}
-	for i := 0; i < d.raw.size; i++ {
-		if x := d.raw.at(i).x; x < d.segStart || x > d.lastT {
+	for i := 0; i < d.raw.Len(); i++ {
+		if x := d.raw.At(i).x; x < d.segStart || x > d.lastT {
 			return fmt.Errorf("raw point at %gs outside the segment [%gs,%gs]", x, d.segStart, d.lastT)
 		}
 	}
@@ -209,11 +211,11 @@ func (w *stateWriter) verdict(v Verdict) {
 }
 
 // ring writes its capacity, its size and its samples oldest first.
-func (w *stateWriter) ring(r *ring) {
-	w.i64(int64(len(r.buf)))
-	w.i64(int64(r.size))
-	for i := 0; i < r.size; i++ {
-		s := r.at(i)
+func (w *stateWriter) ring(r *fifo.Ring[sample]) {
+	w.i64(int64(r.Bound()))
+	w.i64(int64(r.Len()))
+	for i := 0; i < r.Len(); i++ {
+		s := r.At(i)
 		w.f64(s.x)
 		w.f64(s.y)
 	}
@@ -346,10 +348,10 @@ func (r *stateReader) verdict() Verdict {
 }
 
 // ring reads into dst, whose capacity must be the one written.
-func (r *stateReader) ring(dst *ring) {
-	capacity := r.count(len(dst.buf))
-	if r.err == nil && capacity != len(dst.buf) {
-		r.err = fmt.Errorf("ring of %d samples, want %d", capacity, len(dst.buf))
+func (r *stateReader) ring(dst *fifo.Ring[sample]) {
+	capacity := r.count(dst.Bound())
+	if r.err == nil && capacity != dst.Bound() {
+		r.err = fmt.Errorf("ring of %d samples, want %d", capacity, dst.Bound())
 		return
 	}
 	size := r.count(capacity)
@@ -358,7 +360,7 @@ func (r *stateReader) ring(dst *ring) {
 		if r.err != nil {
 			return
 		}
-		dst.push(sample{x, y})
+		dst.Push(sample{x, y})
 	}
 }
 

@@ -3,12 +3,14 @@
 // bucket (its minimum, maximum, last value) for hours more. A slow leak needs
 // hours of history to be seen by a person; a fast one needs detail. A raw
 // point is 24 bytes and a downsampled one 40, so the defaults (30 min at
-// 10 s, 12 h in 5-minute buckets) cost about 10 KiB per container.
+// 10 s, 12 h in 5-minute buckets) cost about 10 KiB per container once its
+// history is full, and less before: buffers grow as points come.
 package series
 
 import (
 	"time"
 
+	"github.com/leakwatch/leakwatch/pkg/fifo"
 	"github.com/leakwatch/leakwatch/pkg/view"
 )
 
@@ -46,33 +48,11 @@ func (p rawPoint) point() point {
 	return point{t: p.t, signal: p.signal, usage: p.usage, lo: p.signal, hi: p.signal}
 }
 
-// ring is a fixed-capacity FIFO.
-type ring[P any] struct {
-	buf   []P
-	start int
-	n     int
-}
-
-func (r *ring[P]) push(p P) {
-	if len(r.buf) == 0 {
-		return
-	}
-	if r.n < len(r.buf) {
-		r.buf[(r.start+r.n)%len(r.buf)] = p
-		r.n++
-		return
-	}
-	r.buf[r.start] = p
-	r.start = (r.start + 1) % len(r.buf)
-}
-
-func (r *ring[P]) at(i int) P { return r.buf[(r.start+i)%len(r.buf)] }
-
 // History is one container's bounded history. Not safe for concurrent use.
 type History struct {
 	bucket  time.Duration
-	raw     ring[rawPoint]
-	coarse  ring[point]
+	raw     fifo.Ring[rawPoint]
+	coarse  fifo.Ring[point]
 	pending point // the bucket being filled
 	filling bool
 }
@@ -81,22 +61,22 @@ type History struct {
 func New(cfg Config) *History {
 	return &History{
 		bucket: cfg.Bucket,
-		raw:    ring[rawPoint]{buf: make([]rawPoint, max(cfg.Raw, 1))},
-		coarse: ring[point]{buf: make([]point, max(cfg.Downsample, 0))},
+		raw:    fifo.New[rawPoint](max(cfg.Raw, 1)),
+		coarse: fifo.New[point](cfg.Downsample),
 	}
 }
 
 // Add appends a sample; samples must come in time order.
 func (h *History) Add(t time.Time, signal, usage uint64) {
 	r := rawPoint{t: t.UnixMilli(), signal: signal, usage: usage}
-	h.raw.push(r)
+	h.raw.Push(r)
 	p := r.point()
 	if h.bucket <= 0 {
 		return
 	}
 	start := t.Truncate(h.bucket).UnixMilli()
 	if h.filling && start != time.UnixMilli(h.pending.t).Truncate(h.bucket).UnixMilli() {
-		h.coarse.push(h.pending)
+		h.coarse.Push(h.pending)
 		h.filling = false
 	}
 	if !h.filling {
@@ -111,18 +91,18 @@ func (h *History) Add(t time.Time, signal, usage uint64) {
 // Points returns the history oldest first: downsampled points older than
 // the oldest raw point, then the raw points.
 func (h *History) Points() []view.Point {
-	out := make([]view.Point, 0, h.coarse.n+h.raw.n)
+	out := make([]view.Point, 0, h.coarse.Len()+h.raw.Len())
 	var oldestRaw int64 = 1<<63 - 1
-	if h.raw.n > 0 {
-		oldestRaw = h.raw.at(0).t
+	if h.raw.Len() > 0 {
+		oldestRaw = h.raw.At(0).t
 	}
-	for i := range h.coarse.n {
-		if p := h.coarse.at(i); p.t < oldestRaw {
+	for i := range h.coarse.Len() {
+		if p := h.coarse.At(i); p.t < oldestRaw {
 			out = append(out, p.view())
 		}
 	}
-	for i := range h.raw.n {
-		out = append(out, h.raw.at(i).point().view())
+	for i := range h.raw.Len() {
+		out = append(out, h.raw.At(i).point().view())
 	}
 	return out
 }

@@ -44,6 +44,37 @@ func TestHistoryMemoryIsBounded(t *testing.T) {
 	if n, limit := len(h.Points()), DefaultConfig().Raw+DefaultConfig().Downsample; n > limit {
 		t.Fatalf("%d points kept, bound is %d", n, limit)
 	}
+	if c, limit := h.raw.Footprint()+h.coarse.Footprint(), DefaultConfig().Raw+DefaultConfig().Downsample; c != limit {
+		t.Errorf("full history holds buffers of %d points, want %d", c, limit)
+	}
+}
+
+// A young container's history costs what it holds, not its bound; its
+// buffers grow without losing or reordering a point.
+func TestHistoryGrowsAsItFills(t *testing.T) {
+	h := New(DefaultConfig())
+	t0 := time.Unix(1700000000, 0)
+	for i := range 6 { // a minute
+		h.Add(t0.Add(time.Duration(i)*10*time.Second), uint64(i), 0)
+	}
+	if c := h.raw.Footprint() + h.coarse.Footprint(); c > 16 {
+		t.Errorf("a minute of history holds buffers of %d points", c)
+	}
+	for i := 6; i < 200; i++ {
+		h.Add(t0.Add(time.Duration(i)*10*time.Second), uint64(i), 0)
+	}
+	pts := h.Points()
+	for i := 1; i < len(pts); i++ {
+		if !pts[i].T.After(pts[i-1].T) {
+			t.Fatalf("point %d at %v is not after %v", i, pts[i].T, pts[i-1].T)
+		}
+	}
+	if last := pts[len(pts)-1]; last.LeakSignal != 199 {
+		t.Errorf("last point %d, want 199", last.LeakSignal)
+	}
+	if n := h.raw.Len(); n != DefaultConfig().Raw {
+		t.Errorf("%d raw points, want the %d kept", n, DefaultConfig().Raw)
+	}
 }
 
 func TestEmptyHistory(t *testing.T) {

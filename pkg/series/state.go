@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/leakwatch/leakwatch/pkg/fifo"
 )
 
 // stateVersion numbers the layout MarshalBinary writes; UnmarshalBinary
@@ -18,16 +20,16 @@ const pointBytes = 40
 // downsampled points oldest first (a raw point as a downsampled one whose
 // minimum and maximum are its signal), and the bucket being filled.
 func (h *History) MarshalBinary() ([]byte, error) {
-	buf := make([]byte, 0, 1+8+2*8+(h.raw.n+h.coarse.n+1)*pointBytes+1)
+	buf := make([]byte, 0, 1+8+2*8+(h.raw.Len()+h.coarse.Len()+1)*pointBytes+1)
 	buf = append(buf, stateVersion)
 	buf = binary.LittleEndian.AppendUint64(buf, uint64(h.bucket))
-	buf = binary.LittleEndian.AppendUint64(buf, uint64(h.raw.n))
-	for i := range h.raw.n {
-		buf = appendPoint(buf, h.raw.at(i).point())
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(h.raw.Len()))
+	for i := range h.raw.Len() {
+		buf = appendPoint(buf, h.raw.At(i).point())
 	}
-	buf = binary.LittleEndian.AppendUint64(buf, uint64(h.coarse.n))
-	for i := range h.coarse.n {
-		buf = appendPoint(buf, h.coarse.at(i))
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(h.coarse.Len()))
+	for i := range h.coarse.Len() {
+		buf = appendPoint(buf, h.coarse.At(i))
 	}
 	if h.filling {
 		buf = append(buf, 1)
@@ -60,20 +62,20 @@ func (h *History) unmarshal(data []byte) error {
 		return fmt.Errorf("bucket %v, want %v", b, h.bucket)
 	}
 	data = data[9:]
-	n := History{bucket: h.bucket, raw: ring[rawPoint]{buf: make([]rawPoint, len(h.raw.buf))}, coarse: ring[point]{buf: make([]point, len(h.coarse.buf))}}
+	n := History{bucket: h.bucket, raw: fifo.New[rawPoint](h.raw.Bound()), coarse: fifo.New[point](h.coarse.Bound())}
 	var err error
 	data, err = readPoints(data, func(p point) error {
 		if p.lo != p.signal || p.hi != p.signal {
 			return errors.New("a raw point with a range")
 		}
-		n.raw.push(rawPoint{t: p.t, signal: p.signal, usage: p.usage})
+		n.raw.Push(rawPoint{t: p.t, signal: p.signal, usage: p.usage})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	data, err = readPoints(data, func(p point) error {
-		n.coarse.push(p)
+		n.coarse.Push(p)
 		return nil
 	})
 	if err != nil {
