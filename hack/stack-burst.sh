@@ -17,15 +17,16 @@ pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	rmdir "$cg" 2>/dev/null || true
+	rmdir "$cg" 2>/dev/null || echo "could not remove $cg: $(cat "$cg/cgroup.procs" 2>/dev/null | wc -l) processes left in it" >&2
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
 mkdir "$cg"
 echo $((2 << 30)) >"$cg/memory.limit_in_bytes"
-# in_cg runs a command inside the burst's cgroup.
-in_cg() { sh -c 'echo $$ >"$0/cgroup.procs"; exec "$@"' "$cg" "$@"; }
+# in_cg runs a command inside the burst's cgroup. It execs, so that the pid
+# of `in_cg ... &` is the command's own and cleanup ends the command.
+in_cg() { exec sh -c 'echo $$ >"$0/cgroup.procs"; exec "$@"' "$cg" "$@"; }
 
 cat >"$work/leak.c" <<'C'
 #include <stdlib.h>
