@@ -121,9 +121,10 @@ func DefaultConfig() Config {
 		// (Woken at each eighth, the 1 MiB ring's reader woke four times
 		// as often as the 4 MiB ring's: agent CPU under a page-fault loop
 		// 1.63-2.00% of a core, at a quarter 1.46-1.83%, at half
-		// 1.00-1.43%; the 4 MiB ring without the queue 0.70-0.96%. At
-		// half, a burst on a busy node found the ring full for 18 and 111
-		// of 11,400 copies; the 4 MiB ring, 17 and 138.)
+		// 1.00-1.43%; the 4 MiB ring without the queue 0.70-0.96%. On a
+		// busy node, a burst kept frame pointers for 45 of 11,379 and 49
+		// of 11,805 copies (ring or queue full); the 4 MiB ring without
+		// the queue, 55 of 12,215 and 63 of 12,318.)
 		StackCopyBytes:       MaxStackCopyBytes,
 		StackCopiesPerSecond: 1000,
 		StackRingBytes:       1 << 20,

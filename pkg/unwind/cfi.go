@@ -48,14 +48,11 @@ const (
 	flagRBPUnknown
 )
 
-// row is one line of a binary's table: from PC up to the next row's PC.
-// A Table keeps its rows compacted (rowTable).
+// row is one line of a binary's table: from PC up to the next row's PC,
+// its rule. A Table keeps its rows compacted (rowTable).
 type row struct {
-	PC     uint64
-	CFAOff int32
-	RBPOff int16
-	CFA    cfaKind
-	Flags  uint8
+	PC uint64
+	rule
 }
 
 // x86-64 DWARF register numbers.
@@ -258,7 +255,7 @@ type cfaState struct {
 }
 
 func (st cfaState) row(pc uint64) row {
-	rw := row{PC: pc, CFA: st.kind}
+	rw := row{PC: pc, rule: rule{CFA: st.kind}}
 	if st.kind == cfaRSP || st.kind == cfaRBP {
 		if st.off != int64(int32(st.off)) {
 			rw.CFA = cfaUnknown
@@ -488,7 +485,7 @@ func (f fde) rows(out []row) ([]row, error) {
 	if pc < f.end {
 		emit()
 	}
-	out = append(out, row{PC: f.end, CFA: cfaNone})
+	out = append(out, row{PC: f.end, rule: rule{CFA: cfaNone}})
 	return out, nil
 }
 
@@ -528,7 +525,7 @@ func buildRows(fdes []fde) []row {
 		if err != nil {
 			// An FDE whose instructions we cannot run is no CFI at all,
 			// never a guessed rule.
-			out = append(out[:mark], row{PC: f.begin, CFA: cfaNone})
+			out = append(out[:mark], row{PC: f.begin, rule: rule{CFA: cfaNone}})
 		}
 		covered = f.end
 	}

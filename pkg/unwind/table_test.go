@@ -256,9 +256,9 @@ func TestGoAtTellsCFromGoInAGoBinary(t *testing.T) {
 func TestCompactRows(t *testing.T) {
 	var rows []row
 	for i := range 1000 {
-		rows = append(rows, row{PC: 0x400000 + uint64(i)*16, CFAOff: int32(8 + i%5*8), RBPOff: int16(-16 * (i % 2)), CFA: cfaRSP, Flags: uint8(i % 3)})
+		rows = append(rows, row{PC: 0x400000 + uint64(i)*16, rule: rule{CFAOff: int32(8 + i%5*8), RBPOff: int16(-16 * (i % 2)), CFA: cfaRSP, Flags: uint8(i % 3)}})
 	}
-	rows = append(rows, row{PC: 0x400000 + 1000*16, CFA: cfaNone})
+	rows = append(rows, row{PC: 0x400000 + 1000*16, rule: rule{CFA: cfaNone}})
 	tab, err := compactRows(rows)
 	if err != nil {
 		t.Fatal(err)
@@ -282,12 +282,12 @@ func TestCompactRows(t *testing.T) {
 		t.Errorf("size %d, want %d", tab.size(), want)
 	}
 
-	if _, err := compactRows([]row{{PC: 0x1000, CFA: cfaRSP}, {PC: 0x1000 + 1<<32, CFA: cfaNone}}); err == nil {
+	if _, err := compactRows([]row{{PC: 0x1000, rule: rule{CFA: cfaRSP}}, {PC: 0x1000 + 1<<32, rule: rule{CFA: cfaNone}}}); err == nil {
 		t.Error("rows spanning 4 GiB were compacted")
 	}
 	many := make([]row, 1<<16+1)
 	for i := range many {
-		many[i] = row{PC: uint64(i), CFAOff: int32(i), CFA: cfaRSP}
+		many[i] = row{PC: uint64(i), rule: rule{CFAOff: int32(i), CFA: cfaRSP}}
 	}
 	if _, err := compactRows(many); err == nil {
 		t.Error("65,537 distinct rules were compacted")
