@@ -29,6 +29,9 @@ const (
 	// limitRestartsLeak times in a row (an OOM kill loop), which no tier
 	// can see: each restart begins a new segment and its warm-up.
 	TierRestarts
+	// TierOnset: the floor held a level, then rose at a steady pace for an
+	// hour and a half and more, in a shape no load cycle draws (onset.go).
+	TierOnset
 )
 
 func (t Tier) String() string {
@@ -41,6 +44,8 @@ func (t Tier) String() string {
 		return "slow"
 	case TierRestarts:
 		return "restarts"
+	case TierOnset:
+		return "onset"
 	}
 	return "none"
 }
@@ -156,6 +161,8 @@ type Detector struct {
 
 	fast         tierState
 	medium, slow bucketTier
+	onset        tierState
+	onsetTau     float64 // when the onset tier's growth began
 	hist         history
 	noise        float64 // point-to-point noise, from the fast tier's ring
 
@@ -250,6 +257,7 @@ func New(cfg Config) (*Detector, error) {
 	d.fast.confirm = 3
 	d.medium.confirm = 2
 	d.slow.confirm = 3
+	d.onset.confirm = onsetConfirm
 	// A tier short of confirmation weighs its confidence by at most
 	// confirm/(1+confirm) (effectiveConf), which must stay below
 	// LeakingConfidence so that a verdict that is not leaking never reads
@@ -299,6 +307,10 @@ func (d *Detector) Observe(p Point) Verdict {
 		}
 		if d.slow.add(t-d.analysisStart, p.Bytes, d.cfg) {
 			d.gate(t, TierSlow, &d.slow.tierState)
+			f := d.evalOnset(t)
+			d.onset.record(f.pass, f.slope, f.conf)
+			d.onsetTau = f.tau
+			d.gate(t, TierOnset, &d.onset)
 		}
 	}
 	d.updateState(t)
@@ -346,6 +358,7 @@ func (d *Detector) startSegment(t float64) {
 	d.analysisStart = t + d.cfg.WarmUp.Seconds()
 	d.raw.Reset()
 	d.fast = tierState{confirm: d.fast.confirm}
+	d.onset = tierState{confirm: d.onset.confirm}
 	d.medium.reset()
 	d.slow.reset()
 	d.hist.reset()
@@ -628,10 +641,14 @@ func (d *Detector) updateState(t float64) {
 	if confirmed > 0 {
 		d.held = confirmed
 	}
-	passing := d.fast.passing || d.medium.passing || d.slow.passing
+	passing := d.fast.passing || d.medium.passing || d.slow.passing || d.onset.passing
 	d.holdReason = ""
 	if !d.leaking && confirmed > 0 {
 		d.holdReason = d.heldBack(t, slope)
+		// A confirmed onset is its own persistence (onset.go).
+		if d.holdReason != "" && d.onset.confirmed() && !d.onsetHeld(t) {
+			d.holdReason, d.held = "", d.onset.effectiveConf()
+		}
 	}
 	if !d.leaking {
 		if confirmed > 0 && d.holdReason == "" {
@@ -801,8 +818,8 @@ const (
 )
 
 // tiers lists the tiers' states, the slowest first.
-func (d *Detector) tiers() [3]*tierState {
-	return [3]*tierState{&d.slow.tierState, &d.medium.tierState, &d.fast}
+func (d *Detector) tiers() [4]*tierState {
+	return [4]*tierState{&d.onset, &d.slow.tierState, &d.medium.tierState, &d.fast}
 }
 
 // confidence is Verdict.Confidence at time t (see LeakingConfidence): the
@@ -843,7 +860,7 @@ func (d *Detector) verdict(t float64, p Point, newSeg bool) Verdict {
 	tiers := []struct {
 		tier Tier
 		s    *tierState
-	}{{TierSlow, &d.slow.tierState}, {TierMedium, &d.medium.tierState}, {TierFast, &d.fast}}
+	}{{TierOnset, &d.onset}, {TierSlow, &d.slow.tierState}, {TierMedium, &d.medium.tierState}, {TierFast, &d.fast}}
 	best := -1
 	for i, c := range tiers {
 		if !c.s.valid {
@@ -904,6 +921,8 @@ func (d *Detector) tierSpan(tier Tier) (span float64, minUnits int) {
 		return float64(d.slow.windows[0]) * d.slow.width, d.hist.units(d.slow.width)
 	case TierRestarts:
 		return d.limitCycle, 1
+	case TierOnset:
+		return max(d.lastT-d.onsetTau, d.hist.unit()), 1
 	}
 	return 3 * d.hist.unit(), 1
 }

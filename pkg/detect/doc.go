@@ -134,7 +134,7 @@
 // warm-up is past any such cycle and is judged at once.
 //
 // Measured with make bench-detect on seeds 1000-1099 (the persistence
-// test was tuned on seeds 0-39): precision 0.997 and recall 0.84 over the
+// test was tuned on seeds 0-39), before the onset tier (below): precision 0.997 and recall 0.84 over the
 // production family (5 false verdicts in 2,400 series: 2 on high-water
 // marks, 2 on caches, 1 on a daily cycle); no healthy daily series flagged
 // over 7 days; the old corpus (test/corpus) at precision and recall 1.00; no false verdict on the 8 healthy real
@@ -153,8 +153,55 @@
 // leak in the time a leak allows, the verdict comes late rather than
 // false.
 //
-// A tier confirms after 3 (fast and slow) or 2 (medium) consecutive passing
-// evaluations; Leaking turns on when any tier confirms and off only after
+// # Onset
+//
+// The persistence test's price is highest on slow leaks: a leak of 1 GB a
+// day on a floor above half a GiB is within the pace of a daily cycle's
+// rising half, so it waits for the next day, and growth in lumps minutes
+// apart fails its even halves. The onset tier (TierOnset, onset.go) looks
+// for the shape a load cycle does not draw. Each time a SlowBucket closes
+// it fits a hinge to the floor of the last 6 hours (minima over the
+// series' cycle): flat until some time, then linear. It passes when the
+// floor held its level for at least 45 minutes before, has risen at least
+// six scatters since at a kept pace (the slopes of the two halves within
+// 0.6 of each other) for at least 90 minutes, and the hinge fits the floor
+// better than a quadratic (its squared error at most 0.85 of the
+// quadratic's) and than a cubic (at most 0.9 of it). A daily cycle leaves
+// its trough smoothly and a cubic follows it; a cache slows down; a step,
+// a burst's high-water mark or a queue's build is not steady for 90
+// minutes. Two passes in a row turn the verdict leaking without the
+// persistence test, since the tier's own span is longer; after the
+// segment's first 1.1 days, growth slow enough to be a load cycle must
+// still stand above the same hours of the day before. An evaluation costs
+// about 0.1 ms when the floor does not rise and 2-3 ms when every test
+// runs (BenchmarkEvalOnset), once per container every 5 minutes.
+//
+// Measured with make bench-detect (tuned on seeds 0-39; the cubic's 0.9
+// was tightened from 1.0 after a first look at seeds 1000-1099 showed two
+// daily series flagged on their first day, so the unseen figures are those
+// of seeds 2000-2099), without the tier and with it:
+//
+//	seeds      recall        12 KiB/s within 4 h  false verdicts  daily flagged
+//	0-39       0.847 → 0.909  139 → 173 of 240     8 → 8           0 → 0 of 40
+//	1000-1099  0.842 → 0.899  355 → 420 of 600     5 → 5           0 → 0 of 100
+//	2000-2099  0.848 → 0.906  372 → 451 of 600     8 → 11          0 → 1 of 100
+//
+// By family on seeds 2000-2099: gc_long 0.74 → 0.86, gc_load 0.79 →
+// 0.93, queue 0.81 → 0.92, leak_steps 0.44 → 0.62; the others within
+// 0.03. The three new false verdicts there are two allocator high-water
+// marks that ratcheted up in several bursts over two hours and one daily
+// series on its first day, whose floor left its trough and rose 53 MB in
+// two hours as straight as a leak (1 of the 100 healthy daily series: the
+// issue's target of none is missed on that set).
+// What it cannot tell apart, on the first day of a segment, is a load
+// cycle whose rising half is as straight as a leak after a flat night, and
+// a high-water mark raised in many small bursts. The traces of the real
+// runtimes are an hour long, shorter than the tier's 2 h 15 min, and their
+// verdicts are unchanged; the old corpus stays at precision and recall
+// 1.00.
+//
+// A tier confirms after 3 (fast and slow) or 2 (medium and onset)
+// consecutive passing evaluations; Leaking turns on when any tier confirms and off only after
 // ClearAfter during which no tier passed, so it neither flaps nor clears on
 // one quiet sample. The reported growth is the slope of the passing tier
 // (else the most confident).
@@ -240,7 +287,9 @@
 // minima, each point two float64s: 172 points, about 3 KiB per container
 // with the defaults, and the history (at most 3.4 KiB once a container has
 // run 8 days), whatever the length of the series. Evaluations
-// allocate short-lived scratch space (at most 48*47/2 slopes, 9 KiB).
+// allocate short-lived scratch space: at most 48*47/2 slopes (9 KiB) for
+// the bucket tiers, and for the onset tier about 27 KiB when the floor does
+// not rise and 200 KiB when it tests the halves' Theil-Sen slopes.
 //
 // # Offline replay
 //

@@ -445,3 +445,22 @@ func (h *history) lowest(from float64) float64 {
 	}
 	return blockMin(h.minutes.ys[max(skip, 0):])
 }
+
+// floorSince is the floor the onset tier fits: at the end of each unit
+// since from, the minimum over the window (window(t, 0, 1) units) ending
+// there, skipping units without points. Times are unit ends, in seconds.
+func (h *history) floorSince(t, from float64) (xs, ys []float64) {
+	k := h.window(t, 0, 1)
+	mins := h.minutes.ys
+	r := make([]float64, len(mins))
+	rollingMin(r, mins, k)
+	for i := k - 1; i < len(mins); i++ {
+		end := float64(h.minutes.first+int64(i)+1) * h.unit()
+		if end-float64(k)*h.unit() < from || math.IsNaN(r[i]) {
+			continue
+		}
+		xs = append(xs, end)
+		ys = append(ys, r[i])
+	}
+	return xs, ys
+}

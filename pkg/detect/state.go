@@ -13,7 +13,7 @@ import (
 // stateVersion numbers the layout MarshalBinary writes. A change of layout
 // must bump it: UnmarshalBinary refuses any other version, and the agent
 // then starts the container afresh rather than misread it.
-const stateVersion = 5
+const stateVersion = 6
 
 // ErrConfigMismatch is returned by UnmarshalBinary when the state was saved
 // by a detector with other settings: its rings and buckets would not mean
@@ -43,6 +43,8 @@ func (d *Detector) MarshalBinary() ([]byte, error) {
 		w.i64(int64(b.cur.n))
 		w.ring(&b.closed)
 	}
+	w.tier(&d.onset)
+	w.f64(d.onsetTau)
 	w.boolean(d.leaking)
 	w.f64(d.leakingSince)
 	w.f64(d.quietSince)
@@ -91,6 +93,8 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 		b.cur.n = r.count(math.MaxInt32)
 		r.ring(&b.closed)
 	}
+	r.tier(&n.onset)
+	n.onsetTau = r.f64()
 	n.leaking = r.boolean()
 	n.leakingSince = r.f64()
 	n.quietSince = r.f64()
@@ -109,7 +113,7 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 	if r.err != nil {
 		return fmt.Errorf("decoding detector state: %w", r.err)
 	}
-	n.fast.confirm, n.medium.confirm, n.slow.confirm = d.fast.confirm, d.medium.confirm, d.slow.confirm
+	n.fast.confirm, n.medium.confirm, n.slow.confirm, n.onset.confirm = d.fast.confirm, d.medium.confirm, d.slow.confirm, d.onset.confirm
 	*d = n
 	return nil
 }
@@ -124,7 +128,7 @@ const maxBucketIndex = 1 << 40
 func (d *Detector) checkState() error {
 	for _, v := range []float64{d.lastT, d.segStart, d.analysisStart, d.leakingSince, d.quietSince, d.medium.cur.min, d.slow.cur.min,
 		d.noise, d.hist.lastY, d.hist.minutes.cur.min, d.hist.halfHours.cur.min,
-		d.segFirst, d.segPeak, d.limitCycle, d.limitSlope} {
+		d.segFirst, d.segPeak, d.limitCycle, d.limitSlope, d.onsetTau} {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return errors.New("non-finite time or level")
 		}
