@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/leakwatch/leakwatch/pkg/procstat"
 	"github.com/leakwatch/leakwatch/pkg/profile"
 	"github.com/leakwatch/leakwatch/pkg/tiering"
 	"github.com/leakwatch/leakwatch/pkg/view"
@@ -195,21 +195,6 @@ func ProcStartTime(root string, pid uint32) (uint64, bool) {
 
 // parseStatStartTime reads field 22 of a /proc/PID/stat line, in ns.
 func parseStatStartTime(b []byte) (uint64, bool) {
-	// The command (field 2) may hold spaces and parentheses; fields resume
-	// after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	fields := strings.Fields(string(b[i+1:]))
-	const startTimeField = 22 - 3 // fields after ')' start at field 3
-	if len(fields) <= startTimeField {
-		return 0, false
-	}
-	ticks, err := strconv.ParseUint(fields[startTimeField], 10, 64)
-	const nsPerTick uint64 = 1e9 / 100
-	if err != nil || ticks > math.MaxUint64/nsPerTick {
-		return 0, false
-	}
-	return ticks * nsPerTick, true
+	v, err := procstat.StartTimeNs(b)
+	return v, err == nil
 }

@@ -21,6 +21,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/leakwatch/leakwatch/pkg/procstat"
 )
 
 // Config bounds the Symbolizer's caches. Zero values take the defaults.
@@ -825,7 +827,7 @@ func (s *Symbolizer) identity(key procKey) (hasMemory bool, err error) {
 	if err != nil {
 		return false, s.procErr(key.pid, "reading stat", err)
 	}
-	vsize, err := statField(data, 23)
+	vsize, err := procstat.Field(data, procstat.VSize)
 	hasMemory = err == nil && vsize > 0
 	if key.start == 0 {
 		return hasMemory, nil
@@ -860,24 +862,9 @@ func (s *Symbolizer) procPath(pid uint32, elem ...string) string {
 	return filepath.Join(append([]string{s.cfg.ProcRoot, strconv.FormatUint(uint64(pid), 10)}, elem...)...)
 }
 
-// statStartTime returns field 22 of /proc/PID/stat, the start time.
-func statStartTime(data []byte) (uint64, error) { return statField(data, 22) }
-
-// statField returns field n (from 3, as proc(5) numbers them) of
-// /proc/PID/stat. The command (field 2) may hold spaces and parentheses, so
-// fields are counted after its last ')'.
-func statField(data []byte, n int) (uint64, error) {
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, errors.New("no command in stat")
-	}
-	fields := bytes.Fields(data[i+1:])
-	idx := n - 3 // fields after the command start at field 3
-	if idx < 0 || len(fields) <= idx {
-		return 0, errors.New("short stat")
-	}
-	return strconv.ParseUint(string(fields[idx]), 10, 64)
-}
+// statStartTime returns field 22 of /proc/PID/stat, the start time in
+// clock ticks.
+func statStartTime(data []byte) (uint64, error) { return procstat.Field(data, procstat.StartTime) }
 
 // nsPID returns the process's pid in its own pid namespace, the number a
 // JIT puts in its perf map's name.
