@@ -410,14 +410,23 @@ static __always_inline __u64 copy_stack(__u32 kind, __u64 fp_stack_id, __u64 mem
 		return 0;
 	__u64 sp = PT_REGS_SP_CORE(regs);
 
+	/* The main thread's stack ends where the process's first stack pointer
+	 * stood (mm->start_stack, at argc): no frame lies above it, only argv
+	 * and the environment. A copy on that stack stops there, a word past
+	 * for the outermost frame, instead of reading the whole window. */
+	__u64 want = stack_copy_bytes;
+	__u64 top = BPF_CORE_READ(task, mm, start_stack);
+	if (top > sp && top - sp + STACK_TOP_SLACK < want)
+		want = top - sp + STACK_TOP_SLACK;
+
 	__u32 len = 0;
 	for (int i = 0; i < STACK_COPY_MAX / 4096 + 1; i++) {
-		if (len >= stack_copy_bytes || len >= STACK_COPY_MAX)
+		if (len >= want || len >= STACK_COPY_MAX)
 			break;
 		__u64 addr = sp + len;
 		__u64 n = 4096 - (addr & 4095);
-		if (n > stack_copy_bytes - len)
-			n = stack_copy_bytes - len;
+		if (n > want - len)
+			n = want - len;
 		if (n == 0 || n > 4096)
 			break;
 		if (bpf_probe_read_user(&s->window[len & (STACK_COPY_MAX - 1)], n, (void *)addr))

@@ -156,6 +156,8 @@ struct event {
  * (bpf_probe_read_user zeroes all it was asked for when any byte faults),
  * and ends at the first page that cannot be read. */
 #define STACK_COPY_MAX 16384
+/* Bytes a copy on the main thread's stack reads past mm->start_stack. */
+#define STACK_TOP_SLACK 64
 
 enum stack_copy_kind {
 	STACK_COPY_MAPPING = 1, /* a tracked mapping: sample_id is its stack_id */

@@ -1,9 +1,13 @@
 package tracer_test
 
 import (
+	"fmt"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/leakwatch/leakwatch/pkg/procstat"
 	"github.com/leakwatch/leakwatch/pkg/tracer"
 )
 
@@ -78,4 +82,94 @@ func TestSlowUnwinderLosesNoCopyUncounted(t *testing.T) {
 		t.Errorf("%d copies unwound, want at least 256 (the queue holds 4 MiB of records)", delta(s, tracer.CopyUnwound))
 	}
 	checkEstimate(t, s.Cgroups[g.ID].FaultBytes-before.Cgroups[g.ID].FaultBytes, 128*mib, 0.10)
+}
+
+// windowRecorder records, per copy of one process, where its window began
+// and how long it was.
+type windowRecorder struct {
+	pid  uint32
+	mu   sync.Mutex
+	seen []stackWindow
+}
+
+type stackWindow struct{ sp, n uint64 }
+
+func (u *windowRecorder) Unwind(c *tracer.StackCopy) (tracer.Stack, error) {
+	if c.PID == u.pid {
+		u.mu.Lock()
+		u.seen = append(u.seen, stackWindow{c.SP, uint64(len(c.Window))})
+		u.mu.Unlock()
+	}
+	return tracer.Stack{Frames: []uint64{c.IP}}, nil
+}
+
+func (u *windowRecorder) take() []stackWindow {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	s := u.seen
+	u.seen = nil
+	return s
+}
+
+// A copy on the main thread's stack ends a word past where the process's
+// first stack pointer stood (mm->start_stack, /proc/PID/stat's startstack):
+// no frame lies above it. A thread's stack, whose top the kernel does not
+// keep, is copied whole.
+func TestMainThreadCopyEndsAtStackTop(t *testing.T) {
+	rec := &windowRecorder{}
+	tr, _, p, _ := startFaultWorkload(t, func(cfg *tracer.Config) {
+		cfg.FaultSampleBytes = 64 << 10
+		cfg.StackCopiesPerSecond = 1 << 20
+	}, func(tr *tracer.Tracer) { tr.SetUnwinder(rec) })
+	rec.mu.Lock()
+	rec.pid = uint32(p.PID)
+	rec.mu.Unlock()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := procstat.Field(stat, procstat.StartStack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const slack = 64 // STACK_TOP_SLACK in bpf/leakwatch.h
+
+	wait := func(what string) []stackWindow {
+		t.Helper()
+		var got []stackWindow
+		for deadline := time.Now().Add(10 * time.Second); len(got) < 32; time.Sleep(50 * time.Millisecond) {
+			snapshot(t, tr) // flushes the ring into the queue
+			got = append(got, rec.take()...)
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d copies of the workload's in 10 s, want 32", what, len(got))
+			}
+		}
+		return got
+	}
+
+	p.Do(t, "touch 16384")
+	short := 0
+	for _, w := range wait("main thread") {
+		if w.sp >= top || top-w.sp > tracer.MaxStackCopyBytes {
+			continue // not on the main stack's last window
+		}
+		if w.sp+w.n != top+slack {
+			t.Fatalf("main-thread copy from sp %#x: %d bytes, ending at %#x; want it to end at startstack %#x + %d", w.sp, w.n, w.sp+w.n, top, slack)
+		}
+		short++
+	}
+	if short == 0 {
+		t.Fatalf("no copy of the workload's within %d bytes below its startstack %#x", tracer.MaxStackCopyBytes, top)
+	}
+
+	p.Do(t, "arenas 4 16384")
+	whole := 0
+	for _, w := range wait("threads") {
+		if top-w.sp > tracer.MaxStackCopyBytes && w.n == tracer.MaxStackCopyBytes {
+			whole++
+		}
+	}
+	if whole == 0 {
+		t.Fatal("no thread copy holds the whole window")
+	}
 }
