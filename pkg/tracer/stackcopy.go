@@ -161,7 +161,7 @@ func (t *Tracer) readStackCopies() error {
 	buf := copyBuffers.Get().(*[]byte)
 	t.stackRing.SetDeadline(time.Now().Add(stackPoll))
 	for {
-		if len(batch) >= stackBatchLen || t.stackRing.AvailableBytes() == 0 {
+		if len(batch) >= stackBatchLen || t.stackRingAvailable() == 0 {
 			send() // before the read waits, or the unwinder would
 		}
 		rec.RawSample = (*buf)[:0]
@@ -292,6 +292,28 @@ func stackHash(pcs []uint64, truncated bool) uint64 {
 		h = 1
 	}
 	return h
+}
+
+// stackRingAvailable is the bytes queued in the stack ring, 0 once it is
+// closed: the reader's AvailableBytes reads the ring without its lock and
+// dereferences nil after Close, which Run's shutdown and Close may do while
+// readStackCopies runs.
+func (t *Tracer) stackRingAvailable() int {
+	t.stackRingMu.RLock()
+	defer t.stackRingMu.RUnlock()
+	if t.stackRingClosed {
+		return 0
+	}
+	return t.stackRing.AvailableBytes()
+}
+
+// closeStackRing closes the stack ring's reader (idempotent), after which
+// stackRingAvailable no longer reads it.
+func (t *Tracer) closeStackRing() error {
+	t.stackRingMu.Lock()
+	defer t.stackRingMu.Unlock()
+	t.stackRingClosed = true
+	return t.stackRing.Close()
 }
 
 // flushStackCopies waits until the copies queued now are unwound, so that

@@ -181,11 +181,15 @@ type Tracer struct {
 	// stackRing carries stack copies (nil when none are made); the
 	// unwinder turns them into stacks. stackReading says its reader runs,
 	// stackFlushed that it has read what was queued at a Flush.
-	stackRing    *ringbuf.Reader
-	unwinder     StackUnwinder
-	stackReading atomic.Bool
-	stackFlushed chan struct{}
-	features     Features
+	stackRing *ringbuf.Reader
+	// stackRingMu orders the reader's AvailableBytes, which dereferences
+	// a closed ring, with Close (stackRingClosed).
+	stackRingMu     sync.RWMutex
+	stackRingClosed bool
+	unwinder        StackUnwinder
+	stackReading    atomic.Bool
+	stackFlushed    chan struct{}
+	features        Features
 	// monoToWall turns the kernel's CLOCK_MONOTONIC stamps into wall time.
 	monoToWall time.Duration
 
@@ -409,7 +413,7 @@ func (t *Tracer) Run(ctx context.Context) error {
 				err = errors.Join(err, rerr)
 			}
 			if t.stackRing != nil {
-				err = errors.Join(err, t.stackRing.Close())
+				err = errors.Join(err, t.closeStackRing())
 				if serr := <-stackErr; !errors.Is(serr, errClosed) {
 					err = errors.Join(err, serr)
 				}
@@ -520,7 +524,7 @@ func (t *Tracer) Close() error {
 			errs = append(errs, t.ring.Close())
 		}
 		if t.stackRing != nil {
-			errs = append(errs, t.stackRing.Close())
+			errs = append(errs, t.closeStackRing())
 		}
 		if t.faults != nil {
 			errs = append(errs, t.faults.Close())
