@@ -856,11 +856,13 @@ func (d *Detector) verdict(t float64, p Point, newSeg bool) Verdict {
 		v.LeakingSince = d.at(d.leakingSince)
 	}
 	// Prefer a passing tier, then the more confident, then the slower one
-	// (more data behind its slope).
+	// (more data behind its slope). The onset tier comes last: it fits a
+	// hinge to every series, and its slope means something only when it is
+	// the better evidence, never on a tie of quiet tiers.
 	tiers := []struct {
 		tier Tier
 		s    *tierState
-	}{{TierOnset, &d.onset}, {TierSlow, &d.slow.tierState}, {TierMedium, &d.medium.tierState}, {TierFast, &d.fast}}
+	}{{TierSlow, &d.slow.tierState}, {TierMedium, &d.medium.tierState}, {TierFast, &d.fast}, {TierOnset, &d.onset}}
 	best := -1
 	for i, c := range tiers {
 		if !c.s.valid {

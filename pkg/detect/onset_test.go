@@ -87,6 +87,30 @@ func TestOnsetQuietOnCache(t *testing.T) {
 	})
 }
 
+// On a quiet series the onset tier's hinge fit fails, and the verdict must
+// not report its tier or its slope: a quiet container reads as the slow
+// tier's evidence, as before the onset tier.
+func TestQuietSeriesNotReportedOnOnset(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	d := newDetector(t)
+	v := feed(t, d, 0, 5*3600, func(s float64) (float64, float64) {
+		return gib1 + sawtooth(s, 90, 300*mib) + rng.NormFloat64()*4*mib, 8 * gib1
+	}, func(s float64, v Verdict) {
+		if v.Leaking {
+			t.Fatalf("a flat series flagged at %.1f h (tier %v)", s/3600, v.Tier)
+		}
+		if v.Tier == TierOnset && !d.onset.passing && d.onset.effectiveConf() == 0 {
+			t.Fatalf("at %.1f h: tier onset with a failed fit (growth %.0f B/s)", s/3600, v.GrowthBytesPerSecond)
+		}
+	})
+	if !d.onset.valid {
+		t.Fatal("the onset tier never evaluated in 5 h")
+	}
+	if v.Tier == TierOnset {
+		t.Errorf("quiet series reported on tier onset, growth %.0f B/s", v.GrowthBytesPerSecond)
+	}
+}
+
 func TestFitHingeRecoversCorner(t *testing.T) {
 	var xs, ys []float64
 	for i := range 300 {
