@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -140,6 +139,7 @@ type Agent struct {
 	cfg    Config
 	log    *slog.Logger
 	hier   cgroups.Hierarchy
+	files  *cgroups.OpenFiles // the collection loop's, held across rounds
 	tracer *tracer.Tracer
 	cri    *cri.Client
 	sym    Symbolizer
@@ -195,9 +195,13 @@ func New(cfg Config, hier cgroups.Hierarchy, parts Parts, degraded map[string]st
 	if parts.Tracer != nil {
 		store = profile.NewStore(cfg.Profile)
 	}
+	// The files of tracked cgroups and their ancestors stay open, within
+	// the open-file limit (a reserve of 1024 for the rest of the agent).
+	files := hier.NewOpenFiles(cgroups.HeldGroupsFor(cfg.MaxContainers+heldAncestors, 1024))
 	a := &Agent{
 		cfg:     cfg,
 		log:     logger,
+		files:   files,
 		hier:    hier,
 		tracer:  parts.Tracer,
 		cri:     parts.CRI,
@@ -242,6 +246,17 @@ func (a *Agent) Close() error {
 	return st.Close()
 }
 
+// heldAncestors is room among the held cgroups for the tracked ones'
+// ancestors, whose limits a round reads too.
+const heldAncestors = 256
+
+// closeFiles closes the cgroup files the collection loop holds open.
+func (a *Agent) closeFiles() {
+	a.foldMu.Lock()
+	defer a.foldMu.Unlock()
+	a.files.Close()
+}
+
 // Snapshot implements view.Source.
 func (a *Agent) Snapshot() *view.Snapshot { return a.snap.Load() }
 
@@ -272,6 +287,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer func() { stopOOM(); <-oomDone }()
 	tick := time.NewTicker(a.cfg.Interval)
 	defer tick.Stop()
+	defer a.closeFiles()
 	saveEvery := max(1, uint64(a.cfg.SaveEvery/a.cfg.Interval))
 	for {
 		a.collect(time.Now())
@@ -356,7 +372,7 @@ func (a *Agent) collect(now time.Time) {
 	seen := make(map[uint64]bool, len(groups))
 	// One reader a round: it reads each ancestor's limit once for all the
 	// cgroups below it, and limits can change between rounds.
-	mem := a.hier.NewMemoryReader()
+	mem := a.files.NewMemoryReader()
 	type newGroup struct {
 		g     cgroups.Group
 		stats cgroups.MemoryStats
@@ -364,7 +380,7 @@ func (a *Agent) collect(now time.Time) {
 	var fresh []newGroup
 	a.mu.Lock()
 	for _, g := range groups {
-		if !a.tracks(g, children[g.Path]) {
+		if !a.tracks(g, children[g.Path], mem) {
 			continue
 		}
 		stats, err := mem.Read(g.Path)
@@ -498,7 +514,7 @@ func (a *Agent) addKilledUnseen(ooms map[uint64]uint64, seen map[uint64]bool, no
 // statistics include their children's, so a leak would be reported twice.
 // A container scope with a nested cgroup of the same container (some
 // runtimes add one) is tracked once, at the nested level.
-func (a *Agent) tracks(g cgroups.Group, children []string) bool {
+func (a *Agent) tracks(g cgroups.Group, children []string, mem *cgroups.MemoryReader) bool {
 	if g.Path == "/" {
 		return false
 	}
@@ -517,8 +533,8 @@ func (a *Agent) tracks(g cgroups.Group, children []string) bool {
 	if len(children) > 0 {
 		return false
 	}
-	b, err := os.ReadFile(filepath.Join(a.hier.Dir, g.Path, "cgroup.procs"))
-	return err == nil && len(b) > 0
+	has, err := mem.HasProcesses(g.Path)
+	return err == nil && has
 }
 
 // childrenOf maps each cgroup path to the paths of its direct children.

@@ -25,22 +25,34 @@ func BenchmarkReadMemory(b *testing.B) {
 }
 
 // BenchmarkMemoryReader measures the agent's way: one reader for a round
-// of 100 reads, so ancestors' limits are read once a round.
+// of 100 reads, so ancestors' limits are read once a round; held, with
+// the files kept open across rounds (OpenFiles), as the agent reads.
 func BenchmarkMemoryReader(b *testing.B) {
 	for _, tree := range benchTrees {
-		b.Run(tree.name, func(b *testing.B) {
-			h, path := tree.open(b)
-			b.ReportAllocs()
-			var r *MemoryReader
-			for i := 0; b.Loop(); i++ {
-				if i%100 == 0 {
-					r = h.NewMemoryReader()
-				}
-				if _, err := r.Read(path); err != nil {
-					b.Fatal(err)
-				}
+		for _, held := range []bool{false, true} {
+			name := tree.name
+			if held {
+				name += "-held"
 			}
-		})
+			b.Run(name, func(b *testing.B) {
+				h, path := tree.open(b)
+				o := h.NewOpenFiles(100)
+				defer o.Close()
+				b.ReportAllocs()
+				var r *MemoryReader
+				for i := 0; b.Loop(); i++ {
+					if i%100 == 0 {
+						r = h.NewMemoryReader()
+						if held {
+							r = o.NewMemoryReader()
+						}
+					}
+					if _, err := r.Read(path); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
 

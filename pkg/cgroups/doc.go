@@ -17,7 +17,13 @@
 // kept small: a [MemoryReader] opens only the files [MemoryStats] needs
 // (five on v1, four on v2), each with one read into a buffer it reuses,
 // parses them without allocating, and reads an ancestor's limit once per
-// collection round instead of once per cgroup below it. It reads the files
+// collection round instead of once per cgroup below it. With [OpenFiles]
+// the files stay open from one round to the next and a round reads each with
+// one pread: a v1 cgroup's five files cost 56-57 µs opened and closed and
+// 16-17 µs held (BenchmarkMemoryReader, this project's 2-vCPU VM).
+// [Hierarchy.Scan] reads each directory with getdents and takes the cgroup
+// id from the listing: 159-179 µs for the host's 14 v1 cgroups, against
+// 464-647 µs with filepath.WalkDir (BenchmarkScan, interleaved). It reads the files
 // itself rather than through containerd's cgroups library
 // (github.com/containerd/cgroups/v3): its Stat opens every file of the
 // controller (18 on a v1 host with swap accounting, nine on v2) with

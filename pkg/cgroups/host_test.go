@@ -6,9 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/leakwatch/leakwatch/test/cgtest"
+	"golang.org/x/sys/unix"
 )
 
 // skipUnprivileged skips, or fails when LEAKWATCH_REQUIRE_PRIVILEGED=1 as
@@ -147,10 +150,7 @@ func TestHostRemovedMidRead(t *testing.T) {
 	h, _ := hostHierarchy(t)
 	g := cgtest.New(t, 0)
 	r := h.NewMemoryReader()
-	og, err := r.open(g.Rel, g.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	og := r.open(g.Rel, g.Dir)
 	defer og.close()
 	if _, err := readFile(og, "memory.stat", parseMemoryKeys); err != nil {
 		t.Fatal(err)
@@ -160,5 +160,85 @@ func TestHostRemovedMidRead(t *testing.T) {
 	}
 	if _, err := readFile(og, "memory.stat", parseMemoryKeys); !errors.Is(err, ErrGone) {
 		t.Errorf("reading a file of a cgroup removed after its directory was opened: err = %v, want ErrGone", err)
+	}
+}
+
+// TestHostScanIDsAreInodes checks Scan's ids, taken from the directory
+// listing on cgroupfs, against stat's inode numbers: the kernel reports a
+// cgroup by the latter.
+func TestHostScanIDsAreInodes(t *testing.T) {
+	h, self := hostHierarchy(t)
+	groups, err := h.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := map[string]int{}
+	for i, g := range groups {
+		pos[g.Path] = i
+		if g.Path != "/" {
+			if p, ok := pos[filepath.Dir(g.Path)]; !ok || p >= i {
+				t.Errorf("%s listed before its parent", g.Path)
+			}
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(h.Dir, g.Path), &st); err != nil {
+			continue // removed since: the node is not ours
+		}
+		if st.Ino != g.ID {
+			t.Errorf("%s: Scan id %d, inode %d", g.Path, g.ID, st.Ino)
+		}
+	}
+	if _, ok := pos[self]; !ok {
+		t.Errorf("own cgroup %s not in the %d scanned", self, len(groups))
+	}
+}
+
+// TestHostScanListsEveryCgroupUnderSignals scans a directory whose listing
+// takes several getdents batches, again and again while signals arrive:
+// the kernel ends a batch
+// early when a signal is pending, and a scan that took a short batch for
+// the end of the listing lost cgroups (the agent then took live
+// containers for gone).
+func TestHostScanListsEveryCgroupUnderSignals(t *testing.T) {
+	h, _ := hostHierarchy(t)
+	parent := cgtest.New(t, 0)
+	const n = 300
+	for i := range n {
+		// Long names, so the listing outgrows one 8 KiB batch.
+		d := filepath.Join(parent.Dir, fmt.Sprintf("c%03d-%s", i, strings.Repeat("x", 40)))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = os.Remove(d) })
+	}
+	// SIGURG is the runtime's preemption signal, handled and harmless:
+	// sent to the process, it lands on any of its threads, the scanning
+	// one among them.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = syscall.Kill(os.Getpid(), syscall.SIGURG)
+		}
+	}()
+	for round := range 200 {
+		groups, err := h.Scan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for _, g := range groups {
+			if filepath.Dir(g.Path) == parent.Rel {
+				got++
+			}
+		}
+		if got != n {
+			t.Fatalf("scan %d listed %d of the %d cgroups below %s", round, got, n, parent.Rel)
+		}
 	}
 }

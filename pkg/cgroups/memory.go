@@ -85,6 +85,9 @@ func (s MemoryStats) LeakSignal() uint64 {
 type MemoryReader struct {
 	h   Hierarchy
 	buf []byte
+	// files holds cgroup files open across rounds; nil: each read opens
+	// and closes its file.
+	files *OpenFiles
 	// limits maps a cgroup path to the smallest limit of that cgroup and
 	// its ancestors below the root (0: none), as read by this reader.
 	limits map[string]uint64
@@ -148,10 +151,7 @@ func (r *MemoryReader) Read(path string) (MemoryStats, error) {
 }
 
 func (r *MemoryReader) readV1(path, dir string) (MemoryStats, error) {
-	g, err := r.open(path, dir)
-	if err != nil {
-		return MemoryStats{}, err
-	}
+	g := r.open(path, dir)
 	defer g.close()
 	st, err := readFile(g, "memory.stat", parseMemoryKeys)
 	if err != nil {
@@ -191,8 +191,26 @@ func (r *MemoryReader) readV1(path, dir string) (MemoryStats, error) {
 	return s, nil
 }
 
+// HasProcesses says whether the cgroup at path has processes of its own
+// (its cgroup.procs is not empty), reading at most one pid's worth. The
+// error matches ErrGone when the cgroup is gone.
+func (r *MemoryReader) HasProcesses(path string) (bool, error) {
+	path, dir, err := r.h.abs(path)
+	if err != nil {
+		return false, err
+	}
+	g := r.open(path, dir)
+	defer g.close()
+	// One pid is enough to know.
+	b, err := g.readUpTo("cgroup.procs", 32)
+	if err != nil {
+		return false, wrapGone(path, err)
+	}
+	return len(b) > 0, nil
+}
+
 // v1Kernel reads memory.kmem.usage_in_bytes, 0 on kernels without it.
-func (r *MemoryReader) v1Kernel(g openGroup) (uint64, error) {
+func (r *MemoryReader) v1Kernel(g *openGroup) (uint64, error) {
 	const file = "memory.kmem.usage_in_bytes"
 	if r.noKmem {
 		return 0, nil
@@ -206,10 +224,7 @@ func (r *MemoryReader) v1Kernel(g openGroup) (uint64, error) {
 }
 
 func (r *MemoryReader) readV2(path, dir string) (MemoryStats, error) {
-	g, err := r.open(path, dir)
-	if err != nil {
-		return MemoryStats{}, err
-	}
+	g := r.open(path, dir)
 	defer g.close()
 	// memory.stat first: where it is missing, so is the controller (or
 	// the cgroup), and the caller is told which.
@@ -279,10 +294,7 @@ func (r *MemoryReader) chainLimit(p, file string) (uint64, error) {
 		return v, nil
 	}
 	dir := filepath.Join(r.h.Dir, p)
-	g, err := r.open(p, dir)
-	if err != nil {
-		return 0, err
-	}
+	g := r.open(p, dir)
 	own, err := readFile(g, file, parseValue)
 	g.close()
 	switch {
@@ -305,28 +317,49 @@ func (r *MemoryReader) chainLimit(p, file string) (uint64, error) {
 	return v, nil
 }
 
-// openGroup is a cgroup directory held open while its files are read: the
-// kernel then finds each file in it rather than walking the whole path.
+// openGroup is one cgroup being read: its directory, opened when a file
+// must be and then held while the others are read (the kernel finds each
+// file in it rather than walking the whole path), and its held files where
+// the reader keeps them.
 type openGroup struct {
 	r    *MemoryReader
-	fd   int
-	path string // cgroup path, for ErrGone
-	dir  string // directory, for messages
+	fd   int        // the directory (O_PATH), -1 until needed
+	path string     // cgroup path, for ErrGone
+	dir  string     // directory, for messages
+	held *heldGroup // its held files, once one is read
 }
 
-func (r *MemoryReader) open(path, dir string) (openGroup, error) {
-	fd, err := openat(unix.AT_FDCWD, dir, unix.O_PATH|unix.O_DIRECTORY)
-	if err != nil {
-		return openGroup{}, wrapGone(path, &os.PathError{Op: "open", Path: dir, Err: err})
+// open begins the reading of a cgroup; its directory is opened when a file
+// must be, so a cgroup read wholly through held files opens nothing.
+func (r *MemoryReader) open(path, dir string) *openGroup {
+	return &openGroup{r: r, fd: -1, path: path, dir: dir}
+}
+
+func (g *openGroup) close() {
+	if g.fd >= 0 {
+		closeFD(g.fd)
 	}
-	return openGroup{r: r, fd: fd, path: path, dir: dir}, nil
 }
 
-func (g openGroup) close() { closeFD(g.fd) }
+// openFile opens the file name of g, and g's directory first if needed.
+func (g *openGroup) openFile(name string) (int, error) {
+	if g.fd < 0 {
+		fd, err := openat(unix.AT_FDCWD, g.dir, unix.O_PATH|unix.O_DIRECTORY)
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: g.dir, Err: err}
+		}
+		g.fd = fd
+	}
+	fd, err := openat(g.fd, name, unix.O_RDONLY)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: filepath.Join(g.dir, name), Err: err}
+	}
+	return fd, nil
+}
 
 // readFile reads the file name of g and parses it. Errors name the file,
 // and match ErrGone when the file (and so, mostly, the cgroup) is gone.
-func readFile[T any](g openGroup, name string, parse func([]byte) (T, error)) (T, error) {
+func readFile[T any](g *openGroup, name string, parse func([]byte) (T, error)) (T, error) {
 	b, err := g.read(name)
 	if err != nil {
 		var zero T
@@ -340,34 +373,70 @@ func readFile[T any](g openGroup, name string, parse func([]byte) (T, error)) (T
 }
 
 // read returns the content of the file name of g in the reader's buffer,
-// valid until the next read. A cgroup file gives all it has to the first
-// read that has room for it, so a file takes one read: a short read is the
-// end (as it is for the regular files of fixture trees).
-func (g openGroup) read(name string) ([]byte, error) {
-	fd, err := openat(g.fd, name, unix.O_RDONLY)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: filepath.Join(g.dir, name), Err: err}
+// valid until the next read. A held file is read again from its start; one
+// that reports its cgroup removed (the path may now name a new cgroup) has
+// its group's files closed, and is opened afresh.
+func (g *openGroup) read(name string) ([]byte, error) {
+	return g.readUpTo(name, maxFileSize)
+}
+
+// readUpTo is read of at most limit bytes of the file.
+func (g *openGroup) readUpTo(name string, limit int) ([]byte, error) {
+	slot := -1
+	if g.r.files != nil {
+		if slot = heldSlot(name); slot >= 0 && g.held == nil {
+			g.held = g.r.files.group(g.path)
+			if g.held == nil {
+				slot = -1 // over the bound
+			}
+		}
 	}
-	defer closeFD(fd)
-	buf := g.r.buf
+	if slot >= 0 && g.held.fds[slot] >= 0 {
+		b, err := g.r.readAll(g.held.fds[slot], g.dir, name, limit)
+		if err == nil || !isGoneErr(err) {
+			return b, err
+		}
+		g.held.closeAll()
+	}
+	fd, err := g.openFile(name)
+	if err != nil {
+		return nil, err
+	}
+	if slot >= 0 {
+		g.held.fds[slot] = fd
+	} else {
+		defer closeFD(fd)
+	}
+	return g.r.readAll(fd, g.dir, name, limit)
+}
+
+// readAll reads the open file fd from its start, at most limit bytes (a
+// file longer than maxFileSize is an error). A cgroup file gives all it has
+// to the first read that has room for it, so a file takes one read: a short
+// read is the end (as it is for the regular files of fixture trees).
+func (r *MemoryReader) readAll(fd int, dir, name string, limit int) ([]byte, error) {
+	buf := r.buf
+	if limit < len(buf) {
+		buf = buf[:limit]
+	}
 	n := 0
 	for {
-		m, err := unix.Read(fd, buf[n:])
+		m, err := unix.Pread(fd, buf[n:], int64(n))
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: filepath.Join(g.dir, name), Err: err}
+			return nil, &os.PathError{Op: "read", Path: filepath.Join(dir, name), Err: err}
 		}
 		n += m
-		if m == 0 || n < len(buf) {
+		if m == 0 || n < len(buf) || n >= limit && limit < maxFileSize {
 			return buf[:n], nil
 		}
 		if len(buf) >= maxFileSize {
-			return nil, fmt.Errorf("reading %s: larger than %d bytes", filepath.Join(g.dir, name), maxFileSize)
+			return nil, fmt.Errorf("reading %s: larger than %d bytes", filepath.Join(dir, name), maxFileSize)
 		}
 		buf = append(buf, make([]byte, len(buf))...)
-		g.r.buf = buf
+		r.buf = buf
 	}
 }
 

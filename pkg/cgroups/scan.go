@@ -3,12 +3,10 @@ package cgroups
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,42 +30,22 @@ type Group struct {
 }
 
 // Scan walks the hierarchy and returns every cgroup in it, the root first
-// and parents before children. Cgroups removed during the walk are left out.
-// A successful Scan replaces the cache that Lookup reads. With more than
-// MaxGroups cgroups Scan returns the first MaxGroups and an error matching
-// ErrTooManyGroups, and leaves the cache as it was.
+// and parents before children, siblings by name. Cgroups removed during
+// the walk are left out. A successful Scan replaces the cache that Lookup
+// reads. With more than MaxGroups cgroups Scan returns the first MaxGroups
+// and an error matching ErrTooManyGroups, and leaves the cache as it was.
+//
+// The agent scans every collection round, so the walk is the kernel's
+// listing and little else: each directory is read with getdents, and on
+// cgroupfs the listing's inode number is the cgroup id, so no cgroup is
+// stat'ed (see dirWalker).
 func (h Hierarchy) Scan() ([]Group, error) {
-	groups := make([]Group, 0, 64)
-	walkErr := filepath.WalkDir(h.Dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p != h.Dir && isGoneErr(err) {
-				return nil // removed between listing its parent and reading it
-			}
-			return err
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		if len(groups) >= MaxGroups {
-			return fmt.Errorf("%w: more than %d under %s", ErrTooManyGroups, MaxGroups, h.Dir)
-		}
-		info, err := d.Info()
-		if err != nil {
-			if p != h.Dir && isGoneErr(err) {
-				return fs.SkipDir
-			}
-			return err
-		}
-		st, ok := info.Sys().(*syscall.Stat_t)
-		if !ok {
-			return fmt.Errorf("no inode for %s", p)
-		}
-		groups = append(groups, Group{ID: st.Ino, Path: h.rel(p)})
-		return nil
-	})
+	w := dirWalker{groups: make([]Group, 0, 64), buf: make([]byte, 8<<10)}
+	walkErr := w.walkRoot(h)
 	if walkErr != nil {
-		return groups, fmt.Errorf("scanning cgroups under %s: %w", h.Dir, walkErr)
+		return w.groups, fmt.Errorf("scanning cgroups under %s: %w", h.Dir, walkErr)
 	}
+	groups := w.groups
 	if h.idx != nil {
 		byID := make(map[uint64]string, len(groups))
 		for _, g := range groups {
@@ -150,15 +128,6 @@ func memoryPathFromProcCgroup(data string, v Version) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// rel turns a directory under h.Dir into a cgroup path.
-func (h Hierarchy) rel(dir string) string {
-	r, err := filepath.Rel(h.Dir, dir)
-	if err != nil || r == "." {
-		return "/"
-	}
-	return "/" + filepath.ToSlash(r)
 }
 
 // abs checks a cgroup path and returns it cleaned (a trailing slash is
