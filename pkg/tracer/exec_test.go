@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/leakwatch/leakwatch/pkg/tracer"
 	"github.com/leakwatch/leakwatch/test/cgtest"
@@ -122,4 +123,49 @@ func executableRanges(t *testing.T, pid int) addrRanges {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// An exec replaces the process's memory: what the old image mapped is gone
+// from the moment the kernel reports the exec, and must not be counted for
+// the new image, as it was for two seconds (issue 16: an OOM victim's inuse
+// profile held the shell's mappings from before it exec'd the program).
+func TestExecDropsTheOldImagesMappings(t *testing.T) {
+	tr := startTracer(t, nil)
+	memwork, _ := cgtest.Workloads(t)
+	g := cgtest.New(t, 256*mib)
+	p := g.Start(t, memwork)
+	const old = 8 * mib // exact: longer than a sampled mapping
+	p.Do(t, fmt.Sprintf("map %d", old>>10))
+	before := waitFor(t, tr, "the old image's mapping", func(s *tracer.Snapshot) bool {
+		return mappedBytes(s, p.PID) >= old
+	})
+	t.Logf("before the exec: %d bytes mapped by pid %d", mappedBytes(before, p.PID), p.PID)
+
+	// The shell's exec of memwork was reported before this moment.
+	sent := time.Now()
+	p.Do(t, "exec")
+	deadline := time.After(15 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case ev := <-tr.Events():
+			seen = ev.Type == tracer.EventExec && ev.Process.PID == uint32(p.PID) && ev.Time.After(sent)
+		case <-deadline:
+			t.Fatalf("no exec event for pid %d within 15s", p.PID)
+		}
+	}
+	// The new image's own small start-up mappings may be sampled (512 KiB
+	// each, three of them); the old 8 MiB must be gone.
+	if got := mappedBytes(snapshot(t, tr), p.PID); got >= old {
+		t.Errorf("right after the exec, pid %d has %d bytes mapped, want the old image's %d gone", p.PID, got, old)
+	}
+}
+
+func mappedBytes(s *tracer.Snapshot, pid int) uint64 {
+	var n uint64
+	for _, a := range pidAllocations(s, pid) {
+		if a.Kind != tracer.KindBrk {
+			n += a.Bytes
+		}
+	}
+	return n
 }

@@ -107,9 +107,12 @@ type deadProc struct {
 	exited bool
 }
 
-// deadGrace is how long a gone process's mappings stay readable after the
-// report: an OOM kill's forensics read the victim's mappings right after
-// the kill, and its exit is reported a moment later.
+// deadGrace is how long an exited process's mappings stay readable after
+// the report: an OOM kill's forensics read the victim's mappings right after
+// the kill, and its exit is reported a moment later. An exec's old image
+// gets none: its memory went with the exec, and until swept its mappings
+// would count for the new image under the same pid (an OOM victim's inuse
+// profile held the shell's that exec'd it).
 const deadGrace = 2 * time.Second
 
 // weigh is the bytes a tracked mapping stands for (see struct mapping's
@@ -124,7 +127,7 @@ func (t *Tracer) weigh(v *leakwatchMapping) (bytes, count uint64) {
 
 // Snapshot reads every map once. It also hands out the frames of stacks that
 // no earlier snapshot handed out, removes the mappings of processes that the
-// kernel reported gone (exit or exec) at least deadGrace ago, and then forgets
+// kernel reported exited at least deadGrace ago or exec'd, and then forgets
 // the fault counters of processes that exited before the read (their last
 // values are in this snapshot).
 func (t *Tracer) Snapshot() (*Snapshot, error) {
@@ -138,7 +141,7 @@ func (t *Tracer) Snapshot() (*Snapshot, error) {
 	t.sweptExited = nil
 	dead := make(map[uint32]deadProc, len(t.dead))
 	for pid, d := range t.dead {
-		if time.Since(d.seen) >= deadGrace {
+		if !d.exited || time.Since(d.seen) >= deadGrace {
 			dead[pid] = d
 		}
 	}

@@ -168,9 +168,11 @@ func TestOOMKillsCountAndRecordEachVictim(t *testing.T) {
 			t.Errorf("kill %d (pid %d): no retained profile", i+1, pid)
 			continue
 		}
-		// inuse is exact for memwork's 1 MiB mappings, plus the one
-		// being touched at the kill; faults are sampled every 512 KiB
-		// (about ±20%).
+		// inuse is exact for memwork's 1 MiB mappings, the one being
+		// touched at the kill included, plus its heap and its three small
+		// start-up mappings, each counted as 512 KiB when sampled (not
+		// the shell's that exec'd it: those went with the exec); faults
+		// are sampled every 512 KiB (about ±20%).
 		for _, c := range []struct {
 			query string
 			max   int64

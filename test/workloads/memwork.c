@@ -22,6 +22,8 @@
 //   flip N K     map K KiB and flip it N times read-execute, then read-write
 //                again, as a JIT flips its code; "ok ADDR"
 //   oom          touch memory until the kernel kills the process
+//   exec         exec memwork afresh (same pid, new image), which answers
+//                "ok" once started
 //   nop          do nothing; answers once start-up is over
 //   exit         exit 0
 #define _GNU_SOURCE
@@ -163,13 +165,15 @@ __attribute__((noinline)) void oom_forever(void)
 	}
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	page = sysconf(_SC_PAGESIZE);
 	/* One arena per thread for the arenas command (glibc's default stops
 	 * at 8 per core). */
 	mallopt(M_ARENA_MAX, 128);
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 1 && !strcmp(argv[1], "execd"))
+		printf("ok\n");
 	char line[256];
 	while (fgets(line, sizeof(line), stdin)) {
 		char cmd[16] = {0};
@@ -252,6 +256,10 @@ int main(void)
 				munmap(regions[i].p, regions[i].len);
 			nregions = 0;
 			printf("ok\n");
+		} else if (!strcmp(cmd, "exec")) {
+			fflush(stdout);
+			execl("/proc/self/exe", "memwork", "execd", (char *)NULL);
+			printf("err exec\n");
 		} else if (!strcmp(cmd, "nop")) {
 			printf("ok\n");
 		} else if (!strcmp(cmd, "exit")) {
