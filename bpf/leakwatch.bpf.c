@@ -26,6 +26,8 @@
  *   stack_traces: bytes are kept under stack 0 (unknown).
  *   fault_samples, cgroup_counters: the sample / counter update is lost.
  *   events: the event is lost; user space's periodic sweep still cleans up.
+ *   stack_mappings (LRU): evicts the thread least recently copied, which is
+ *     looked up again at its next copy.
  *
  * Every key holding a process is the tgid plus, where needed, a timestamp, so
  * that user space can tell a reused pid from the process that had it.
@@ -332,34 +334,72 @@ static __always_inline void mark_tracked(__u32 tgid, __u64 now)
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 }
 
+/* Walks the user stack's frame pointers into ips, zeroing the rest; false
+ * if the registers cannot be read.
+ *
+ * The kernel's own walk (bpf_get_stack with BPF_F_USER_STACK) reads the
+ * first frame at whatever the frame-pointer register holds and ends only
+ * when a read fails. Code built without frame pointers uses that register
+ * for data (a length, a heap address), and every chain ends at a 0: so
+ * nearly every walk ended in a user access that faulted, an exception the
+ * kernel then fixes up, which on this project's VM was most of a sampled
+ * fault's cost (docs/benchmarks.md, "What a sampled fault costs"). Here
+ * nothing is read where no frame can be: the first frame must lie at or
+ * above the stack pointer (in this stack), and no frame is read at 0 or at
+ * an address that is not 8-byte aligned; otherwise what is read is what
+ * the kernel would read (save for 32-bit processes, below). The number of
+ * frames is left for the caller to find (the first 0), not counted here:
+ * a count known exactly on every path would make the verifier walk the
+ * rest of the program once per count. */
+static __always_inline bool walk_user_frames(struct stack_trace *st, struct pt_regs *regs)
+{
+	if (!regs)
+		return false;
+	__u64 fp = PT_REGS_FP_CORE(regs), sp = PT_REGS_SP_CORE(regs);
+	st->ips[0] = PT_REGS_IP_CORE(regs);
+	/* A stack below 4 GiB is a 32-bit process's, whose frames are two
+	 * 32-bit words: it gets its leaf alone. */
+	bool more = fp >= sp && sp >> 32;
+	for (int i = 1; i < MAX_STACK_DEPTH - 1; i++) {
+		struct {
+			__u64 next;
+			__u64 ret;
+		} frame = {};
+		if (more && (!fp || (fp & 7) ||
+			     bpf_probe_read_user(&frame, sizeof(frame), (void *)fp) || !frame.ret))
+			more = false;
+		st->ips[i] = more ? frame.ret : 0;
+		fp = frame.next;
+	}
+	return st->ips[0] != 0;
+}
+
 /* Captures the current user stack and returns its id (a hash of its frames),
  * storing the frames on first sight. 0 means unknown. */
-static __always_inline __u64 user_stack_id(void *ctx)
+static __always_inline __u64 user_stack_id(void)
 {
 	__u32 zero = 0;
 	struct stack_trace *st = bpf_map_lookup_elem(&stack_scratch, &zero);
 	if (!st)
 		return 0;
-	long n = bpf_get_stack(ctx, st->ips, sizeof(st->ips), BPF_F_USER_STACK);
-	if (n <= 0) {
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (!walk_user_frames(st, regs)) {
 		count_drop(DROP_STACK_ERROR);
 		return 0;
 	}
 	st->leaf_return = 0;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	__u64 sp = regs ? PT_REGS_SP_CORE(regs) : 0;
 	if (sp && bpf_probe_read_user(&st->leaf_return, sizeof(st->leaf_return), (void *)sp))
 		st->leaf_return = 0;
-	if (n > (long)sizeof(__u64) && st->leaf_return == st->ips[1])
+	if (st->ips[1] && st->leaf_return == st->ips[1])
 		st->leaf_return = 0;
 
-	/* FNV-1a over the hint and the frames; the buffer past n is zeroed by
-	 * the helper. */
+	/* FNV-1a over the hint and the frames, up to the first 0. */
 	__u64 h = 0xcbf29ce484222325ULL;
 	h ^= st->leaf_return;
 	h *= 0x100000001b3ULL;
 	for (int i = 0; i < MAX_STACK_DEPTH - 1; i++) {
-		if (i * sizeof(__u64) >= n)
+		if (!st->ips[i])
 			break;
 		h ^= st->ips[i];
 		h *= 0x100000001b3ULL;
@@ -374,6 +414,50 @@ static __always_inline __u64 user_stack_id(void *ctx)
 		return 0;
 	}
 	return h;
+}
+
+/* A stack pointer this far below mm->start_stack is not on the main
+ * thread's stack (the kernel leaves at least 128 MiB between that stack
+ * and the mappings below it, where other threads' stacks are). */
+#define MAIN_STACK_SPAN (64ULL << 20)
+
+struct vma_range {
+	__u64 start, end;
+};
+
+/* thread id -> the mapping its stack pointer was last found in. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct vma_range);
+} stack_mappings SEC(".maps");
+
+static long probe_vma_range(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+	struct vma_range *r = data;
+	r->start = BPF_CORE_READ(vma, vm_start);
+	r->end = BPF_CORE_READ(vma, vm_end);
+	return 0;
+}
+
+/* Where the mapping holding sp ends (0: unknown), looked up once per thread
+ * and stack mapping: a thread's stack (glibc's, a Go heap arena's
+ * goroutines) keeps its mapping, and a reused thread id whose stack lies
+ * elsewhere misses and is looked up again. Without it a copy on a thread's
+ * stack read the whole window or up to the first page that faulted, an
+ * exception that costs microseconds on a VM. */
+static __always_inline __u64 stack_mapping_end(struct task_struct *task, __u64 sp)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct vma_range *c = bpf_map_lookup_elem(&stack_mappings, &tid);
+	if (c && c->start <= sp && sp < c->end)
+		return c->end;
+	struct vma_range r = {};
+	if (bpf_find_vma(task, sp, probe_vma_range, &r, 0) || r.end <= sp)
+		return 0;
+	bpf_map_update_elem(&stack_mappings, &tid, &r, BPF_ANY);
+	return r.end;
 }
 
 static __always_inline void count_copy(__u32 result)
@@ -413,11 +497,18 @@ static __always_inline __u64 copy_stack(__u32 kind, __u64 fp_stack_id, __u64 mem
 	/* The main thread's stack ends where the process's first stack pointer
 	 * stood (mm->start_stack, at argc): no frame lies above it, only argv
 	 * and the environment. A copy on that stack stops there, a word past
-	 * for the outermost frame, instead of reading the whole window. */
+	 * for the outermost frame, instead of reading the whole window. Any
+	 * other stack ends where its mapping does. */
 	__u64 want = stack_copy_bytes;
 	__u64 top = BPF_CORE_READ(task, mm, start_stack);
-	if (top > sp && top - sp + STACK_TOP_SLACK < want)
-		want = top - sp + STACK_TOP_SLACK;
+	if (top > sp && top - sp < MAIN_STACK_SPAN) {
+		if (top - sp + STACK_TOP_SLACK < want)
+			want = top - sp + STACK_TOP_SLACK;
+	} else {
+		__u64 end = stack_mapping_end(task, sp);
+		if (end > sp && end - sp < want)
+			want = end - sp;
+	}
 
 	__u32 len = 0;
 	for (int i = 0; i < STACK_COPY_MAX / 4096 + 1; i++) {
@@ -870,7 +961,7 @@ int handle_sys_exit_mmap(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 
 	__u64 now = bpf_ktime_get_ns();
-	__u64 fp = user_stack_id(ctx);
+	__u64 fp = user_stack_id();
 	track(tgid, start, len, memcg, mapping_stack_id(fp, memcg, tgid), fp, MAPPING_MMAP,
 	      p.sampled_len, now);
 	struct counters *c = counters_for(memcg);
@@ -998,7 +1089,7 @@ int handle_sys_exit_brk(struct trace_event_raw_sys_exit *ctx)
 
 	__u64 now = bpf_ktime_get_ns();
 	__u64 grow = new - old;
-	__u64 fp = user_stack_id(ctx);
+	__u64 fp = user_stack_id();
 	struct counters *c = counters_for(memcg);
 	if (c)
 		c->brk_grow_bytes += grow;
@@ -1100,7 +1191,7 @@ int handle_sys_exit_mprotect(struct trace_event_raw_sys_exit *ctx)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u64 start = p.args[0], len = p.args[1];
 	__u64 memcg = current_memcg();
-	__u64 fp = user_stack_id(ctx);
+	__u64 fp = user_stack_id();
 	struct counters *c = counters_for(memcg);
 	if (c)
 		c->mprotect_grow_bytes += p.sampled_len ? mmap_sample_bytes : len;
@@ -1157,7 +1248,7 @@ int handle_page_fault(struct bpf_perf_event_data *ctx)
 	__u64 weight = ctx->sample_period * page_size;
 	struct fault_key key = {
 	    .memcg = memcg,
-	    .stack_id = in_execve(task) ? 0 : user_stack_id(ctx),
+	    .stack_id = in_execve(task) ? 0 : user_stack_id(),
 	    .tgid = tgid,
 	    .exec_id = (__u32)BPF_CORE_READ(task, self_exec_id),
 	};

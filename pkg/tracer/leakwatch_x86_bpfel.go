@@ -177,6 +177,12 @@ type leakwatchStackTrace struct {
 	Ips        [63]uint64
 }
 
+type leakwatchVmaRange struct {
+	_     structs.HostLayout
+	Start uint64
+	End   uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -192,6 +198,7 @@ const (
 	leakwatchMapMappingEnds             = "mapping_ends"
 	leakwatchMapPendingCalls            = "pending_calls"
 	leakwatchMapStackCopies             = "stack_copies"
+	leakwatchMapStackMappings           = "stack_mappings"
 	leakwatchMapStackScratch            = "stack_scratch"
 	leakwatchMapStackTraces             = "stack_traces"
 	leakwatchMapTrackedProcs            = "tracked_procs"
@@ -298,6 +305,7 @@ type leakwatchMapSpecs struct {
 	MappingEnds    *ebpf.MapSpec `ebpf:"mapping_ends"`
 	PendingCalls   *ebpf.MapSpec `ebpf:"pending_calls"`
 	StackCopies    *ebpf.MapSpec `ebpf:"stack_copies"`
+	StackMappings  *ebpf.MapSpec `ebpf:"stack_mappings"`
 	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
 	StackTraces    *ebpf.MapSpec `ebpf:"stack_traces"`
 	TrackedProcs   *ebpf.MapSpec `ebpf:"tracked_procs"`
@@ -356,6 +364,7 @@ type leakwatchMaps struct {
 	MappingEnds    *ebpf.Map `ebpf:"mapping_ends"`
 	PendingCalls   *ebpf.Map `ebpf:"pending_calls"`
 	StackCopies    *ebpf.Map `ebpf:"stack_copies"`
+	StackMappings  *ebpf.Map `ebpf:"stack_mappings"`
 	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
 	StackTraces    *ebpf.Map `ebpf:"stack_traces"`
 	TrackedProcs   *ebpf.Map `ebpf:"tracked_procs"`
@@ -374,6 +383,7 @@ func (m *leakwatchMaps) Close() error {
 		m.MappingEnds,
 		m.PendingCalls,
 		m.StackCopies,
+		m.StackMappings,
 		m.StackScratch,
 		m.StackTraces,
 		m.TrackedProcs,

@@ -21,6 +21,9 @@
 //   decommit A N mprotect N KiB at A back to PROT_NONE
 //   flip N K     map K KiB and flip it N times read-execute, then read-write
 //                again, as a JIT flips its code; "ok ADDR"
+//   thread N     touch N KiB (as touch) in a thread whose stack is a mapping
+//                of its own (256 KiB) right below a readable page of
+//                another; "ok END", END the stack mapping's end
 //   oom          touch memory until the kernel kills the process
 //   exec         exec memwork afresh (same pid, new image), which answers
 //                "ok" once started
@@ -114,6 +117,37 @@ __attribute__((noinline)) void arena_leak(size_t kib)
 			return;
 		memset(p, 1, block);
 	}
+}
+
+static void *touch_thread(void *arg)
+{
+	size_t len = (size_t)arg;
+	char *p = map_anon(len);
+	if (p != MAP_FAILED) {
+		touch_pages(p, len);
+		remember(p, len); /* the main thread waits in pthread_join */
+	}
+	return NULL;
+}
+
+/* touch_on_own_stack runs touch in a thread whose stack ends where a
+ * readable mapping begins, so that a stack read past the stack's end
+ * succeeds instead of faulting; returns the stack's end or NULL. */
+static char *touch_on_own_stack(size_t kib)
+{
+	const size_t stack = 256 << 10;
+	char *m =
+	    mmap(NULL, stack + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	m[stack] = 1; /* present, then read-only: a mapping of its own */
+	pthread_attr_t attr;
+	pthread_t t;
+	if (mprotect(m + stack, page, PROT_READ) || pthread_attr_init(&attr) ||
+	    pthread_attr_setstack(&attr, m, stack) ||
+	    pthread_create(&t, &attr, touch_thread, (void *)(kib << 10)) || pthread_join(t, NULL))
+		return NULL;
+	return m + stack;
 }
 
 static pthread_barrier_t arenas_done;
@@ -256,6 +290,10 @@ int main(int argc, char **argv)
 				munmap(regions[i].p, regions[i].len);
 			nregions = 0;
 			printf("ok\n");
+		} else if (!strcmp(cmd, "thread")) {
+			sscanf(line, "%*s %lld", &a);
+			char *end = touch_on_own_stack((size_t)a);
+			printf(end ? "ok %lx\n" : "err thread\n", (unsigned long)end);
 		} else if (!strcmp(cmd, "exec")) {
 			fflush(stdout);
 			execl("/proc/self/exe", "memwork", "execd", (char *)NULL);

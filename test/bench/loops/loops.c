@@ -5,6 +5,8 @@
 //   loops faults MIB ROUNDS  first touch of MIB fresh anonymous MiB, 4 KiB pages
 //                            (THP off for it), unmapped and mapped again ROUNDS times;
 //                            per iteration = one page fault
+//   loops tfaults MIB ROUNDS as faults, in a thread other than the main one (a
+//                            thread's stack, as most of a server's work runs on)
 //   loops mmap N             N mmap+munmap pairs of 16 KiB; per iteration = one pair
 //   loops malloc N           N malloc+free pairs of sizes 16..4096 B
 //   loops getpid N           N getpid() system calls (the control)
@@ -17,6 +19,7 @@
 //                            the machine charges a nearly idle process (the footprint's
 //                            reference for the agent's CPU)
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,11 +118,42 @@ static int hold(long n, int stacks)
 	return 0;
 }
 
+/* fault_rounds touches MIB fresh MiB ROUNDS times; returns the ns spent
+ * touching and sets *iters to the faults taken. */
+struct fault_job {
+	long mib, rounds, page, iters;
+	double elapsed;
+	int err;
+};
+
+static void *fault_rounds(void *arg)
+{
+	struct fault_job *j = arg;
+	size_t len = (size_t)j->mib << 20;
+	for (long r = 0; r < j->rounds; r++) {
+		char *p =
+		    mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) {
+			perror("mmap");
+			j->err = 1;
+			return NULL;
+		}
+		madvise(p, len, MADV_NOHUGEPAGE);
+		double start = now_ns();
+		touch(p, len, j->page);
+		j->elapsed += now_ns() - start;
+		j->iters += len / j->page;
+		munmap(p, len);
+	}
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr,
-			"usage: loops faults|mmap|malloc|getpid|hold|stacks|tick N [ROUNDS]\n");
+		fprintf(
+		    stderr,
+		    "usage: loops faults|tfaults|mmap|malloc|getpid|hold|stacks|tick N [ROUNDS]\n");
 		return 2;
 	}
 	long page = sysconf(_SC_PAGESIZE);
@@ -127,25 +161,22 @@ int main(int argc, char **argv)
 	double start, elapsed;
 	long iters = n;
 
-	if (!strcmp(argv[1], "faults")) {
-		long rounds = argc > 3 ? atol(argv[3]) : 1;
-		size_t len = (size_t)n << 20;
-		elapsed = 0;
-		iters = 0;
-		for (long r = 0; r < rounds; r++) {
-			char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-			if (p == MAP_FAILED) {
-				perror("mmap");
+	if (!strcmp(argv[1], "faults") || !strcmp(argv[1], "tfaults")) {
+		struct fault_job j = {
+		    .mib = n, .rounds = argc > 3 ? atol(argv[3]) : 1, .page = page};
+		if (argv[1][0] == 't') {
+			pthread_t t;
+			if (pthread_create(&t, NULL, fault_rounds, &j) || pthread_join(t, NULL)) {
+				fprintf(stderr, "loops: no thread\n");
 				return 1;
 			}
-			madvise(p, len, MADV_NOHUGEPAGE);
-			start = now_ns();
-			touch(p, len, page);
-			elapsed += now_ns() - start;
-			iters += len / page;
-			munmap(p, len);
+		} else {
+			fault_rounds(&j);
 		}
+		if (j.err)
+			return 1;
+		elapsed = j.elapsed;
+		iters = j.iters;
 	} else if (!strcmp(argv[1], "mmap")) {
 		start = now_ns();
 		for (long i = 0; i < n; i++) {
