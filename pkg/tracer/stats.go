@@ -3,6 +3,7 @@ package tracer
 import (
 	"fmt"
 	"io"
+	"reflect"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -89,12 +90,8 @@ func (t *Tracer) MapMemory() (uint64, error) {
 }
 
 func (t *Tracer) readMapMemory() (uint64, error) {
-	o := &t.objs.leakwatchMaps
 	var total uint64
-	for _, m := range []*ebpf.Map{
-		o.PendingCalls, o.LiveMappings, o.MappingEnds, o.StackTraces, o.StackScratch,
-		o.FaultSamples, o.CgroupCounters, o.TrackedProcs, o.Drops, o.Events,
-	} {
+	for _, m := range t.allMaps() {
 		info, err := m.Info()
 		if err != nil {
 			return 0, fmt.Errorf("reading map info: %w", err)
@@ -104,4 +101,18 @@ func (t *Tracer) readMapMemory() (uint64, error) {
 		}
 	}
 	return total, nil
+}
+
+// allMaps lists every map of the loaded objects, so that a map added to
+// the BPF side is counted without a list here to keep in step (one was:
+// the stack-copy ring, its scratch buffers and budget went uncounted).
+func (t *Tracer) allMaps() []*ebpf.Map {
+	v := reflect.ValueOf(&t.objs.leakwatchMaps).Elem()
+	var out []*ebpf.Map
+	for i := range v.NumField() {
+		if m, ok := v.Field(i).Interface().(*ebpf.Map); ok && m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
 }

@@ -744,3 +744,40 @@ func TestSetTierEscalatesAndForgets(t *testing.T) {
 		t.Errorf("second escalation: %d bytes tracked, want 2 MiB", bytes)
 	}
 }
+
+// leakwatch_bpf_map_memory_bytes counts every map the tracer holds: the
+// kernel's own figure for each map file descriptor this process has open is
+// the reference (the stack-copy ring, its scratch buffers and its budget
+// once went uncounted, about 1 MiB).
+func TestMapMemoryCountsEveryMap(t *testing.T) {
+	tr := startTracer(t, nil)
+	got, err := tr.MapMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fdinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, maps uint64
+	for _, fd := range fds {
+		info, err := os.ReadFile("/proc/self/fdinfo/" + fd.Name())
+		if err != nil || !strings.Contains(string(info), "\nmap_type:") {
+			continue
+		}
+		for _, line := range strings.Split(string(info), "\n") {
+			if v, ok := strings.CutPrefix(line, "memlock:"); ok {
+				n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+				if err != nil {
+					t.Fatalf("fd %s: memlock %q: %v", fd.Name(), v, err)
+				}
+				want += n
+				maps++
+			}
+		}
+	}
+	t.Logf("MapMemory %d bytes; %d map descriptors open hold %d", got, maps, want)
+	if got != want {
+		t.Errorf("MapMemory reports %d bytes, the %d maps this process holds %d", got, maps, want)
+	}
+}
