@@ -1222,7 +1222,7 @@ static long probe_vma(struct task_struct *task, struct vm_area_struct *vma, void
  * there are the kernel's writes into the new image (its bss, its first stack
  * page, the ELF tables): they count for the new image's exec id, but the user
  * registers are still those of the program that called execve until the new
- * one starts, so bpf_get_stack would give the caller's execve wrapper, an
+ * one starts, so the stack walk would give the caller's execve wrapper, an
  * address in no mapping of the new image (issue 16: a lone unnamed libc
  * address, the shell's execve+7, among an OOM victim's faults). They have no
  * user stack of their image: they count under stack 0 (not recorded). */

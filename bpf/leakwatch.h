@@ -23,7 +23,7 @@ enum drop_reason {
 	DROP_MAPPINGS_FULL = 1,	   /* live_mappings full: a mapping is not tracked */
 	DROP_ENDS_FULL = 2,	   /* mapping_ends full: tail unmaps of it are missed */
 	DROP_STACKS_FULL = 3,	   /* stack_traces full: bytes kept, stack unknown */
-	DROP_STACK_ERROR = 4,	   /* bpf_get_stack failed or returned no frame */
+	DROP_STACK_ERROR = 4,	   /* no user registers to walk the stack from */
 	DROP_FAULTS_FULL = 5,	   /* fault_samples full: a sample is lost */
 	DROP_CGROUPS_FULL = 6,	   /* cgroup_counters full: counters of a cgroup lost */
 	DROP_EVENTS_FULL = 7,	   /* ring buffer full: an event is lost */
