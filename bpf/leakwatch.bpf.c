@@ -165,6 +165,16 @@ struct {
 	__type(value, struct counters);
 } cgroup_counters SEC(".maps");
 
+/* memory cgroup id -> its path, for the cgroups made while the tracer runs:
+ * one made and removed between two scans (a pod killed at start-up) is
+ * named still. The least recently made go first. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct cgroup_path);
+} cgroup_paths SEC(".maps");
+
 /* tgid -> first time it got tracked state, so exit/exec report only those. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -234,6 +244,7 @@ const enum event_type *unused_event_type __attribute__((unused));
 const struct stack_copy_header *unused_stack_copy_header __attribute__((unused));
 const enum stack_copy_kind *unused_stack_copy_kind __attribute__((unused));
 const enum copy_result *unused_copy_result __attribute__((unused));
+const struct cgroup_path *unused_cgroup_path __attribute__((unused));
 
 /* Submit flags for an event the reader may pick up late: wake it only when
  * enough has queued that its timer might not come soon enough. */
@@ -1449,6 +1460,24 @@ int handle_sched_process_exit(struct trace_event_raw_sched_process_exit *ctx)
 	bpf_map_delete_elem(&pending_calls, &id);
 	if (group_dead)
 		report_process(EVENT_EXIT);
+	return 0;
+}
+
+/* A cgroup was made: in the memory hierarchy (the one the current task's
+ * memory cgroup belongs to, v1 or v2), remember its path by id. */
+SEC("tracepoint/cgroup/cgroup_mkdir")
+int handle_cgroup_mkdir(struct trace_event_raw_cgroup *ctx)
+{
+	struct cgroup_subsys_state *css =
+	    task_memcg_css((struct task_struct *)bpf_get_current_task());
+	if (!css || BPF_CORE_READ(css, cgroup, root, hierarchy_id) != ctx->root)
+		return 0;
+	struct cgroup_path v;
+	__u64 id = ctx->id;
+	if (bpf_probe_read_kernel_str(v.path, sizeof(v.path),
+				      (void *)ctx + (ctx->__data_loc_path & 0xffff)) <= 0)
+		return 0;
+	bpf_map_update_elem(&cgroup_paths, &id, &v, BPF_ANY);
 	return 0;
 }
 

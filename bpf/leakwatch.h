@@ -131,6 +131,13 @@ enum oom_found_by {
 };
 
 /* One record of the events ring buffer. OOM fields are zero for others. */
+/* The path of a memory cgroup, relative to its hierarchy's root, as the
+ * cgroup_mkdir tracepoint gives it. A path that fills the buffer was cut. */
+#define CGROUP_PATH_BYTES 256
+struct cgroup_path {
+	char path[CGROUP_PATH_BYTES];
+};
+
 struct event {
 	__u32 type; /* enum event_type */
 	__u32 pid;

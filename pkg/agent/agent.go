@@ -217,6 +217,9 @@ func New(cfg Config, hier cgroups.Hierarchy, parts Parts, degraded map[string]st
 	oc.Window = min(oc.Window, cfg.Profile.Horizon)
 	oc.FaultSampleBytes = cfg.FaultSampleBytes
 	src := oomrecord.Sources{Hier: &a.hier, Names: a.oomNames, Memory: a.readMemory, Inuse: a.inuseCoverage}
+	if parts.Tracer != nil {
+		src.Made = parts.Tracer.CgroupPath
+	}
 	if store != nil {
 		src.Profiles, src.Refresh = store, a.refreshProfiles
 		if a.sym != nil {

@@ -56,6 +56,9 @@ func DefaultConfig() Config {
 type Sources struct {
 	// Hier names memory cgroups by id.
 	Hier *cgroups.Hierarchy
+	// Made names, by id, a memory cgroup made while the agent ran, even
+	// one removed before any scan saw it; nil: none.
+	Made func(memcg uint64) (string, bool)
 	// Memory reads a cgroup's memory figures.
 	Memory func(cgroup string) (view.Memory, error)
 	// Profiles holds the growth by stack; Resolver symbolizes it.
@@ -215,17 +218,21 @@ func (r *Recorder) trigger(ev tracer.Event) (string, string) {
 }
 
 // path names a memory cgroup by id, scanning once more for one made since
-// the last scan.
+// the last scan, and asking Made for one already removed.
 func (r *Recorder) path(memcg uint64) (string, bool) {
-	if r.src.Hier == nil {
-		return "", false
+	if r.src.Hier != nil {
+		if g, ok := r.src.Hier.Lookup(memcg); ok {
+			return g.Path, true
+		}
+		_, _ = r.src.Hier.Scan()
+		if g, ok := r.src.Hier.Lookup(memcg); ok {
+			return g.Path, true
+		}
 	}
-	if g, ok := r.src.Hier.Lookup(memcg); ok {
-		return g.Path, true
+	if r.src.Made != nil {
+		return r.src.Made(memcg)
 	}
-	_, _ = r.src.Hier.Scan()
-	g, ok := r.src.Hier.Lookup(memcg)
-	return g.Path, ok
+	return "", false
 }
 
 // keep numbers a record and keeps it, dropping the oldest past Keep.

@@ -144,3 +144,19 @@ func TestRecorderKeepsTheLast(t *testing.T) {
 		t.Error("profile of a dropped record found")
 	}
 }
+
+// A kill in a cgroup no scan saw (made and removed between two) is named
+// by the tracer's record of the cgroups made, container ids and all.
+func TestKillInARemovedCgroupIsNamed(t *testing.T) {
+	const cid = "5f2c3a1b9d8e7f60112233445566778899aabbccddeeff00112233445566aa77"
+	path := "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0b6e1d8a_8d5e_4f0e_9f4e_2f1f0e6f7a1b.slice/cri-containerd-" + cid + ".scope"
+	made := func(memcg uint64) (string, bool) { return path, memcg == 7 }
+	r := New(Config{}, Sources{Made: made}, quiet)
+	rec := r.build(tracer.Event{Type: tracer.EventOOMKill, Memcg: 7, TriggerMemcg: 7, OOMKind: tracer.OOMMemcg})
+	if k := rec.Kill; k.Cgroup != path || k.TriggerCgroup != path || k.ContainerID != cid {
+		t.Errorf("kill named %q (trigger %q, container %q), want %q and container %s", k.Cgroup, k.TriggerCgroup, k.ContainerID, path, cid)
+	}
+	if k := r.build(tracer.Event{Type: tracer.EventOOMKill, Memcg: 8}).Kill; k.Cgroup != "" {
+		t.Errorf("a cgroup neither scanned nor made named %q", k.Cgroup)
+	}
+}

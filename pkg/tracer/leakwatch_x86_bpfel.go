@@ -13,6 +13,11 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type leakwatchCgroupPath struct {
+	_    structs.HostLayout
+	Path [256]int8
+}
+
 type leakwatchCopyBudget struct {
 	_      structs.HostLayout
 	NextNs uint64
@@ -188,6 +193,7 @@ type leakwatchVmaRange struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	leakwatchMapCgroupCounters          = "cgroup_counters"
+	leakwatchMapCgroupPaths             = "cgroup_paths"
 	leakwatchMapCopyBudget              = "copy_budget"
 	leakwatchMapCopyCounts              = "copy_counts"
 	leakwatchMapCopyScratch             = "copy_scratch"
@@ -202,6 +208,7 @@ const (
 	leakwatchMapStackScratch            = "stack_scratch"
 	leakwatchMapStackTraces             = "stack_traces"
 	leakwatchMapTrackedProcs            = "tracked_procs"
+	leakwatchProgHandleCgroupMkdir      = "handle_cgroup_mkdir"
 	leakwatchProgHandleMarkVictim       = "handle_mark_victim"
 	leakwatchProgHandlePageFault        = "handle_page_fault"
 	leakwatchProgHandleSchedProcessExec = "handle_sched_process_exec"
@@ -224,6 +231,7 @@ const (
 	leakwatchVarRingbufWakeupBytes      = "ringbuf_wakeup_bytes"
 	leakwatchVarStackCopyBytes          = "stack_copy_bytes"
 	leakwatchVarStackWakeupBytes        = "stack_wakeup_bytes"
+	leakwatchVarUnusedCgroupPath        = "unused_cgroup_path"
 	leakwatchVarUnusedCopyResult        = "unused_copy_result"
 	leakwatchVarUnusedDropReason        = "unused_drop_reason"
 	leakwatchVarUnusedEvent             = "unused_event"
@@ -275,6 +283,7 @@ type leakwatchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type leakwatchProgramSpecs struct {
+	HandleCgroupMkdir      *ebpf.ProgramSpec `ebpf:"handle_cgroup_mkdir"`
 	HandleMarkVictim       *ebpf.ProgramSpec `ebpf:"handle_mark_victim"`
 	HandlePageFault        *ebpf.ProgramSpec `ebpf:"handle_page_fault"`
 	HandleSchedProcessExec *ebpf.ProgramSpec `ebpf:"handle_sched_process_exec"`
@@ -295,6 +304,7 @@ type leakwatchProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type leakwatchMapSpecs struct {
 	CgroupCounters *ebpf.MapSpec `ebpf:"cgroup_counters"`
+	CgroupPaths    *ebpf.MapSpec `ebpf:"cgroup_paths"`
 	CopyBudget     *ebpf.MapSpec `ebpf:"copy_budget"`
 	CopyCounts     *ebpf.MapSpec `ebpf:"copy_counts"`
 	CopyScratch    *ebpf.MapSpec `ebpf:"copy_scratch"`
@@ -324,6 +334,7 @@ type leakwatchVariableSpecs struct {
 	RingbufWakeupBytes    *ebpf.VariableSpec `ebpf:"ringbuf_wakeup_bytes"`
 	StackCopyBytes        *ebpf.VariableSpec `ebpf:"stack_copy_bytes"`
 	StackWakeupBytes      *ebpf.VariableSpec `ebpf:"stack_wakeup_bytes"`
+	UnusedCgroupPath      *ebpf.VariableSpec `ebpf:"unused_cgroup_path"`
 	UnusedCopyResult      *ebpf.VariableSpec `ebpf:"unused_copy_result"`
 	UnusedDropReason      *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
 	UnusedEvent           *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -354,6 +365,7 @@ func (o *leakwatchObjects) Close() error {
 // It can be passed to loadLeakwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type leakwatchMaps struct {
 	CgroupCounters *ebpf.Map `ebpf:"cgroup_counters"`
+	CgroupPaths    *ebpf.Map `ebpf:"cgroup_paths"`
 	CopyBudget     *ebpf.Map `ebpf:"copy_budget"`
 	CopyCounts     *ebpf.Map `ebpf:"copy_counts"`
 	CopyScratch    *ebpf.Map `ebpf:"copy_scratch"`
@@ -373,6 +385,7 @@ type leakwatchMaps struct {
 func (m *leakwatchMaps) Close() error {
 	return _LeakwatchClose(
 		m.CgroupCounters,
+		m.CgroupPaths,
 		m.CopyBudget,
 		m.CopyCounts,
 		m.CopyScratch,
@@ -403,6 +416,7 @@ type leakwatchVariables struct {
 	RingbufWakeupBytes    *ebpf.Variable `ebpf:"ringbuf_wakeup_bytes"`
 	StackCopyBytes        *ebpf.Variable `ebpf:"stack_copy_bytes"`
 	StackWakeupBytes      *ebpf.Variable `ebpf:"stack_wakeup_bytes"`
+	UnusedCgroupPath      *ebpf.Variable `ebpf:"unused_cgroup_path"`
 	UnusedCopyResult      *ebpf.Variable `ebpf:"unused_copy_result"`
 	UnusedDropReason      *ebpf.Variable `ebpf:"unused_drop_reason"`
 	UnusedEvent           *ebpf.Variable `ebpf:"unused_event"`
@@ -416,6 +430,7 @@ type leakwatchVariables struct {
 //
 // It can be passed to loadLeakwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type leakwatchPrograms struct {
+	HandleCgroupMkdir      *ebpf.Program `ebpf:"handle_cgroup_mkdir"`
 	HandleMarkVictim       *ebpf.Program `ebpf:"handle_mark_victim"`
 	HandlePageFault        *ebpf.Program `ebpf:"handle_page_fault"`
 	HandleSchedProcessExec *ebpf.Program `ebpf:"handle_sched_process_exec"`
@@ -433,6 +448,7 @@ type leakwatchPrograms struct {
 
 func (p *leakwatchPrograms) Close() error {
 	return _LeakwatchClose(
+		p.HandleCgroupMkdir,
 		p.HandleMarkVictim,
 		p.HandlePageFault,
 		p.HandleSchedProcessExec,

@@ -51,6 +51,7 @@ func (t *Tracer) programs() []struct {
 		{leakwatchProgHandleMarkVictim, o.HandleMarkVictim},
 		{leakwatchProgHandleSchedProcessExit, o.HandleSchedProcessExit},
 		{leakwatchProgHandleSchedProcessExec, o.HandleSchedProcessExec},
+		{leakwatchProgHandleCgroupMkdir, o.HandleCgroupMkdir},
 	}
 }
 

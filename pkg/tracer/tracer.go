@@ -586,6 +586,7 @@ func (o *leakwatchPrograms) tracepoints() []tracepointHook {
 		{"syscalls", "sys_exit_mprotect", o.HandleSysExitMprotect},
 		{"sched", "sched_process_exit", o.HandleSchedProcessExit},
 		{"sched", "sched_process_exec", o.HandleSchedProcessExec},
+		{"cgroup", "cgroup_mkdir", o.HandleCgroupMkdir},
 	}
 }
 
