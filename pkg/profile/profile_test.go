@@ -398,6 +398,62 @@ func testExitedProcessIsNotReleased(t *testing.T, event bool) {
 	}
 }
 
+// A mapping of a process that exited moves to another key in the snapshot
+// after the exit (its stack copy was unwound in between, so its stack id
+// became the unwound stack's): it counts once, under the new key, not also
+// under the old one frozen at the exit.
+func TestMovedKeyOfExitedProcessCountsOnce(t *testing.T) {
+	s := NewStore(DefaultConfig())
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st := map[uint64]tracer.Stack{1: {Frames: []uint64{0x4000}}}
+	res := &fakeResolver{names: map[uint64]string{0x4000: "leak"}}
+	a := func(stack, mib uint64) tracer.Allocation {
+		return tracer.Allocation{Memcg: memcg, PID: pid, StackID: stack, Kind: tracer.KindMmap, Bytes: mib << 20, Count: mib / 8}
+	}
+	s.Update(t0, snap([]tracer.Allocation{a(1, 8), a(99, 8)}, nil, st), procInfo) // 99: a copy not unwound yet
+	s.ProcessExited(pid)
+	s.Update(t0.Add(10*time.Second), snap([]tracer.Allocation{a(1, 16)}, nil, st), procInfo)
+	s.Update(t0.Add(20*time.Second), snap(nil, nil, nil), procInfo) // swept
+
+	g, err := s.Build(memcg, Inuse, time.Minute, res, Meta{Now: t0.Add(20 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, v := range byFunction(t, g, "inuse_space") {
+		total += v
+	}
+	if total != 16<<20 {
+		t.Errorf("inuse_space of the exited process totals %d MiB, want 16 (8 MiB counted twice?)", total>>20)
+	}
+}
+
+// Two snapshots can fold into one step (an OOM record's refresh beside
+// the collection): a key the second lacks is gone, as in any later step.
+// Kept, a mapping that moved to another key between them counted twice.
+func TestKeyGoneWithinAStep(t *testing.T) {
+	s := NewStore(DefaultConfig())
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st := map[uint64]tracer.Stack{1: {Frames: []uint64{0x4000}}}
+	res := &fakeResolver{names: map[uint64]string{0x4000: "leak"}}
+	a := func(stack uint64) tracer.Allocation {
+		return tracer.Allocation{Memcg: memcg, PID: pid, StackID: stack, Kind: tracer.KindMmap, Bytes: 8 << 20, Count: 1}
+	}
+	s.Update(t0, snap([]tracer.Allocation{a(99)}, nil, st), procInfo) // 99: a copy not unwound yet
+	s.Update(t0.Add(time.Second), snap([]tracer.Allocation{a(1)}, nil, st), procInfo)
+	cur, err := s.Build(memcg, Inuse, 0, res, Meta{Now: t0.Add(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, smp := range cur.Sample {
+		total += smp.Value[sampleTypeIndex(t, cur, "inuse_space")]
+	}
+	if total != 8<<20 {
+		t.Errorf("inuse totals %d MiB after the mapping moved key within a step, want 8", total>>20)
+	}
+}
+
 // A snapshot that names a swept exit freezes only that pid's keys it no
 // longer holds: mappings present in it belong to a live process (a new one
 // with the pid, as far as the store can tell) and stay in the inuse view.

@@ -80,6 +80,14 @@ func runToOOM(t *testing.T, g *cgtest.Group, memwork string, ready func()) int {
 // and the pids its samples carry.
 func profileOf(t *testing.T, url string) (int64, map[int64]bool) {
 	t.Helper()
+	total, pids, _ := profileSamples(t, url)
+	return total, pids
+}
+
+// profileSamples is profileOf, and one line per sample (bytes, labels,
+// innermost frames) to show what a total is made of.
+func profileSamples(t *testing.T, url string) (int64, map[int64]bool, []string) {
+	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
@@ -94,13 +102,24 @@ func profileOf(t *testing.T, url string) (int64, map[int64]bool) {
 	}
 	var total int64
 	pids := map[int64]bool{}
+	var lines []string
 	for _, s := range p.Sample {
-		total += s.Value[len(s.Value)-1]
+		v := s.Value[len(s.Value)-1]
+		total += v
 		for _, pid := range s.NumLabel["pid"] {
 			pids[pid] = true
 		}
+		var frames []string
+		for _, l := range s.Location {
+			for _, ln := range l.Line {
+				if ln.Function != nil && len(frames) < 4 {
+					frames = append(frames, ln.Function.Name)
+				}
+			}
+		}
+		lines = append(lines, fmt.Sprintf("%9d %v %v %s", v, s.Label, s.NumLabel, strings.Join(frames, " < ")))
 	}
-	return total, pids
+	return total, pids, lines
 }
 
 // Every OOM kill counts in its container, the last process's included, as
@@ -179,10 +198,10 @@ func TestOOMKillsCountAndRecordEachVictim(t *testing.T) {
 			query string
 			max   int64
 		}{{"", limit + 2*mib}, {"?type=faults", limit * 5 / 4}} {
-			total, got := profileOf(t, a.url+k.ProfileURL+c.query)
+			total, got, samples := profileSamples(t, a.url+k.ProfileURL+c.query)
 			if total > c.max || total < limit/4 {
-				t.Errorf("kill %d (pid %d): profile%s totals %.1f MiB in a %d MiB cgroup, want at most %.1f MiB",
-					i+1, pid, c.query, float64(total)/mib, limit/mib, float64(c.max)/mib)
+				t.Errorf("kill %d (pid %d): profile%s totals %.1f MiB in a %d MiB cgroup, want at most %.1f MiB; its samples:\n%s",
+					i+1, pid, c.query, float64(total)/mib, limit/mib, float64(c.max)/mib, strings.Join(samples, "\n"))
 			}
 			if len(got) != 1 || !got[int64(pid)] {
 				t.Errorf("kill %d (pid %d): profile%s holds pids %v, want only the victim's", i+1, pid, c.query, got)
