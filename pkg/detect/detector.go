@@ -32,6 +32,10 @@ const (
 	// TierOnset: the floor held a level, then rose at a steady pace for an
 	// hour and a half and more, in a shape no load cycle draws (onset.go).
 	TierOnset
+	// TierStairs: the floor rose in alike steps at regular intervals for
+	// two persistence spans and more, as a heap that leaks grows in a
+	// runtime that keeps what it takes (stairs.go).
+	TierStairs
 )
 
 func (t Tier) String() string {
@@ -46,6 +50,8 @@ func (t Tier) String() string {
 		return "restarts"
 	case TierOnset:
 		return "onset"
+	case TierStairs:
+		return "stairs"
 	}
 	return "none"
 }
@@ -163,6 +169,8 @@ type Detector struct {
 	medium, slow bucketTier
 	onset        tierState
 	onsetTau     float64 // when the onset tier's growth began
+	stairs       tierState
+	stairsFrom   float64 // when the stairs tier's first step was
 	hist         history
 	noise        float64 // point-to-point noise, from the fast tier's ring
 
@@ -258,6 +266,7 @@ func New(cfg Config) (*Detector, error) {
 	d.medium.confirm = 2
 	d.slow.confirm = 3
 	d.onset.confirm = onsetConfirm
+	d.stairs.confirm = 1 // its span is its persistence
 	// A tier short of confirmation weighs its confidence by at most
 	// confirm/(1+confirm) (effectiveConf), which must stay below
 	// LeakingConfidence so that a verdict that is not leaking never reads
@@ -293,6 +302,7 @@ func (d *Detector) Observe(p Point) Verdict {
 		d.segFirst = p.Bytes
 	}
 	d.segPeak = max(d.segPeak, p.Bytes)
+	unitClosed := math.Floor(t/d.hist.unit()) != math.Floor(d.lastT/d.hist.unit())
 	d.lastT = t
 	d.raw.Push(sample{t, p.Bytes})
 	d.limit = p.Limit
@@ -311,6 +321,12 @@ func (d *Detector) Observe(p Point) Verdict {
 			d.onset.record(f.pass, f.slope, f.conf)
 			d.onsetTau = f.tau
 			d.gate(t, TierOnset, &d.onset)
+		}
+		if unitClosed {
+			f := d.evalStairs(t)
+			d.stairs.record(f.pass, f.slope, f.conf)
+			d.stairsFrom = f.from
+			d.gate(t, TierStairs, &d.stairs)
 		}
 	}
 	d.updateState(t)
@@ -359,6 +375,7 @@ func (d *Detector) startSegment(t float64) {
 	d.raw.Reset()
 	d.fast = tierState{confirm: d.fast.confirm}
 	d.onset = tierState{confirm: d.onset.confirm}
+	d.stairs = tierState{confirm: d.stairs.confirm}
 	d.medium.reset()
 	d.slow.reset()
 	d.hist.reset()
@@ -641,13 +658,17 @@ func (d *Detector) updateState(t float64) {
 	if confirmed > 0 {
 		d.held = confirmed
 	}
-	passing := d.fast.passing || d.medium.passing || d.slow.passing || d.onset.passing
+	passing := d.fast.passing || d.medium.passing || d.slow.passing || d.onset.passing || d.stairs.passing
 	d.holdReason = ""
 	if !d.leaking && confirmed > 0 {
 		d.holdReason = d.heldBack(t, slope)
 		// A confirmed onset is its own persistence (onset.go).
 		if d.holdReason != "" && d.onset.confirmed() && !d.onsetHeld(t) {
 			d.holdReason, d.held = "", d.onset.effectiveConf()
+		}
+		// So is a staircase (stairs.go).
+		if d.holdReason != "" && d.stairs.confirmed() {
+			d.holdReason, d.held = "", d.stairs.effectiveConf()
 		}
 	}
 	if !d.leaking {
@@ -818,8 +839,8 @@ const (
 )
 
 // tiers lists the tiers' states, the slowest first.
-func (d *Detector) tiers() [4]*tierState {
-	return [4]*tierState{&d.onset, &d.slow.tierState, &d.medium.tierState, &d.fast}
+func (d *Detector) tiers() [5]*tierState {
+	return [5]*tierState{&d.stairs, &d.onset, &d.slow.tierState, &d.medium.tierState, &d.fast}
 }
 
 // confidence is Verdict.Confidence at time t (see LeakingConfidence): the
@@ -862,7 +883,7 @@ func (d *Detector) verdict(t float64, p Point, newSeg bool) Verdict {
 	tiers := []struct {
 		tier Tier
 		s    *tierState
-	}{{TierSlow, &d.slow.tierState}, {TierMedium, &d.medium.tierState}, {TierFast, &d.fast}, {TierOnset, &d.onset}}
+	}{{TierSlow, &d.slow.tierState}, {TierMedium, &d.medium.tierState}, {TierFast, &d.fast}, {TierOnset, &d.onset}, {TierStairs, &d.stairs}}
 	best := -1
 	for i, c := range tiers {
 		if !c.s.valid {
@@ -925,6 +946,8 @@ func (d *Detector) tierSpan(tier Tier) (span float64, minUnits int) {
 		return d.limitCycle, 1
 	case TierOnset:
 		return max(d.lastT-d.onsetTau, d.hist.unit()), 1
+	case TierStairs:
+		return max(d.lastT-d.stairsFrom, d.hist.unit()), 1
 	}
 	return 3 * d.hist.unit(), 1
 }

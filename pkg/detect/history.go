@@ -23,7 +23,9 @@ type history struct {
 	drops     []float64 // times of the last maxDrops drops, oldest first
 	lastY     float64
 	hasLast   bool
-	// noise is the point-to-point noise at the last point, for floorCycle.
+	// noise is the point-to-point noise at the first point of the current
+	// unit, for floorCycle: taken once a unit, so that floorCycle is the
+	// same whichever point of the unit asks first (it is cached per unit).
 	noise float64
 	// floorCyc caches floorCycle for the minutes and the least width it
 	// was computed on.
@@ -104,21 +106,26 @@ func (h *history) add(t, y, noise float64) {
 		}
 		h.drops = append(h.drops, t)
 	}
-	h.lastY, h.hasLast, h.noise = y, true, noise
-	h.minutes.add(t, y)
+	h.lastY, h.hasLast = y, true
+	if h.minutes.add(t, y) {
+		h.noise = noise
+	}
 	h.halfHours.add(t, y)
 }
 
-func (m *minima) add(t, y float64) {
+// add folds a point into the current bucket; true when it began a bucket.
+func (m *minima) add(t, y float64) bool {
 	idx := int64(math.Floor(t / m.width))
 	if m.cur.n > 0 && idx != m.cur.idx {
 		m.close()
 	}
-	if m.cur.n == 0 {
+	began := m.cur.n == 0
+	if began {
 		m.cur.idx, m.cur.min = idx, y
 	}
 	m.cur.min = min(m.cur.min, y)
 	m.cur.n++
+	return began
 }
 
 // close appends the current bucket (and NaN for buckets without points).

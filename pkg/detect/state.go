@@ -13,7 +13,7 @@ import (
 // stateVersion numbers the layout MarshalBinary writes. A change of layout
 // must bump it: UnmarshalBinary refuses any other version, and the agent
 // then starts the container afresh rather than misread it.
-const stateVersion = 6
+const stateVersion = 7
 
 // ErrConfigMismatch is returned by UnmarshalBinary when the state was saved
 // by a detector with other settings: its rings and buckets would not mean
@@ -45,6 +45,8 @@ func (d *Detector) MarshalBinary() ([]byte, error) {
 	}
 	w.tier(&d.onset)
 	w.f64(d.onsetTau)
+	w.tier(&d.stairs)
+	w.f64(d.stairsFrom)
 	w.boolean(d.leaking)
 	w.f64(d.leakingSince)
 	w.f64(d.quietSince)
@@ -95,6 +97,8 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 	}
 	r.tier(&n.onset)
 	n.onsetTau = r.f64()
+	r.tier(&n.stairs)
+	n.stairsFrom = r.f64()
 	n.leaking = r.boolean()
 	n.leakingSince = r.f64()
 	n.quietSince = r.f64()
@@ -113,7 +117,7 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 	if r.err != nil {
 		return fmt.Errorf("decoding detector state: %w", r.err)
 	}
-	n.fast.confirm, n.medium.confirm, n.slow.confirm, n.onset.confirm = d.fast.confirm, d.medium.confirm, d.slow.confirm, d.onset.confirm
+	n.fast.confirm, n.medium.confirm, n.slow.confirm, n.onset.confirm, n.stairs.confirm = d.fast.confirm, d.medium.confirm, d.slow.confirm, d.onset.confirm, d.stairs.confirm
 	*d = n
 	return nil
 }
@@ -127,8 +131,8 @@ const maxBucketIndex = 1 << 40
 // after the last point (the fast tier indexes its windows by their age).
 func (d *Detector) checkState() error {
 	for _, v := range []float64{d.lastT, d.segStart, d.analysisStart, d.leakingSince, d.quietSince, d.medium.cur.min, d.slow.cur.min,
-		d.noise, d.hist.lastY, d.hist.minutes.cur.min, d.hist.halfHours.cur.min,
-		d.segFirst, d.segPeak, d.limitCycle, d.limitSlope, d.onsetTau} {
+		d.noise, d.hist.lastY, d.hist.noise, d.hist.minutes.cur.min, d.hist.halfHours.cur.min,
+		d.segFirst, d.segPeak, d.limitCycle, d.limitSlope, d.onsetTau, d.stairsFrom} {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return errors.New("non-finite time or level")
 		}
@@ -243,6 +247,7 @@ func (w *stateWriter) history(h *history) {
 	}
 	w.f64(h.lastY)
 	w.boolean(h.hasLast)
+	w.f64(h.noise)
 }
 
 func (w *stateWriter) tier(s *tierState) {
@@ -342,7 +347,7 @@ func (r *stateReader) verdict() Verdict {
 	v.GrowthBytesPerSecond = r.f64()
 	v.Confidence = r.f64()
 	v.TimeToLimit = time.Duration(r.i64())
-	tier := r.count(int(TierRestarts))
+	tier := r.count(int(TierStairs))
 	v.Tier = Tier(tier)
 	v.LeakingSince = r.time()
 	v.SegmentStart = r.time()
@@ -395,6 +400,7 @@ func (r *stateReader) history(h *history) {
 	}
 	h.lastY = r.f64()
 	h.hasLast = r.boolean()
+	h.noise = r.f64()
 }
 
 func (r *stateReader) tier(s *tierState) {
