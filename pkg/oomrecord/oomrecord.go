@@ -189,7 +189,9 @@ func (r *Recorder) build(ev tracer.Event) Record {
 			faults = profile.TopStacks(p, r.cfg.TopStacks, 4)
 			rec.Faults = encode(p)
 		}
-		// Faulted bytes are what the cgroup was charged for; mapped bytes
+		// Faulted bytes are mostly what the cgroup was charged for (a
+		// read of never-written memory maps the zero page, charges
+		// nothing, and counts too: docs/architecture.md); mapped bytes
 		// may be reserved and never touched (an allocator's arenas), so
 		// they are the fallback when faults were not sampled.
 		k.TopStacks, k.TopStacksOf = faults, view.StacksFaulted

@@ -10,8 +10,10 @@
 // that gave pages back with MADV_DONTNEED). inuse_resident_space, present in
 // a current inuse profile when the caller supplies it (Meta.Resident), is the
 // part of those bytes resident in RAM when the profile was built.
-// faulted_space is bytes faulted in, which is resident when faulted. With a window (?seconds=N) a profile is the
-// growth over the last N seconds, as Go's /debug/pprof/heap?seconds=N, so a
+// faulted_space is bytes faulted in (a read of never-written memory and the
+// write after it count twice: docs/architecture.md). With a window
+// (?seconds=N) a profile is the growth over the last N seconds, as Go's
+// /debug/pprof/heap?seconds=N, so a
 // leak is not drowned by what the container allocated at start. Unlike Go's,
 // no figure is negative: inuse_* hold what grew, and memory released in the
 // window has its own released_objects/released_space; a process that exited
@@ -197,7 +199,7 @@ func (s *Store) build(memcg uint64, only *Image, typ Type, window time.Duration,
 	case Faults:
 		p.SampleType = []*profile.ValueType{{Type: "faulted_samples", Unit: "count"}, {Type: "faulted_space", Unit: "bytes"}}
 		p.DefaultSampleType = "faulted_space"
-		p.Comments = append(p.Comments, "faulted_samples, faulted_space: sampled page faults on anonymous memory and the bytes they stand for, resident when faulted")
+		p.Comments = append(p.Comments, "faulted_samples, faulted_space: sampled page faults on anonymous memory and the bytes they stand for; a read of memory never written (the zero page, nothing charged) and the write after it are two faults for one page")
 		p.PeriodType = &profile.ValueType{Type: "space", Unit: "bytes"}
 		p.Period = int64(meta.FaultSampleBytes)
 	default:
