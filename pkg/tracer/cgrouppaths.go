@@ -1,7 +1,6 @@
 package tracer
 
 import (
-	"bytes"
 	"errors"
 
 	"github.com/cilium/ebpf"
@@ -24,13 +23,9 @@ func (t *Tracer) CgroupPath(memcg uint64) (string, bool) {
 		}
 		return "", false
 	}
-	b := make([]byte, len(v.Path))
-	for i, c := range v.Path {
-		b[i] = byte(c)
+	path, ended := cString(v.Path[:])
+	if path == "" || !ended {
+		return "", false // it filled the buffer: cut
 	}
-	n := bytes.IndexByte(b, 0)
-	if n <= 0 {
-		return "", false // empty, or it filled the buffer: cut
-	}
-	return string(b[:n]), true
+	return path, true
 }

@@ -485,14 +485,21 @@ func (t *Tracer) readEvents() error {
 	}
 }
 
-func (t *Tracer) decodeEvent(raw *leakwatchEvent) Event {
-	comm := make([]byte, 0, len(raw.Comm))
-	for _, c := range raw.Comm {
+// cString is the C string in a kernel-side char array, and whether it
+// ended within it (false: it filled the array, perhaps cut).
+func cString(raw []int8) (string, bool) {
+	b := make([]byte, 0, len(raw))
+	for _, c := range raw {
 		if c == 0 {
-			break
+			return string(b), true
 		}
-		comm = append(comm, byte(c))
+		b = append(b, byte(c))
 	}
+	return string(b), false
+}
+
+func (t *Tracer) decodeEvent(raw *leakwatchEvent) Event {
+	comm, _ := cString(raw.Comm[:])
 	return Event{
 		Type:           EventType(raw.Type),
 		Time:           t.wallTime(raw.Ts),
@@ -503,7 +510,7 @@ func (t *Tracer) decodeEvent(raw *leakwatchEvent) Event {
 		TriggerMemcg:   raw.TriggerMemcg,
 		TriggerFoundBy: TriggerFoundBy(raw.OomFoundBy),
 		OOMKind:        OOMKind(raw.OomKind),
-		Comm:           string(comm),
+		Comm:           comm,
 		TotalVMBytes:   raw.TotalVmBytes,
 		AnonRSSBytes:   raw.AnonRssBytes,
 		FileRSSBytes:   raw.FileRssBytes,
