@@ -32,9 +32,9 @@ const (
 	// TierOnset: the floor held a level, then rose at a steady pace for an
 	// hour and a half and more, in a shape no load cycle draws (onset.go).
 	TierOnset
-	// TierStairs: the floor rose in alike steps at regular intervals for
-	// two persistence spans and more, as a heap that leaks grows in a
-	// runtime that keeps what it takes (stairs.go).
+	// TierStairs: the floor rose in six or more alike steps at regular
+	// intervals over one and a half persistence spans and more, as a heap
+	// that leaks grows in a runtime that keeps what it takes (stairs.go).
 	TierStairs
 )
 
@@ -324,7 +324,11 @@ func (d *Detector) Observe(p Point) Verdict {
 		}
 		if unitClosed {
 			f := d.evalStairs(t)
-			d.stairs.record(f.pass, f.slope, f.conf)
+			conf := 0.0
+			if f.pass {
+				conf = 1
+			}
+			d.stairs.record(f.pass, f.slope, conf)
 			d.stairsFrom = f.from
 			d.gate(t, TierStairs, &d.stairs)
 		}
@@ -886,7 +890,9 @@ func (d *Detector) verdict(t float64, p Point, newSeg bool) Verdict {
 	}{{TierSlow, &d.slow.tierState}, {TierMedium, &d.medium.tierState}, {TierFast, &d.fast}, {TierOnset, &d.onset}, {TierStairs, &d.stairs}}
 	best := -1
 	for i, c := range tiers {
-		if !c.s.valid {
+		// The stairs tier has no evidence short of a pass: a quiet
+		// container must not read as its slope of 0.
+		if !c.s.valid || (c.tier == TierStairs && !c.s.passing) {
 			continue
 		}
 		if best < 0 {

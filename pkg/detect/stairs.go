@@ -6,13 +6,13 @@ import (
 )
 
 // The staircase test: growth in lumps minutes apart, the way a runtime that
-// keeps what it takes grows a leaking heap (CPython's arenas, a Go heap
-// goal raised collection after collection). Between two lumps the floor is
+// keeps what it takes grows a leaking heap (CPython's). Between two lumps
+// the floor is
 // flat, so the halves of the persistence test's spans (rose) hold one lump
 // or none and are rarely even, and such a leak waited for hours or was
 // never called. What tells a leak's staircase from the lumps a healthy
 // program also shows is that it goes on, at a kept pace: at least
-// stairSteps steps of the floor's record over at least two spans of
+// stairSteps steps of the floor's record over at least stairSpans spans of
 // Config.Persistence, the intervals between them regular (none more than
 // stairInterval times the median) and the last step no older than that,
 // their sizes alike (none more than stairSize times the smallest), and the
@@ -47,12 +47,21 @@ type stair struct {
 	size float64
 }
 
-// stairFit is the outcome of one evaluation of the stairs tier.
+// stairFit is the outcome of one evaluation of the stairs tier (a pass has
+// confidence 1: its tests are met or not).
 type stairFit struct {
 	pass  bool
 	slope float64 // bytes per second from the first step to the last
 	from  float64 // when the first step was
-	conf  float64
+}
+
+// stepSizes lists the sizes of steps.
+func stepSizes(steps []stair) []float64 {
+	sizes := make([]float64, len(steps))
+	for i, st := range steps {
+		sizes[i] = st.size
+	}
+	return sizes
 }
 
 // evalStairs looks for the staircase in the record of the floor over the
@@ -96,11 +105,7 @@ func (d *Detector) evalStairs(t float64) stairFit {
 		i = j + 1
 	}
 	// Rises much smaller than the steps are the floor settling, not steps.
-	sizes := make([]float64, len(steps))
-	for i, st := range steps {
-		sizes[i] = st.size
-	}
-	small := stairSmall * median(sizes)
+	small := stairSmall * median(stepSizes(steps))
 	kept := steps[:0]
 	for _, st := range steps {
 		if st.size >= small {
@@ -129,10 +134,7 @@ func (d *Detector) stairsOf(t float64, recs []float64, below float64, steps []st
 	lo, hi := slices.Min(intervals), slices.Max(intervals)
 	med := median(intervals)
 	first, last := steps[0], steps[len(steps)-1]
-	sizes := make([]float64, 0, len(steps))
-	for _, st := range steps {
-		sizes = append(sizes, st.size)
-	}
+	sizes := stepSizes(steps)
 	switch {
 	case med < 2*stairFlat, hi > stairInterval*med, lo < med/stairInterval:
 		return stairFit{}, false // irregular, or too close to be told from a ramp
@@ -150,6 +152,5 @@ func (d *Detector) stairsOf(t float64, recs []float64, below float64, steps []st
 		pass:  true,
 		slope: rise / (float64(last.at-first.at) * unit),
 		from:  t - float64(len(recs)-1-first.at)*unit,
-		conf:  1,
 	}, true
 }

@@ -92,6 +92,9 @@ func TestStairsQuietOnStepsThatAreNotALeak(t *testing.T) {
 				if d.stairs.passing {
 					t.Fatalf("the stairs tier passed at %.0f min", s/60)
 				}
+				if v.Tier == TierStairs {
+					t.Fatalf("at %.0f min the verdict reports the stairs tier, which did not pass", s/60)
+				}
 			})
 		})
 	}
